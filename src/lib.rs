@@ -1,0 +1,18 @@
+//! packd: a self-hosted service for managing software packages.
+//!
+//! A tour, from the outside in:
+//!
+//! - [`config`]: every command-line flag and its `PACKD_*` environment twin.
+//! - [`server`]: starts and stops the service: opens the store, binds the
+//!   socket, serves until SIGTERM or Ctrl-C, then drains and closes.
+//! - [`api`]: the only module that knows HTTP: routes, the OpenAPI
+//!   description, request ids, logging, and every error as RFC 9457 problem+json.
+//! - [`store`]: the only module that knows redb and the byte encoding; one
+//!   writer thread batches writes into transactions (group commit).
+//! - [`domain`]: pure rules (names, versions, statuses, transitions), no I/O.
+
+pub mod api;
+pub mod config;
+pub mod domain;
+pub mod server;
+pub mod store;

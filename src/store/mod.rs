@@ -1,0 +1,457 @@
+//! Storage: the only module that knows redb and the byte encoding.
+//!
+//! One redb file holds everything. Reads open a read transaction on the
+//! calling task (MVCC: they never wait for the writer); writes go to the
+//! single writer thread (`writer.rs`), which batches them into transactions.
+//! The `meta` table carries the schema version, checked before anything is
+//! written, so a file from a newer packd is refused untouched.
+
+mod codec;
+mod packages;
+mod tables;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::{Database, ReadTransaction, ReadableDatabase};
+
+pub use self::packages::{ListPackages, NewPackage};
+use self::writer::Writer;
+
+/// The layout version this binary writes and understands.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// Default size of redb's page cache.
+pub const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// One page of a listing, in id (creation) order.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// The id to continue after, when more items exist.
+    pub next_after: Option<uuid::Uuid>,
+}
+
+/// A request's precondition on the revision it last saw (`If-Match`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Precondition {
+    #[default]
+    None,
+    /// `If-Match: *`: the resource must exist.
+    Exists,
+    /// `If-Match: "3", "4"`: the current revision must be one of these.
+    RevisionIn(Vec<u64>),
+}
+
+impl Precondition {
+    fn check(&self, current: u64) -> Result<(), StoreError> {
+        match self {
+            Precondition::RevisionIn(revs) if !revs.contains(&current) => {
+                Err(StoreError::PreconditionFailed { current })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Why a store call did not do what was asked.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("a package named {name:?} with version {version:?} already exists ({existing})")]
+    Duplicate {
+        name: String,
+        version: String,
+        existing: uuid::Uuid,
+    },
+    #[error("the current revision is {current}")]
+    PreconditionFailed { current: u64 },
+    #[error("operation {operation_id} is in flight for this package")]
+    OperationInProgress { operation_id: uuid::Uuid },
+    /// The storage could not take a write (disk full, I/O error): retry later.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("the store is shutting down")]
+    Closed,
+    #[error("internal store error: {0}")]
+    Internal(String),
+}
+
+impl From<redb::Error> for StoreError {
+    fn from(e: redb::Error) -> Self {
+        match e {
+            redb::Error::Io(io) => StoreError::Unavailable(io.to_string()),
+            redb::Error::PreviousIo => {
+                StoreError::Unavailable("an earlier write failed; retrying".into())
+            }
+            redb::Error::Corrupted(m) => StoreError::Corrupt(m),
+            redb::Error::DatabaseClosed => StoreError::Closed,
+            other => StoreError::Internal(other.to_string()),
+        }
+    }
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                redb::Error::from(e).into()
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::StorageError,
+    redb::TableError,
+    redb::TransactionError,
+    redb::CommitError
+);
+
+/// Why the file could not be opened. Each message is meant for an operator.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("the database file {0} is in use by another process (is another packd running on it?)")]
+    InUse(PathBuf),
+    #[error(
+        "the database file {path} has schema version {found}, newer than this packd supports \
+         ({supported}); upgrade packd. The file was not changed."
+    )]
+    NewerSchema {
+        path: PathBuf,
+        found: u64,
+        supported: u64,
+    },
+    #[error(
+        "{path} is not a packd database ({reason}); refusing to touch it. \
+         Point --db at a packd file or at a path that does not exist yet."
+    )]
+    Foreign { path: PathBuf, reason: String },
+    #[error("cannot open the database file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open the database file {path}: {reason}")]
+    Other { path: PathBuf, reason: String },
+}
+
+/// Settings for opening the store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub cache_bytes: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            cache_bytes: DEFAULT_CACHE_BYTES,
+        }
+    }
+}
+
+/// A handle on the open database. Cheap to clone; all clones share one file.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Arc<Database>,
+    writer: Writer,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens the file at `path`, creating it (with every table and the schema
+    /// version) when it does not exist or is empty.
+    pub fn open(path: &Path, options: &StoreOptions) -> Result<Store, OpenError> {
+        let db = open_database(path, options)?;
+        Self::from_database(db, path.to_path_buf())
+    }
+
+    /// A store that lives in memory only, for building the OpenAPI description
+    /// and for tests.
+    pub fn in_memory() -> Result<Store, OpenError> {
+        let path = PathBuf::from(":memory:");
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(|e| OpenError::Other {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        Self::from_database(db, path)
+    }
+
+    fn from_database(db: Database, path: PathBuf) -> Result<Store, OpenError> {
+        let db = Arc::new(db);
+        init_or_check_schema(&db, &path)?;
+        let writer = Writer::start(db.clone()).map_err(|source| OpenError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Store {
+            inner: Arc::new(Inner { db, writer, path }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Finishes queued writes and stops the writer. Reads keep working on the
+    /// clones still alive; the file lock goes with the last clone.
+    pub fn close(&self) {
+        self.inner.writer.shutdown();
+    }
+
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&ReadTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let rtx = self.inner.db.begin_read()?;
+        f(&rtx)
+    }
+
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&redb::WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.inner.writer.write(f).await
+    }
+
+    /// Names of the tables in the file, for checks that nothing is forgotten.
+    pub fn table_names(&self) -> Result<Vec<String>, StoreError> {
+        use redb::TableHandle;
+        self.read(|rtx| Ok(rtx.list_tables()?.map(|t| t.name().to_string()).collect()))
+    }
+}
+
+fn open_database(path: &Path, options: &StoreOptions) -> Result<Database, OpenError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        && !parent.exists()
+    {
+        return Err(OpenError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("the directory {} does not exist", parent.display()),
+            ),
+        });
+    }
+    let mut builder = Database::builder();
+    builder.set_cache_size(options.cache_bytes);
+
+    // Opening for writing marks the file in its header, so a file this binary
+    // must refuse is first looked at read-only, which changes nothing. A file
+    // left by a crash cannot be opened read-only until repaired; it is then
+    // checked right after the writable open, before any packd write.
+    let non_empty = std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
+    if non_empty {
+        match builder.open_read_only(path) {
+            Ok(ro) => {
+                let rtx = ro.begin_read().map_err(|e| other(path, &e))?;
+                check_schema(read_schema(&rtx, path)?, path)?;
+            }
+            Err(redb::DatabaseError::RepairAborted) => {}
+            Err(e) => return Err(classify_open_error(e, path)),
+        }
+    }
+    builder
+        .create(path)
+        .map_err(|e| classify_open_error(e, path))
+}
+
+fn other(path: &Path, e: &dyn std::fmt::Display) -> OpenError {
+    OpenError::Other {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
+}
+
+fn classify_open_error(e: redb::DatabaseError, path: &Path) -> OpenError {
+    let path = path.to_path_buf();
+    match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => OpenError::InUse(path),
+        redb::DatabaseError::Storage(redb::StorageError::Io(source))
+            if source.kind() == std::io::ErrorKind::InvalidData =>
+        {
+            OpenError::Foreign {
+                path,
+                reason: source.to_string(),
+            }
+        }
+        redb::DatabaseError::Storage(redb::StorageError::Io(source)) => {
+            OpenError::Io { path, source }
+        }
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(reason)) => OpenError::Foreign {
+            path,
+            reason: format!("not a readable redb file: {reason}"),
+        },
+        other => OpenError::Other {
+            path,
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// What the `meta` table says about a file.
+enum Schema {
+    /// No tables at all: a new file.
+    Empty,
+    Version(u64),
+    /// Tables, but not packd's.
+    Foreign(Vec<String>),
+}
+
+fn read_schema(rtx: &ReadTransaction, path: &Path) -> Result<Schema, OpenError> {
+    use redb::TableHandle;
+    let names: Vec<String> = rtx
+        .list_tables()
+        .map_err(|e| other(path, &e))?
+        .map(|t| t.name().to_string())
+        .collect();
+    if names.is_empty() {
+        return Ok(Schema::Empty);
+    }
+    if !names.iter().any(|n| n == "meta") {
+        return Ok(Schema::Foreign(names));
+    }
+    let meta = rtx.open_table(tables::META).map_err(|e| other(path, &e))?;
+    let version = meta
+        .get(tables::SCHEMA_VERSION_KEY)
+        .map_err(|e| other(path, &e))?
+        .map(|v| v.value());
+    Ok(version.map_or(Schema::Foreign(names), Schema::Version))
+}
+
+fn check_schema(schema: Schema, path: &Path) -> Result<Schema, OpenError> {
+    match schema {
+        Schema::Version(v) if v > SCHEMA_VERSION => Err(OpenError::NewerSchema {
+            path: path.to_path_buf(),
+            found: v,
+            supported: SCHEMA_VERSION,
+        }),
+        Schema::Foreign(names) => Err(OpenError::Foreign {
+            path: path.to_path_buf(),
+            reason: format!(
+                "a redb file without packd's schema version (tables: {})",
+                names.join(", ")
+            ),
+        }),
+        ok => Ok(ok),
+    }
+}
+
+/// A new file gets its tables and version in one transaction; an existing one
+/// must carry a version this binary understands.
+fn init_or_check_schema(db: &Database, path: &Path) -> Result<(), OpenError> {
+    let rtx = db.begin_read().map_err(|e| other(path, &e))?;
+    let schema = check_schema(read_schema(&rtx, path)?, path)?;
+    drop(rtx);
+
+    let mut wtx = db.begin_write().map_err(|e| other(path, &e))?;
+    wtx.set_quick_repair(true);
+    // Creating every table (a no-op for those that exist) keeps readers free
+    // of "no such table" whatever version wrote the file.
+    tables::create_all(&wtx).map_err(|e| other(path, &e))?;
+    if let Schema::Empty = schema {
+        wtx.open_table(tables::META)
+            .map_err(|e| other(path, &e))?
+            .insert(tables::SCHEMA_VERSION_KEY, SCHEMA_VERSION)
+            .map_err(|e| other(path, &e))?;
+    }
+    wtx.commit().map_err(|e| other(path, &e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_file_gets_every_table_and_the_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("p.redb"), &StoreOptions::default()).unwrap();
+        let mut names = store.table_names().unwrap();
+        names.sort();
+        let mut expected: Vec<String> = tables::ALL.iter().map(|s| s.to_string()).collect();
+        expected.sort();
+        assert_eq!(names, expected);
+        store.close();
+    }
+
+    #[test]
+    fn newer_schema_is_refused_and_file_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.redb");
+        {
+            let db = Database::create(&path).unwrap();
+            let wtx = db.begin_write().unwrap();
+            wtx.open_table(tables::META)
+                .unwrap()
+                .insert(tables::SCHEMA_VERSION_KEY, SCHEMA_VERSION + 1)
+                .unwrap();
+            wtx.commit().unwrap();
+        }
+        let before = std::fs::read(&path).unwrap();
+        let err = Store::open(&path, &StoreOptions::default())
+            .err()
+            .expect("must refuse");
+        assert!(
+            matches!(err, OpenError::NewerSchema { found: 2, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("upgrade packd"));
+        assert!(std::fs::read(&path).unwrap() == before, "file changed");
+    }
+
+    #[test]
+    fn foreign_files_are_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = dir.path().join("notes.txt");
+        std::fs::write(
+            &text,
+            b"these are not the bytes you are looking for\n".repeat(200),
+        )
+        .unwrap();
+        let before = std::fs::read(&text).unwrap();
+        let err = Store::open(&text, &StoreOptions::default())
+            .err()
+            .expect("must refuse");
+        assert!(matches!(err, OpenError::Foreign { .. }), "{err}");
+        assert!(std::fs::read(&text).unwrap() == before, "file changed");
+
+        let other_redb = dir.path().join("other.redb");
+        {
+            let db = Database::create(&other_redb).unwrap();
+            let wtx = db.begin_write().unwrap();
+            wtx.open_table(redb::TableDefinition::<u64, u64>::new("theirs"))
+                .unwrap()
+                .insert(1, 2)
+                .unwrap();
+            wtx.commit().unwrap();
+        }
+        let err = Store::open(&other_redb, &StoreOptions::default())
+            .err()
+            .expect("must refuse");
+        assert!(matches!(err, OpenError::Foreign { .. }), "{err}");
+    }
+
+    #[test]
+    fn second_open_reports_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.redb");
+        let store = Store::open(&path, &StoreOptions::default()).unwrap();
+        let err = Store::open(&path, &StoreOptions::default())
+            .err()
+            .expect("must refuse");
+        assert!(matches!(err, OpenError::InUse(_)), "{err}");
+        assert!(err.to_string().contains("in use"));
+        store.close();
+    }
+}

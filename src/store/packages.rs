@@ -1,0 +1,348 @@
+//! Package rows and their three indexes, always written together.
+
+use redb::{ReadableTable, WriteTransaction};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::codec::{decode, encode};
+use super::tables::{PACKAGES, PACKAGES_BY_NAME, PACKAGES_BY_NAME_VERSION, PACKAGES_BY_STATUS};
+use super::{Page, Precondition, Store, StoreError};
+use crate::domain::Timestamp;
+use crate::domain::package::{Package, PackageName, PackagePatch, PackageVersion, Status};
+
+/// The stored form of a package. The id is the key, not part of the value.
+#[derive(Debug, Serialize, Deserialize)]
+enum PackageRecord {
+    V1(PackageV1),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct PackageV1 {
+    name: String,
+    version: String,
+    status: u8,
+    operation_id: Option<u128>,
+    revision: u64,
+    created_at: i64,
+    updated_at: i64,
+}
+
+/// Status codes as stored in records and in the status index. Fixed forever:
+/// changing one is a format change.
+fn status_code(s: Status) -> u8 {
+    match s {
+        Status::Created => 0,
+        Status::Downloaded => 1,
+        Status::Active => 2,
+    }
+}
+
+fn status_from_code(code: u8) -> Result<Status, StoreError> {
+    match code {
+        0 => Ok(Status::Created),
+        1 => Ok(Status::Downloaded),
+        2 => Ok(Status::Active),
+        other => Err(StoreError::Corrupt(format!(
+            "unknown package status code {other}"
+        ))),
+    }
+}
+
+fn to_record(p: &Package) -> PackageRecord {
+    PackageRecord::V1(PackageV1 {
+        name: p.name.as_str().to_owned(),
+        version: p.version.as_str().to_owned(),
+        status: status_code(p.status),
+        operation_id: p.operation_id.map(|u| u.as_u128()),
+        revision: p.revision,
+        created_at: p.created_at.as_micros(),
+        updated_at: p.updated_at.as_micros(),
+    })
+}
+
+fn from_record(id: u128, bytes: &[u8]) -> Result<Package, StoreError> {
+    let PackageRecord::V1(r) = decode::<PackageRecord>("packages", bytes)?;
+    // Stored names passed validation when written; a failure here is corruption.
+    let corrupt = |e: crate::domain::ValidationError| StoreError::Corrupt(e.to_string());
+    Ok(Package {
+        id: Uuid::from_u128(id),
+        name: PackageName::parse(r.name).map_err(corrupt)?,
+        version: PackageVersion::parse(r.version).map_err(corrupt)?,
+        status: status_from_code(r.status)?,
+        operation_id: r.operation_id.map(Uuid::from_u128),
+        revision: r.revision,
+        created_at: Timestamp::from_micros(r.created_at),
+        updated_at: Timestamp::from_micros(r.updated_at),
+    })
+}
+
+/// What a client supplies to create a package.
+#[derive(Debug, Clone)]
+pub struct NewPackage {
+    pub name: PackageName,
+    pub version: PackageVersion,
+}
+
+/// Filters and position of a package listing.
+#[derive(Debug, Clone, Default)]
+pub struct ListPackages {
+    pub status: Option<Status>,
+    pub name: Option<String>,
+    pub after: Option<Uuid>,
+    pub limit: usize,
+}
+
+fn get_in<T: ReadableTable<u128, &'static [u8]>>(
+    table: &T,
+    id: Uuid,
+) -> Result<Package, StoreError> {
+    let row = table.get(id.as_u128())?.ok_or(StoreError::NotFound)?;
+    from_record(id.as_u128(), row.value())
+}
+
+/// Writes the row and every index entry of `p`.
+fn put(wtx: &WriteTransaction, p: &Package) -> Result<(), StoreError> {
+    let id = p.id.as_u128();
+    wtx.open_table(PACKAGES)?
+        .insert(id, encode(&to_record(p))?.as_slice())?;
+    wtx.open_table(PACKAGES_BY_NAME_VERSION)?
+        .insert((p.name.as_str(), p.version.as_str()), id)?;
+    wtx.open_table(PACKAGES_BY_NAME)?
+        .insert((p.name.as_str(), id), ())?;
+    wtx.open_table(PACKAGES_BY_STATUS)?
+        .insert((status_code(p.status), id), ())?;
+    Ok(())
+}
+
+/// Removes the index entries of `p` (the row itself is overwritten or removed by the caller).
+fn unindex(wtx: &WriteTransaction, p: &Package) -> Result<(), StoreError> {
+    let id = p.id.as_u128();
+    wtx.open_table(PACKAGES_BY_NAME_VERSION)?
+        .remove((p.name.as_str(), p.version.as_str()))?;
+    wtx.open_table(PACKAGES_BY_NAME)?
+        .remove((p.name.as_str(), id))?;
+    wtx.open_table(PACKAGES_BY_STATUS)?
+        .remove((status_code(p.status), id))?;
+    Ok(())
+}
+
+fn check_unique(
+    wtx: &WriteTransaction,
+    name: &PackageName,
+    version: &PackageVersion,
+    except: Option<Uuid>,
+) -> Result<(), StoreError> {
+    let index = wtx.open_table(PACKAGES_BY_NAME_VERSION)?;
+    if let Some(existing) = index.get((name.as_str(), version.as_str()))? {
+        let existing = Uuid::from_u128(existing.value());
+        if Some(existing) != except {
+            return Err(StoreError::Duplicate {
+                name: name.to_string(),
+                version: version.to_string(),
+                existing,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn load_for_change(
+    wtx: &WriteTransaction,
+    id: Uuid,
+    precondition: &Precondition,
+) -> Result<Package, StoreError> {
+    let current = get_in(&wtx.open_table(PACKAGES)?, id)?;
+    precondition.check(current.revision)?;
+    if let Some(operation_id) = current.operation_id {
+        return Err(StoreError::OperationInProgress { operation_id });
+    }
+    Ok(current)
+}
+
+impl Store {
+    pub async fn create_package(&self, new: NewPackage) -> Result<Package, StoreError> {
+        let now = Timestamp::now();
+        let package = Package {
+            id: Uuid::now_v7(),
+            name: new.name,
+            version: new.version,
+            status: Status::Created,
+            operation_id: None,
+            revision: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        self.write(move |wtx| {
+            check_unique(wtx, &package.name, &package.version, None)?;
+            put(wtx, &package)?;
+            Ok(package)
+        })
+        .await
+    }
+
+    pub fn get_package(&self, id: Uuid) -> Result<Package, StoreError> {
+        self.read(|rtx| get_in(&rtx.open_table(PACKAGES)?, id))
+    }
+
+    pub fn list_packages(&self, q: &ListPackages) -> Result<Page<Package>, StoreError> {
+        let after = q.after.map_or(0, |u| u.as_u128().saturating_add(1));
+        if q.after.is_some_and(|u| u.as_u128() == u128::MAX) {
+            return Ok(Page {
+                items: vec![],
+                next_after: None,
+            });
+        }
+        self.read(|rtx| {
+            let rows = rtx.open_table(PACKAGES)?;
+            // Each branch walks an index in id order and stops after limit + 1
+            // matches: the extra one only says whether a next page exists.
+            let mut items = Vec::with_capacity(q.limit + 1);
+            match (&q.name, q.status) {
+                (Some(name), status) => {
+                    let index = rtx.open_table(PACKAGES_BY_NAME)?;
+                    for entry in index.range((name.as_str(), after)..=(name.as_str(), u128::MAX))? {
+                        let (key, _) = entry?;
+                        let id = key.value().1;
+                        let p = get_in(&rows, Uuid::from_u128(id))?;
+                        if status.is_none_or(|s| s == p.status) {
+                            items.push(p);
+                            if items.len() > q.limit {
+                                break;
+                            }
+                        }
+                    }
+                }
+                (None, Some(status)) => {
+                    let code = status_code(status);
+                    let index = rtx.open_table(PACKAGES_BY_STATUS)?;
+                    for entry in index.range((code, after)..=(code, u128::MAX))? {
+                        let (key, _) = entry?;
+                        items.push(get_in(&rows, Uuid::from_u128(key.value().1))?);
+                        if items.len() > q.limit {
+                            break;
+                        }
+                    }
+                }
+                (None, None) => {
+                    for entry in rows.range(after..)? {
+                        let (key, value) = entry?;
+                        items.push(from_record(key.value(), value.value())?);
+                        if items.len() > q.limit {
+                            break;
+                        }
+                    }
+                }
+            }
+            let next_after = if items.len() > q.limit {
+                items.truncate(q.limit);
+                items.last().map(|p| p.id)
+            } else {
+                None
+            };
+            Ok(Page { items, next_after })
+        })
+    }
+
+    pub async fn update_package(
+        &self,
+        id: Uuid,
+        patch: PackagePatch,
+        precondition: Precondition,
+    ) -> Result<Package, StoreError> {
+        let now = Timestamp::now();
+        self.write(move |wtx| {
+            let before = load_for_change(wtx, id, &precondition)?;
+            let mut after = before.clone();
+            if !after.apply_patch(patch, now) {
+                return Ok(after);
+            }
+            check_unique(wtx, &after.name, &after.version, Some(id))?;
+            unindex(wtx, &before)?;
+            put(wtx, &after)?;
+            Ok(after)
+        })
+        .await
+    }
+
+    pub async fn delete_package(
+        &self,
+        id: Uuid,
+        precondition: Precondition,
+    ) -> Result<(), StoreError> {
+        self.write(move |wtx| {
+            let current = load_for_change(wtx, id, &precondition)?;
+            unindex(wtx, &current)?;
+            wtx.open_table(PACKAGES)?.remove(id.as_u128())?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreOptions;
+
+    fn new(name: &str, version: &str) -> NewPackage {
+        NewPackage {
+            name: PackageName::parse(name).unwrap(),
+            version: PackageVersion::parse(version).unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn indexes_follow_every_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("p.redb"), &StoreOptions::default()).unwrap();
+        let a = store.create_package(new("a", "1")).await.unwrap();
+        let b = store.create_package(new("a", "2")).await.unwrap();
+        store.create_package(new("b", "1")).await.unwrap();
+
+        let by_name = |name: &str| {
+            store
+                .list_packages(&ListPackages {
+                    name: Some(name.into()),
+                    limit: 10,
+                    ..Default::default()
+                })
+                .unwrap()
+                .items
+                .into_iter()
+                .map(|p| p.id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(by_name("a"), vec![a.id, b.id]);
+
+        // Renaming moves the package between name index entries and frees the pair.
+        store
+            .update_package(
+                a.id,
+                PackagePatch {
+                    name: Some(PackageName::parse("c").unwrap()),
+                    version: None,
+                },
+                Precondition::None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(by_name("a"), vec![b.id]);
+        assert_eq!(by_name("c"), vec![a.id]);
+        store.create_package(new("a", "1")).await.unwrap();
+
+        store
+            .delete_package(b.id, Precondition::None)
+            .await
+            .unwrap();
+        assert_eq!(by_name("a").len(), 1);
+        let created = store
+            .list_packages(&ListPackages {
+                status: Some(Status::Created),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(created.items.len(), 3);
+        store.close();
+    }
+}

@@ -1,0 +1,44 @@
+//! Every redb table packd keeps, with its key and value types. One list, so a
+//! backup or a migration cannot miss a table.
+//!
+//! Ids are UUID v7 stored as `u128`: big-endian numeric order is creation
+//! order, so "oldest first" is plain key order and a cursor is the last id seen.
+
+use redb::TableDefinition;
+
+/// `schema_version` -> the layout version of the whole file.
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub(crate) const SCHEMA_VERSION_KEY: &str = "schema_version";
+
+/// package id -> postcard `PackageRecord`.
+pub(crate) const PACKAGES: TableDefinition<u128, &[u8]> = TableDefinition::new("packages");
+/// (name, version) -> package id. Enforces the uniqueness of the pair.
+pub(crate) const PACKAGES_BY_NAME_VERSION: TableDefinition<(&str, &str), u128> =
+    TableDefinition::new("packages_by_name_version");
+/// (name, package id) -> (). Serves `?name=` in id order without a scan.
+pub(crate) const PACKAGES_BY_NAME: TableDefinition<(&str, u128), ()> =
+    TableDefinition::new("packages_by_name");
+/// (status code, package id) -> (). Serves `?status=` in id order without a scan.
+pub(crate) const PACKAGES_BY_STATUS: TableDefinition<(u8, u128), ()> =
+    TableDefinition::new("packages_by_status");
+
+/// Names of every table of the current schema, for integrity checks and tests.
+#[cfg(test)]
+pub(crate) const ALL: &[&str] = &[
+    "meta",
+    "packages",
+    "packages_by_name_version",
+    "packages_by_name",
+    "packages_by_status",
+];
+
+/// Opens (and on a new file, creates) every table, so readers never meet a
+/// missing table.
+pub(crate) fn create_all(tx: &redb::WriteTransaction) -> Result<(), redb::TableError> {
+    tx.open_table(META)?;
+    tx.open_table(PACKAGES)?;
+    tx.open_table(PACKAGES_BY_NAME_VERSION)?;
+    tx.open_table(PACKAGES_BY_NAME)?;
+    tx.open_table(PACKAGES_BY_STATUS)?;
+    Ok(())
+}
