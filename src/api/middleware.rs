@@ -1,0 +1,144 @@
+//! The edge of every request: request id, body size limit, one log line, and
+//! the guarantee that every error leaves as problem+json, whichever layer
+//! raised it.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use poem::PathPattern;
+use poem::http::{HeaderValue, header};
+use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
+
+use super::problem::{self, PROBLEM_CONTENT_TYPE, Problem};
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// Largest request body accepted (the contract's 64 KiB).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Longest client-sent request id echoed back; longer ones are replaced.
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// The id of the request being served, for logs and handlers.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub Arc<str>);
+
+pub struct Edge;
+
+impl<E: Endpoint> Middleware<E> for Edge {
+    type Output = EdgeEndpoint<E>;
+
+    fn transform(&self, inner: E) -> Self::Output {
+        EdgeEndpoint { inner }
+    }
+}
+
+pub struct EdgeEndpoint<E> {
+    inner: E,
+}
+
+fn request_id(req: &Request) -> Arc<str> {
+    req.headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= MAX_REQUEST_ID_LEN
+                && v.bytes().all(|b| b.is_ascii_graphic())
+        })
+        .map(Arc::from)
+        .unwrap_or_else(|| Arc::from(uuid::Uuid::now_v7().to_string()))
+}
+
+/// Reads the body into memory up to the limit. Checking `Content-Length` alone
+/// would let a chunked body through, so the bytes themselves are counted.
+async fn limit_body(req: &mut Request) -> std::result::Result<(), Problem> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(Problem::payload_too_large(MAX_BODY_BYTES));
+    }
+    let body = req.take_body();
+    match body.into_bytes_limit(MAX_BODY_BYTES).await {
+        Ok(bytes) => {
+            req.set_body(bytes);
+            Ok(())
+        }
+        Err(poem::error::ReadBodyError::PayloadTooLarge) => {
+            Err(Problem::payload_too_large(MAX_BODY_BYTES))
+        }
+        Err(e) => Err(Problem::bad_request(format!(
+            "cannot read the request body: {e}"
+        ))),
+    }
+}
+
+impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, mut req: Request) -> Result<Response> {
+        let started = Instant::now();
+        let id = request_id(&req);
+        req.set_data(RequestId(id.clone()));
+        let method = req.method().clone();
+
+        let (mut resp, route) = match limit_body(&mut req).await {
+            Err(p) => (p.into_response(), None),
+            Ok(()) => match self.inner.call(req).await {
+                Ok(out) => {
+                    let resp = out.into_response();
+                    let route = resp.data::<PathPattern>().map(|p| p.0.clone());
+                    (ensure_problem(resp), route)
+                }
+                Err(err) => {
+                    let route = err.data::<PathPattern>().map(|p| p.0.clone());
+                    (problem::from_poem_error(&err).into_response(), route)
+                }
+            },
+        };
+
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            resp.headers_mut().insert(REQUEST_ID_HEADER, v);
+        }
+        let status = resp.status().as_u16();
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let route = route.as_deref().unwrap_or("(unmatched)");
+        tracing::info!(
+            target: "packd::access",
+            method = %method,
+            route,
+            status,
+            latency_ms = (latency_ms * 1000.0).round() / 1000.0,
+            request_id = %id,
+            "request"
+        );
+        Ok(resp)
+    }
+}
+
+/// An error status without a problem body (a framework default, a panic
+/// caught upstream) gets one, keeping the status.
+fn ensure_problem(resp: Response) -> Response {
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let is_problem = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with(PROBLEM_CONTENT_TYPE));
+    if is_problem {
+        return resp;
+    }
+    let headers = resp.headers().clone();
+    let mut fixed = problem::from_status(status, "").into_response();
+    // Keep what the framework said beyond the body (Allow, WWW-Authenticate, CORS).
+    for (name, value) in &headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            fixed.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    fixed
+}

@@ -1,0 +1,426 @@
+//! `/v1/packages` and `/v1/statuses`: the package catalogue over HTTP.
+
+use poem::http::StatusCode;
+use poem_openapi::param::{Header, Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::types::MaybeUndefined;
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use uuid::Uuid;
+
+use super::ApiTags;
+use super::pagination::{self, decode_cursor, encode_cursor};
+use super::problem::status::{BODY, COMMON, S404, S409, S412};
+use super::problem::{ErrorCode, Errors, Problem};
+use super::types::Text;
+use crate::domain::Timestamp;
+use crate::domain::package::{
+    OperationKind, Package, PackageName, PackagePatch, PackageVersion, Status,
+};
+use crate::store::{ListPackages, NewPackage, Precondition, Store};
+
+type ListErrors = Errors<COMMON>;
+type GetErrors = Errors<{ COMMON | S404 }>;
+type CreateErrors = Errors<{ COMMON | BODY | S409 }>;
+type PatchErrors = Errors<{ COMMON | BODY | S404 | S409 | S412 }>;
+type DeleteErrors = Errors<{ COMMON | S404 | S409 | S412 }>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename = "Status", rename_all = "lowercase")]
+pub enum StatusDto {
+    Created,
+    Downloaded,
+    Active,
+}
+
+impl From<Status> for StatusDto {
+    fn from(s: Status) -> Self {
+        match s {
+            Status::Created => StatusDto::Created,
+            Status::Downloaded => StatusDto::Downloaded,
+            Status::Active => StatusDto::Active,
+        }
+    }
+}
+
+impl From<StatusDto> for Status {
+    fn from(s: StatusDto) -> Self {
+        match s {
+            StatusDto::Created => Status::Created,
+            StatusDto::Downloaded => Status::Downloaded,
+            StatusDto::Active => Status::Active,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename = "OperationKind", rename_all = "lowercase")]
+pub enum OperationKindDto {
+    Download,
+    Activate,
+    Deactivate,
+}
+
+impl From<OperationKind> for OperationKindDto {
+    fn from(k: OperationKind) -> Self {
+        match k {
+            OperationKind::Download => OperationKindDto::Download,
+            OperationKind::Activate => OperationKindDto::Activate,
+            OperationKind::Deactivate => OperationKindDto::Deactivate,
+        }
+    }
+}
+
+pub fn time(t: Timestamp) -> time::OffsetDateTime {
+    t.to_offset_date_time()
+}
+
+/// A package.
+#[derive(Debug, Object)]
+#[oai(rename = "Package")]
+pub struct PackageDto {
+    pub id: Uuid,
+    pub name: String,
+    pub version: String,
+    pub status: StatusDto,
+    /// The operation in flight for this package, or null.
+    pub operation_id: Option<Uuid>,
+    /// Grows by one on every change; the `ETag` is this number in quotes.
+    pub revision: u64,
+    pub created_at: time::OffsetDateTime,
+    pub updated_at: time::OffsetDateTime,
+}
+
+impl From<Package> for PackageDto {
+    fn from(p: Package) -> Self {
+        Self {
+            id: p.id,
+            name: p.name.into_string(),
+            version: p.version.into_string(),
+            status: p.status.into(),
+            operation_id: p.operation_id,
+            revision: p.revision,
+            created_at: time(p.created_at),
+            updated_at: time(p.updated_at),
+        }
+    }
+}
+
+/// A new package. Its status starts as `created`.
+#[derive(Debug, Object)]
+#[oai(rename = "NewPackage", deny_unknown_fields)]
+struct NewPackageBody {
+    /// 1 to 200 characters; no control characters, no white space at either end.
+    name: Text,
+    /// 1 to 50 characters; no control characters, no white space at either end.
+    version: Text,
+}
+
+/// Fields to change; absent fields stay as they are.
+#[derive(Debug, Object)]
+#[oai(rename = "PackagePatch", deny_unknown_fields)]
+struct PackagePatchBody {
+    /// A new name (same rules as on creation).
+    name: MaybeUndefined<Text>,
+    /// A new version (same rules as on creation). A changed version sets the
+    /// status back to `created`.
+    version: MaybeUndefined<Text>,
+    /// Not writable: statuses change only through operations. Any value is
+    /// refused with 422 `validation_failed`.
+    status: MaybeUndefined<serde_json::Value>,
+}
+
+/// One page of packages, oldest first.
+#[derive(Debug, Object)]
+#[oai(rename = "PackageList")]
+struct PackageList {
+    items: Vec<PackageDto>,
+    /// Pass as `cursor` to get the next page; null on the last page.
+    next_cursor: Option<String>,
+}
+
+#[derive(Debug, Object)]
+struct StatusInfo {
+    name: StatusDto,
+    description: String,
+}
+
+#[derive(Debug, Object)]
+struct Transition {
+    operation: OperationKindDto,
+    from: StatusDto,
+    to: StatusDto,
+}
+
+/// The statuses and the transitions between them.
+#[derive(Debug, Object)]
+struct Statuses {
+    statuses: Vec<StatusInfo>,
+    transitions: Vec<Transition>,
+}
+
+fn etag(p: &Package) -> String {
+    format!("\"{}\"", p.revision)
+}
+
+#[derive(ApiResponse)]
+enum CreatedResponse {
+    /// Created.
+    #[oai(status = 201)]
+    Created(
+        Json<PackageDto>,
+        /// Where the new package lives.
+        #[oai(header = "Location")]
+        String,
+        /// The package's revision, for `If-Match`.
+        #[oai(header = "ETag")]
+        String,
+    ),
+}
+
+#[derive(ApiResponse)]
+enum PackageResponse {
+    /// The package.
+    #[oai(status = 200)]
+    Ok(
+        Json<PackageDto>,
+        /// The package's revision, for `If-Match`.
+        #[oai(header = "ETag")]
+        String,
+    ),
+}
+
+impl PackageResponse {
+    fn from(p: Package) -> Self {
+        let tag = etag(&p);
+        PackageResponse::Ok(Json(p.into()), tag)
+    }
+}
+
+#[derive(ApiResponse)]
+enum DeletedResponse {
+    /// Deleted.
+    #[oai(status = 204)]
+    Deleted,
+}
+
+/// Parses `If-Match` (RFC 9110 §13.1.1): `*`, or a list of strong entity tags.
+/// A weak or non-numeric tag can never match a revision, so it is kept out of
+/// the list rather than refused.
+fn precondition(if_match: Option<&str>) -> Result<Precondition, Problem> {
+    let Some(raw) = if_match.map(str::trim) else {
+        return Ok(Precondition::None);
+    };
+    if raw == "*" {
+        return Ok(Precondition::Exists);
+    }
+    let mut revisions = Vec::new();
+    for tag in raw.split(',').map(str::trim) {
+        let (weak, tag) = match tag.strip_prefix("W/") {
+            Some(rest) => (true, rest),
+            None => (false, tag),
+        };
+        let inner = tag
+            .strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))
+            .ok_or_else(|| {
+                Problem::bad_request(
+                    "If-Match must be `*` or a list of quoted entity tags, such as \"3\"",
+                )
+            })?;
+        if let (false, Ok(rev)) = (weak, inner.parse::<u64>()) {
+            revisions.push(rev);
+        }
+    }
+    Ok(Precondition::RevisionIn(revisions))
+}
+
+pub struct PackagesApi {
+    pub store: Store,
+}
+
+#[OpenApi(tag = "ApiTags::Packages")]
+impl PackagesApi {
+    /// Create a package.
+    ///
+    /// Role: `write`. The (name, version) pair is unique: a second one is 409 `duplicate`.
+    #[oai(
+        path = "/v1/packages",
+        method = "post",
+        operation_id = "create_package"
+    )]
+    async fn create(&self, body: Json<NewPackageBody>) -> Result<CreatedResponse, CreateErrors> {
+        let new = NewPackage {
+            name: PackageName::parse(body.0.name.0)?,
+            version: PackageVersion::parse(body.0.version.0)?,
+        };
+        let p = self.store.create_package(new).await?;
+        let location = format!("/v1/packages/{}", p.id);
+        let tag = etag(&p);
+        Ok(CreatedResponse::Created(Json(p.into()), location, tag))
+    }
+
+    /// List packages, oldest first.
+    ///
+    /// Role: `read`. Filters combine: `status` and the exact `name`.
+    #[oai(path = "/v1/packages", method = "get", operation_id = "list_packages")]
+    async fn list(
+        &self,
+        /// Only packages with this status.
+        status: Query<Option<StatusDto>>,
+        /// Only packages with exactly this name.
+        name: Query<Option<String>>,
+        /// Page size, 1 to 1000 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
+        limit: Query<Option<u32>>,
+        /// The `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> Result<Json<PackageList>, ListErrors> {
+        let q = ListPackages {
+            status: status.0.map(Into::into),
+            name: name.0,
+            after: decode_cursor(cursor.0.as_deref())?,
+            limit: pagination::limit(limit.0),
+        };
+        let page = self.store.list_packages(&q)?;
+        Ok(Json(PackageList {
+            items: page.items.into_iter().map(Into::into).collect(),
+            next_cursor: page.next_after.map(encode_cursor),
+        }))
+    }
+
+    /// Get a package.
+    ///
+    /// Role: `read`. The `ETag` header carries the revision for `If-Match`.
+    #[oai(
+        path = "/v1/packages/:id",
+        method = "get",
+        operation_id = "get_package"
+    )]
+    async fn get(&self, id: Path<Uuid>) -> Result<PackageResponse, GetErrors> {
+        let p = self.store.get_package(id.0)?;
+        Ok(PackageResponse::from(p))
+    }
+
+    /// Edit a package's name or version.
+    ///
+    /// Role: `write`. With `If-Match`, a stale revision is 412. A changed
+    /// `version` sets the status back to `created`. With an operation in
+    /// flight: 409 `operation_in_progress`.
+    #[oai(
+        path = "/v1/packages/:id",
+        method = "patch",
+        operation_id = "update_package"
+    )]
+    async fn update(
+        &self,
+        id: Path<Uuid>,
+        /// The `ETag` last seen: `"<revision>"`, or `*`.
+        #[oai(name = "If-Match")]
+        if_match: Header<Option<String>>,
+        body: Json<PackagePatchBody>,
+    ) -> Result<PackageResponse, PatchErrors> {
+        let body = body.0;
+        if !body.status.is_undefined() {
+            let mut p = Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::ValidationFailed,
+                "status: statuses change only through operations \
+                 (POST /v1/packages/{id}/download, /activate, /deactivate)",
+            );
+            p.field = Some("status".into());
+            return Err(p.into());
+        }
+        let patch = PackagePatch {
+            name: field(body.name, "name", PackageName::parse)?,
+            version: field(body.version, "version", PackageVersion::parse)?,
+        };
+        let precondition = precondition(if_match.0.as_deref())?;
+        let p = self.store.update_package(id.0, patch, precondition).await?;
+        Ok(PackageResponse::from(p))
+    }
+
+    /// Delete a package.
+    ///
+    /// Role: `write`. `If-Match` as for PATCH. With an operation in flight:
+    /// 409 `operation_in_progress`.
+    #[oai(
+        path = "/v1/packages/:id",
+        method = "delete",
+        operation_id = "delete_package"
+    )]
+    async fn delete(
+        &self,
+        id: Path<Uuid>,
+        /// The `ETag` last seen: `"<revision>"`, or `*`.
+        #[oai(name = "If-Match")]
+        if_match: Header<Option<String>>,
+    ) -> Result<DeletedResponse, DeleteErrors> {
+        let precondition = precondition(if_match.0.as_deref())?;
+        self.store.delete_package(id.0, precondition).await?;
+        Ok(DeletedResponse::Deleted)
+    }
+
+    /// The statuses and the transitions operations make between them.
+    ///
+    /// Role: `read`.
+    #[oai(path = "/v1/statuses", method = "get", operation_id = "list_statuses")]
+    async fn statuses(&self) -> Result<Json<Statuses>, ListErrors> {
+        Ok(Json(Statuses {
+            statuses: Status::ALL
+                .iter()
+                .map(|s| StatusInfo {
+                    name: (*s).into(),
+                    description: s.description().into(),
+                })
+                .collect(),
+            transitions: OperationKind::ALL
+                .iter()
+                .map(|k| {
+                    let (from, to) = k.transition();
+                    Transition {
+                        operation: (*k).into(),
+                        from: from.into(),
+                        to: to.into(),
+                    }
+                })
+                .collect(),
+        }))
+    }
+}
+
+/// A PATCH field: absent is "leave it", null is refused, a value is validated.
+fn field<T>(
+    value: MaybeUndefined<Text>,
+    name: &'static str,
+    parse: fn(String) -> Result<T, crate::domain::ValidationError>,
+) -> Result<Option<T>, crate::domain::ValidationError> {
+    match value {
+        MaybeUndefined::Undefined => Ok(None),
+        MaybeUndefined::Null => Err(crate::domain::ValidationError::new(
+            name,
+            "must not be null (leave it out to keep the current value)",
+        )),
+        MaybeUndefined::Value(v) => parse(v.0).map(Some),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_match_parsing() {
+        assert_eq!(precondition(None).unwrap(), Precondition::None);
+        assert_eq!(precondition(Some("*")).unwrap(), Precondition::Exists);
+        assert_eq!(
+            precondition(Some("\"3\", \"5\"")).unwrap(),
+            Precondition::RevisionIn(vec![3, 5])
+        );
+        // Weak and non-numeric tags never match, but are not errors.
+        assert_eq!(
+            precondition(Some("W/\"3\", \"abc\"")).unwrap(),
+            Precondition::RevisionIn(vec![])
+        );
+        assert_eq!(precondition(Some("3")).unwrap_err().status.as_u16(), 400);
+    }
+}

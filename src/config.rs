@@ -1,0 +1,104 @@
+//! The command line: every flag of every subcommand, each serve flag with its
+//! `PACKD_*` environment twin (clap's `env`), so containers and systemd units
+//! configure packd without a config file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "packd",
+    version,
+    about = "A self-hosted service for managing software packages",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// `packd` alone is `packd serve` with these flags.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service (the default).
+    Serve(ServeArgs),
+    /// Print the OpenAPI description (JSON) on standard output.
+    Openapi,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on.
+    #[arg(long, env = "PACKD_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// The database file (created on first start).
+    #[arg(long, env = "PACKD_DB", default_value = "./packd.redb")]
+    pub db: PathBuf,
+
+    /// Log line format.
+    #[arg(long, env = "PACKD_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Log filter, in `tracing` syntax (e.g. `info`, `packd=debug,poem=info`).
+    #[arg(long, env = "PACKD_LOG", default_value = "info")]
+    pub log: String,
+
+    /// A browser origin allowed by CORS (repeatable). CORS is off without one.
+    #[arg(
+        long = "cors-origin",
+        env = "PACKD_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+
+    /// How long requests in flight may take to finish after SIGTERM.
+    #[arg(long, env = "PACKD_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// Size of the database page cache, in MiB.
+    #[arg(long, env = "PACKD_CACHE_MB", default_value_t = 64)]
+    pub cache_mb: usize,
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 3s, 2m)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bare_packd_is_serve_with_defaults() {
+        let cli = Cli::try_parse_from(["packd"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.serve.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(cli.serve.db, PathBuf::from("./packd.redb"));
+    }
+
+    #[test]
+    fn durations_are_human() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("3s").unwrap(), Duration::from_secs(3));
+        assert!(parse_duration("soon").unwrap_err().contains("examples"));
+    }
+}
