@@ -1,0 +1,224 @@
+//! Every class of client mistake gets problem+json with the right status and
+//! code, including the ones the framework itself detects.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use serde_json::json;
+
+use crate::helpers::TestServer;
+
+#[test]
+fn broken_json_is_400() {
+    let s = TestServer::start();
+    let r = s.send(
+        "POST",
+        "/v1/packages",
+        &[("content-type", "application/json")],
+        Some(b"{\"name\": \"x\", "),
+    );
+    r.assert_problem(400, "bad_request");
+    let r = s.send(
+        "POST",
+        "/v1/packages",
+        &[("content-type", "application/json")],
+        Some(b""),
+    );
+    r.assert_problem(400, "bad_request");
+}
+
+#[test]
+fn unknown_field_is_400_and_names_it() {
+    let s = TestServer::start();
+    let r = s.json(
+        "POST",
+        "/v1/packages",
+        &json!({"name": "x", "version": "1", "colour": "red"}),
+    );
+    let body = r.assert_problem(400, "bad_request");
+    assert!(
+        body["detail"].as_str().unwrap().contains("colour"),
+        "{body}"
+    );
+}
+
+#[test]
+fn wrong_content_type_is_415() {
+    let s = TestServer::start();
+    let r = s.send(
+        "POST",
+        "/v1/packages",
+        &[("content-type", "text/plain")],
+        Some(br#"{"name":"x","version":"1"}"#),
+    );
+    r.assert_problem(415, "bad_request");
+    let r = s.send(
+        "POST",
+        "/v1/packages",
+        &[],
+        Some(br#"{"name":"x","version":"1"}"#),
+    );
+    r.assert_problem(415, "bad_request");
+}
+
+#[test]
+fn bad_query_parameters_are_400() {
+    let s = TestServer::start();
+    for q in [
+        "limit=0",
+        "limit=1001",
+        "limit=-1",
+        "limit=ten",
+        "cursor=nonsense",
+        "cursor=",
+        "status=gone",
+    ] {
+        s.get(&format!("/v1/packages?{q}"))
+            .assert_problem(400, "bad_request");
+    }
+    s.get("/v1/packages?limit=1000").assert_status(200);
+    s.get("/v1/packages?limit=1").assert_status(200);
+}
+
+#[test]
+fn unknown_route_is_404_and_wrong_method_is_405() {
+    let s = TestServer::start();
+    s.get("/v1/nothing-here").assert_problem(404, "not_found");
+    s.get("/nothing").assert_problem(404, "not_found");
+    s.send("PUT", "/v1/packages", &[], None)
+        .assert_problem(405, "method_not_allowed");
+    s.send("POST", "/v1/statuses", &[], None)
+        .assert_problem(405, "method_not_allowed");
+    s.send("DELETE", "/healthz", &[], None)
+        .assert_problem(405, "method_not_allowed");
+}
+
+#[test]
+fn body_over_64_kib_is_413_with_or_without_content_length() {
+    let s = TestServer::start();
+    let big = format!(r#"{{"name":"{}","version":"1"}}"#, "x".repeat(70 * 1024));
+    let r = s.send(
+        "POST",
+        "/v1/packages",
+        &[("content-type", "application/json")],
+        Some(big.as_bytes()),
+    );
+    r.assert_problem(413, "payload_too_large");
+
+    // Chunked: no Content-Length to trust, the bytes are counted.
+    let mut stream = TcpStream::connect(s.base.trim_start_matches("http://")).unwrap();
+    write!(
+        stream,
+        "POST /v1/packages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let chunk = vec![b'x'; 16 * 1024];
+    for _ in 0..5 {
+        // The server may answer and close before reading everything.
+        if write!(stream, "{:x}\r\n", chunk.len()).is_err()
+            || stream.write_all(&chunk).is_err()
+            || stream.write_all(b"\r\n").is_err()
+        {
+            break;
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n");
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
+    assert!(answer.contains("payload_too_large"), "{answer}");
+
+    // Just under the limit is fine (and then judged on its content).
+    let ok = format!(r#"{{"name":"{}","version":"1"}}"#, "x".repeat(250));
+    s.send(
+        "POST",
+        "/v1/packages",
+        &[("content-type", "application/json")],
+        Some(ok.as_bytes()),
+    )
+    .assert_problem(422, "validation_failed");
+}
+
+#[test]
+fn request_id_is_echoed_or_generated() {
+    let s = TestServer::start();
+    let r = s.send(
+        "GET",
+        "/healthz",
+        &[("x-request-id", "trace-abc-123")],
+        None,
+    );
+    assert_eq!(r.header("x-request-id"), Some("trace-abc-123"));
+    let r = s.get("/v1/packages/not-a-uuid");
+    let generated = r.header("x-request-id").expect("generated id").to_string();
+    assert_eq!(generated.len(), 36, "{generated}");
+    let r2 = s.get("/nothing");
+    assert_ne!(r2.header("x-request-id").unwrap(), generated);
+    // An unusable id (too long) is replaced, not echoed.
+    let long = "a".repeat(500);
+    let r = s.send("GET", "/healthz", &[("x-request-id", &long)], None);
+    assert_ne!(r.header("x-request-id"), Some(long.as_str()));
+    // Errors carry it too, and the access log names it.
+    let r = s.send(
+        "GET",
+        "/nope",
+        &[("x-request-id", "find-me-in-the-log")],
+        None,
+    );
+    assert_eq!(r.header("x-request-id"), Some("find-me-in-the-log"));
+    crate::helpers::wait_for("the access log line", || {
+        s.stderr().contains("find-me-in-the-log").then_some(())
+    });
+}
+
+#[test]
+fn cors_is_off_by_default_and_allows_named_origins() {
+    let s = TestServer::start();
+    let r = s.send(
+        "GET",
+        "/v1/packages",
+        &[("origin", "https://ui.example")],
+        None,
+    );
+    assert_eq!(r.header("access-control-allow-origin"), None);
+
+    let s = TestServer::start_with(&["--cors-origin", "https://ui.example"], &[]);
+    let r = s.send(
+        "GET",
+        "/v1/packages",
+        &[("origin", "https://ui.example")],
+        None,
+    );
+    r.assert_status(200);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://ui.example")
+    );
+    let pre = s.send(
+        "OPTIONS",
+        "/v1/packages",
+        &[
+            ("origin", "https://ui.example"),
+            ("access-control-request-method", "POST"),
+            ("access-control-request-headers", "content-type"),
+        ],
+        None,
+    );
+    assert!(pre.status < 300, "preflight: {} {}", pre.status, pre.body);
+    assert_eq!(
+        pre.header("access-control-allow-origin"),
+        Some("https://ui.example")
+    );
+    let other = s.send(
+        "GET",
+        "/v1/packages",
+        &[("origin", "https://evil.example")],
+        None,
+    );
+    assert_ne!(
+        other.header("access-control-allow-origin"),
+        Some("https://evil.example")
+    );
+}

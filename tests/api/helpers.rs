@@ -1,0 +1,317 @@
+//! Spawns the real `packd` binary on a free port with its own database file,
+//! and talks to it over a real socket.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_packd");
+/// How long a server may take to start or stop before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+pub struct TestServer {
+    child: Option<Child>,
+    pub base: String,
+    pub db: PathBuf,
+    stderr_path: PathBuf,
+    // Held so the directory outlives the server; shared across restarts.
+    _dir: Option<tempfile::TempDir>,
+    agent: ureq::Agent,
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub headers: ureq::http::HeaderMap,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts an RFC 9457 answer with this status and code, and returns its body.
+    #[track_caller]
+    pub fn assert_problem(&self, status: u16, code: &str) -> Value {
+        assert_eq!(self.status, status, "status; body: {}", self.body);
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "content type of a {status}"
+        );
+        let body = self.json();
+        assert_eq!(body["code"], code, "code; body: {body}");
+        assert_eq!(body["status"], status, "status member; body: {body}");
+        assert!(
+            body["title"].is_string() && body["detail"].is_string(),
+            "{body}"
+        );
+        assert_eq!(body["type"], format!("urn:packd:problem:{code}"));
+        body
+    }
+
+    #[track_caller]
+    pub fn assert_status(&self, status: u16) -> &Self {
+        assert_eq!(self.status, status, "body: {}", self.body);
+        self
+    }
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+impl TestServer {
+    /// A fresh server on a fresh database.
+    pub fn start() -> Self {
+        Self::start_with(&[], &[])
+    }
+
+    pub fn start_with(args: &[&str], envs: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = dir.path().join("packd.redb");
+        let mut s = Self::spawn(&db, args, envs).unwrap_or_else(|e| panic!("{e}"));
+        s._dir = Some(dir);
+        s
+    }
+
+    /// Starts a server on an existing path; `Err` carries what it printed if it
+    /// exited instead of listening.
+    pub fn spawn(db: &Path, args: &[&str], envs: &[(&str, &str)]) -> Result<Self, String> {
+        let stderr_path = db.with_extension(format!("stderr.{}", unique()));
+        let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--db"])
+            .arg(db)
+            .args(args)
+            .env_remove("PACKD_LISTEN")
+            .env_remove("PACKD_DB")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn packd");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            // Forward the first line, then keep draining so the child never blocks.
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix("packd listening on ") {
+                        let base = rest.split_whitespace().next().unwrap().to_string();
+                        return Ok(Self {
+                            child: Some(child),
+                            base,
+                            db: db.to_path_buf(),
+                            stderr_path,
+                            _dir: None,
+                            agent: agent(),
+                        });
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout)
+                | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    if let Some(status) = child.try_wait().expect("try_wait") {
+                        let err = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+                        return Err(format!(
+                            "packd exited with {status} before listening: {err}"
+                        ));
+                    }
+                    if Instant::now() > deadline {
+                        let _ = child.kill();
+                        panic!("packd did not start within {DEADLINE:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Sends a request and reads the whole answer.
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Resp {
+        let mut req = ureq::http::Request::builder()
+            .method(method)
+            .uri(self.url(path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let result = match body {
+            Some(b) => self.agent.run(req.body(b.to_vec()).unwrap()),
+            None => self.agent.run(req.body(()).unwrap()),
+        };
+        into_resp(result.unwrap_or_else(|e| panic!("{method} {path}: {e}")))
+    }
+
+    pub fn get(&self, path: &str) -> Resp {
+        self.send("GET", path, &[], None)
+    }
+
+    pub fn json(&self, method: &str, path: &str, body: &Value) -> Resp {
+        self.json_with(method, path, &[], body)
+    }
+
+    pub fn json_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &Value,
+    ) -> Resp {
+        let mut all = vec![("content-type", "application/json")];
+        all.extend_from_slice(headers);
+        self.send(method, path, &all, Some(body.to_string().as_bytes()))
+    }
+
+    /// Creates a package and returns its JSON.
+    #[track_caller]
+    pub fn create_package(&self, name: &str, version: &str) -> Value {
+        let r = self.json(
+            "POST",
+            "/v1/packages",
+            &serde_json::json!({"name": name, "version": version}),
+        );
+        r.assert_status(201);
+        r.json()
+    }
+
+    /// Sends SIGTERM and waits (with a deadline) for the exit. The database
+    /// stays, for `restart`.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let child = self.child.take().expect("running");
+        signal(child.id(), "TERM");
+        wait_with_deadline(child)
+    }
+
+    /// `kill -9`: no chance to clean up. The database stays, for `restart`.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("kill -9");
+        child.wait().expect("wait");
+    }
+
+    /// Starts the binary again on the same database (after `terminate` or `kill9`).
+    pub fn restart(&mut self, args: &[&str], envs: &[(&str, &str)]) {
+        assert!(self.child.is_none(), "stop the server first");
+        let mut fresh = Self::spawn(&self.db, args, envs).unwrap_or_else(|e| panic!("{e}"));
+        self.child = fresh.child.take();
+        self.base = fresh.base.clone();
+        self.stderr_path = fresh.stderr_path.clone();
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            if std::thread::panicking() {
+                eprintln!("--- packd stderr ---\n{}", self.stderr());
+            }
+        }
+    }
+}
+
+pub fn into_resp(mut r: ureq::http::Response<ureq::Body>) -> Resp {
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let body = r
+        .body_mut()
+        .with_config()
+        .limit(64 * 1024 * 1024)
+        .read_to_string()
+        .unwrap_or_default();
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill")
+        .success();
+    assert!(ok, "kill -{sig} {pid}");
+}
+
+pub fn wait_with_deadline(mut child: Child) -> ExitStatus {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("packd did not exit within {DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Polls `check` until it returns `Some`, failing the test at the deadline.
+#[track_caller]
+pub fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Runs the binary to completion with these arguments.
+pub fn run_packd(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).stdin(Stdio::null());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run packd")
+}

@@ -1,0 +1,8 @@
+//! Black-box tests: every test starts the real `packd` binary and talks HTTP
+//! to it over a real socket. One test binary, so the build links once.
+
+mod errors;
+mod helpers;
+mod packages;
+mod process;
+mod service;

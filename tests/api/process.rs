@@ -1,0 +1,144 @@
+//! Behaviour that is about processes: restart, the file lock, signals,
+//! refusing files it must not touch.
+
+use std::time::{Duration, Instant};
+
+use crate::helpers::{TestServer, run_packd};
+
+#[test]
+fn data_survives_a_restart_of_the_binary() {
+    let mut s = TestServer::start();
+    let p = s.create_package("persist-me", "1.0");
+    let path = format!("/v1/packages/{}", p["id"].as_str().unwrap());
+    s.json("PATCH", &path, &serde_json::json!({"name": "persisted"}))
+        .assert_status(200);
+    assert!(s.terminate().success(), "clean exit on SIGTERM");
+
+    s.restart(&[], &[]);
+    let got = s.get(&path);
+    got.assert_status(200);
+    assert_eq!(got.json()["name"], "persisted");
+    assert_eq!(got.json()["revision"], 2);
+    assert_eq!(
+        s.get("/v1/packages").json()["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn data_survives_kill_9() {
+    let mut s = TestServer::start();
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push(s.create_package(&format!("durable-{i}"), "1.0")["id"].clone());
+    }
+    // A 201 means durable: kill without any chance to flush.
+    s.kill9();
+    s.restart(&[], &[]);
+    for id in ids {
+        s.get(&format!("/v1/packages/{}", id.as_str().unwrap()))
+            .assert_status(200);
+    }
+}
+
+#[test]
+fn a_second_server_on_the_same_file_fails_at_once() {
+    let s = TestServer::start();
+    let started = Instant::now();
+    let out = run_packd(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            s.db.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(started.elapsed() < Duration::from_secs(10), "fails at once");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("in use"), "{stderr}");
+    // The first one is unharmed.
+    s.get("/healthz").assert_status(200);
+}
+
+#[test]
+fn sigterm_finishes_and_exits_zero() {
+    let mut s = TestServer::start();
+    s.create_package("a", "1");
+    let status = s.terminate();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn foreign_file_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("important.txt");
+    let content = b"not a database, do not overwrite\n".repeat(300);
+    std::fs::write(&path, &content).unwrap();
+    let out = run_packd(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            path.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not a packd database"), "{stderr}");
+    assert_eq!(std::fs::read(&path).unwrap(), content);
+}
+
+#[test]
+fn missing_directory_is_a_clear_error() {
+    let out = run_packd(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            "/nonexistent-dir/x/packd.redb",
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("does not exist"), "{stderr}");
+}
+
+#[test]
+fn environment_twins_configure_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("env.redb");
+    let out = run_packd(
+        &["serve", "--listen", "not-an-address"],
+        &[("PACKD_DB", db.to_str().unwrap())],
+    );
+    assert!(!out.status.success(), "a bad --listen is refused");
+    // PACKD_LOG_FORMAT=json makes every log line JSON.
+    let s = TestServer::spawn(&db, &[], &[("PACKD_LOG_FORMAT", "json")]).unwrap();
+    s.get("/healthz").assert_status(200);
+    let log = crate::helpers::wait_for("an access log line", || {
+        let log = s.stderr();
+        log.contains("/healthz").then_some(log)
+    });
+    for line in log.lines().filter(|l| !l.is_empty()) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["level"].is_string(), "{line}");
+    }
+    let access = log.lines().find(|l| l.contains("/healthz")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(access).unwrap();
+    assert_eq!(v["method"], "GET");
+    assert_eq!(v["route"], "/healthz");
+    assert_eq!(v["status"], 200);
+    assert!(v["latency_ms"].is_number());
+    assert!(v["request_id"].is_string());
+}
