@@ -30,6 +30,42 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print the OpenAPI description (JSON) on standard output.
     Openapi,
+    /// Manage API keys offline, on the database file (the server must not be running).
+    Keys(KeysArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    /// The database file.
+    #[arg(long, env = "PACKD_DB", default_value = "./packd.redb", global = true)]
+    pub db: PathBuf,
+
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print its secret (shown this once).
+    Create {
+        /// A name to recognise the key by.
+        #[arg(long)]
+        name: String,
+        /// read, write or admin.
+        #[arg(long, value_parser = ["read", "write", "admin"])]
+        role: String,
+        /// Lifetime of the key (e.g. 90d); without it the key never expires.
+        #[arg(long, value_parser = parse_duration)]
+        ttl: Option<Duration>,
+    },
+    /// List keys (never their secrets).
+    List,
+    /// Deactivate a key.
+    Deactivate { id: uuid::Uuid },
+    /// Activate a key.
+    Activate { id: uuid::Uuid },
+    /// Delete a key.
+    Delete { id: uuid::Uuid },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -67,6 +103,22 @@ pub struct ServeArgs {
     /// How long requests in flight may take to finish after SIGTERM.
     #[arg(long, env = "PACKD_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+
+    /// Accept the API key in the `api_key` query parameter (off: URLs end up in logs).
+    #[arg(long, env = "PACKD_ALLOW_QUERY_KEY")]
+    pub allow_query_key: bool,
+
+    /// Default lifetime of keys created without `expires_at` (e.g. 90d); unset: never expire.
+    #[arg(long, env = "PACKD_KEY_TTL", value_parser = parse_duration)]
+    pub key_ttl: Option<Duration>,
+
+    /// How long audit log entries are kept.
+    #[arg(long, env = "PACKD_AUDIT_RETENTION", default_value = "90d", value_parser = parse_duration)]
+    pub audit_retention: Duration,
+
+    /// Becomes the admin key `bootstrap` when no active admin key exists (at least 32 characters).
+    #[arg(long, env = "PACKD_BOOTSTRAP_KEY", hide_env_values = true, hide = true)]
+    pub bootstrap_key: Option<String>,
 
     /// Size of the database page cache, in MiB.
     #[arg(long, env = "PACKD_CACHE_MB", default_value_t = 64)]

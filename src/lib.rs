@@ -3,6 +3,7 @@
 //! A tour, from the outside in:
 //!
 //! - [`config`]: every command-line flag and its `PACKD_*` environment twin.
+//! - [`cli`]: the offline commands (`packd keys ...`) on the database file.
 //! - [`server`]: starts and stops the service: opens the store, binds the
 //!   socket, serves until SIGTERM or Ctrl-C, then drains and closes.
 //! - [`api`]: the only module that knows HTTP: routes, the OpenAPI
@@ -12,6 +13,7 @@
 //! - [`domain`]: pure rules (names, versions, statuses, transitions), no I/O.
 
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod server;

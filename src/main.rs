@@ -12,6 +12,7 @@ fn main() -> ExitCode {
             .map(|spec| println!("{spec}"))
             .map_err(Into::into),
         Some(Command::Serve(args)) => serve(args),
+        Some(Command::Keys(args)) => runtime().and_then(|rt| rt.block_on(packd::cli::keys(args))),
         None => serve(cli.serve),
     };
     match result {
@@ -25,8 +26,11 @@ fn main() -> ExitCode {
 
 fn serve(args: packd::config::ServeArgs) -> anyhow::Result<()> {
     packd::server::init_logging(args.log_format, &args.log)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    runtime()?.block_on(packd::server::serve(args))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?;
-    runtime.block_on(packd::server::serve(args))
+        .build()?)
 }

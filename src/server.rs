@@ -2,6 +2,7 @@
 //! until SIGTERM or Ctrl-C, drain requests in flight (bounded), close the store.
 
 use std::io::Write;
+use std::time::Duration;
 
 use anyhow::Context;
 use poem::Server;
@@ -9,7 +10,9 @@ use poem::listener::{Acceptor, Listener, TcpListener};
 
 use crate::api::{self, ApiOptions, AppState, Readiness};
 use crate::config::{LogFormat, ServeArgs};
-use crate::store::{Store, StoreOptions};
+use crate::domain::Timestamp;
+use crate::domain::key::MIN_SECRET_LEN;
+use crate::store::{Bootstrap, Store, StoreOptions};
 
 /// Sets up logging on standard error, in the chosen format.
 pub fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
@@ -53,6 +56,68 @@ async fn shutdown_signal() {
     }
 }
 
+/// How often counted key usage is written to the file.
+const USAGE_FLUSH_EVERY: Duration = Duration::from_secs(10);
+/// How often old audit entries are pruned.
+const AUDIT_PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Makes sure an administrator can get in, as the contract's Bootstrap says.
+async fn bootstrap(store: &Store, key: Option<&str>) -> anyhow::Result<()> {
+    if let Some(k) = key
+        && k.chars().count() < MIN_SECRET_LEN
+    {
+        anyhow::bail!("PACKD_BOOTSTRAP_KEY must be at least {MIN_SECRET_LEN} characters");
+    }
+    match store.bootstrap(key).await? {
+        Bootstrap::AdminExists => {}
+        Bootstrap::FromEnvironment(id) => {
+            tracing::info!(key_id = %id, "PACKD_BOOTSTRAP_KEY is the admin key `bootstrap`");
+        }
+        Bootstrap::Generated(id, secret) => {
+            // Printed once, on stderr, and never logged through tracing.
+            let mut err = std::io::stderr().lock();
+            writeln!(
+                err,
+                "packd: no API keys yet, so an admin key was created (id {id}).\n\
+                 packd: it is shown only now; store it safely:\n\n    {secret}\n"
+            )?;
+        }
+        Bootstrap::NoAdmin => tracing::warn!(
+            "no active admin key: set PACKD_BOOTSTRAP_KEY or run `packd keys create --role admin`"
+        ),
+    }
+    Ok(())
+}
+
+/// Background upkeep: key usage written in batches, old audit entries pruned.
+fn spawn_upkeep(store: Store, audit_retention: Duration) {
+    let usage_store = store.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(USAGE_FLUSH_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = usage_store.flush_usage().await {
+                tracing::warn!(error = %e, "cannot write key usage; will retry");
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(AUDIT_PRUNE_EVERY);
+        loop {
+            tick.tick().await;
+            let retention = i64::try_from(audit_retention.as_micros()).unwrap_or(i64::MAX);
+            let before =
+                Timestamp::from_micros(Timestamp::now().as_micros().saturating_sub(retention));
+            match store.prune_audit(before).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "pruned old audit entries"),
+                Err(e) => tracing::warn!(error = %e, "cannot prune the audit log"),
+            }
+        }
+    });
+}
+
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = Store::open(
         &args.db,
@@ -60,15 +125,21 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             cache_bytes: args.cache_mb.saturating_mul(1024 * 1024),
         },
     )?;
+    bootstrap(&store, args.bootstrap_key.as_deref()).await?;
+    spawn_upkeep(store.clone(), args.audit_retention);
+
     let readiness = Readiness::default();
     let state = AppState {
         store: store.clone(),
         readiness: readiness.clone(),
+        auth_failures: Default::default(),
     };
     let app = api::app(
         state,
         &ApiOptions {
             cors_origins: args.cors_origins.clone(),
+            allow_query_key: args.allow_query_key,
+            key_ttl: args.key_ttl,
         },
     );
 
@@ -109,6 +180,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("the HTTP server failed")?;
 
+    if let Err(e) = store.flush_usage().await {
+        tracing::warn!(error = %e, "cannot write key usage at shutdown");
+    }
     store.close();
     tracing::info!("packd stopped");
     Ok(())

@@ -103,7 +103,10 @@ impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
         }
         let status = resp.status().as_u16();
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let route = route.as_deref().unwrap_or("(unmatched)");
+        let route = route
+            .as_deref()
+            .filter(|r| !r.is_empty())
+            .map_or_else(|| "(unmatched)".to_string(), super::audit::route_shape);
         tracing::info!(
             target: "packd::access",
             method = %method,

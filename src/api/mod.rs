@@ -2,7 +2,10 @@
 //! description and the explorer, and wraps everything in the edge middleware
 //! (request id, body limit, access log, problem+json for every error).
 
+mod audit;
+mod auth;
 mod health;
+mod keys;
 mod middleware;
 mod packages;
 mod pagination;
@@ -13,6 +16,9 @@ use poem::middleware::{CatchPanic, Cors};
 use poem::{Endpoint, EndpointExt, IntoEndpoint, Route};
 use poem_openapi::{OpenApiService, Tags};
 
+use std::sync::Arc;
+
+pub use self::auth::AuthFailures;
 pub use self::health::Readiness;
 pub use self::middleware::{MAX_BODY_BYTES, REQUEST_ID_HEADER, RequestId};
 use crate::store::Store;
@@ -21,6 +27,8 @@ use crate::store::Store;
 enum ApiTags {
     /// Packages and their statuses.
     Packages,
+    /// API keys and the audit log (admin role).
+    Keys,
     /// Health and readiness of the service.
     Service,
 }
@@ -30,6 +38,7 @@ enum ApiTags {
 pub struct AppState {
     pub store: Store,
     pub readiness: Readiness,
+    pub auth_failures: Arc<AuthFailures>,
 }
 
 /// Settings of the HTTP layer.
@@ -37,22 +46,33 @@ pub struct AppState {
 pub struct ApiOptions {
     /// Browser origins allowed by CORS; empty turns CORS off.
     pub cors_origins: Vec<String>,
+    /// Accept `?api_key=` (off by default: URLs end up in logs).
+    pub allow_query_key: bool,
+    /// Lifetime of keys created without `expires_at`.
+    pub key_ttl: Option<std::time::Duration>,
 }
 
-type Apis = (packages::PackagesApi, health::HealthApi);
+type Apis = (packages::PackagesApi, keys::KeysApi, health::HealthApi);
 
 const DESCRIPTION: &str = "\
 packd manages software packages on this machine: define them, download them, \
 activate them.\n\n\
 Every error is an RFC 9457 `application/problem+json` body whose `code` says \
 what went wrong. Lists are cursor-paginated and oldest first. Every response \
-carries `X-Request-Id`.";
+carries `X-Request-Id`.\n\n\
+Every `/v1` call needs an API key, sent as `X-API-Key: <key>` or \
+`Authorization: Bearer <key>` (use Authorize in the explorer). Roles: \
+`read` < `write` < `admin`; each operation says which it needs.";
 
-fn service(state: &AppState) -> OpenApiService<Apis, ()> {
+fn service(state: &AppState, options: &ApiOptions) -> OpenApiService<Apis, ()> {
     OpenApiService::new(
         (
             packages::PackagesApi {
                 store: state.store.clone(),
+            },
+            keys::KeysApi {
+                store: state.store.clone(),
+                key_ttl: options.key_ttl,
             },
             health::HealthApi {
                 readiness: state.readiness.clone(),
@@ -71,21 +91,33 @@ pub fn openapi_json() -> Result<String, crate::store::OpenError> {
     let state = AppState {
         store: Store::in_memory()?,
         readiness: Readiness::default(),
+        auth_failures: Arc::default(),
     };
-    let spec = service(&state).spec();
+    let spec = service(&state, &ApiOptions::default()).spec();
     state.store.close();
     Ok(spec)
 }
 
 /// The whole application: every route behind the edge middleware.
 pub fn app(state: AppState, options: &ApiOptions) -> impl Endpoint + 'static {
-    let api = service(&state);
+    let api = service(&state, options);
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
     let routes = Route::new()
         .at("/openapi.json", spec)
         .nest("/docs", docs)
-        .nest("/", api.into_endpoint());
+        .nest(
+            "/",
+            api.into_endpoint()
+                .with(audit::Audit {
+                    store: state.store.clone(),
+                })
+                .with(auth::Authenticate {
+                    store: state.store.clone(),
+                    allow_query_key: options.allow_query_key,
+                    failures: state.auth_failures.clone(),
+                }),
+        );
     let cors = (!options.cors_origins.is_empty()).then(|| {
         Cors::new()
             .allow_origins(options.cors_origins.iter().map(String::as_str))

@@ -8,6 +8,7 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use uuid::Uuid;
 
 use super::ApiTags;
+use super::auth::{ReadAccess, WriteAccess};
 use super::pagination::{self, decode_cursor, encode_cursor};
 use super::problem::status::{BODY, COMMON, S404, S409, S412};
 use super::problem::{ErrorCode, Errors, Problem};
@@ -248,7 +249,11 @@ impl PackagesApi {
         method = "post",
         operation_id = "create_package"
     )]
-    async fn create(&self, body: Json<NewPackageBody>) -> Result<CreatedResponse, CreateErrors> {
+    async fn create(
+        &self,
+        _auth: WriteAccess,
+        body: Json<NewPackageBody>,
+    ) -> Result<CreatedResponse, CreateErrors> {
         let new = NewPackage {
             name: PackageName::parse(body.0.name.0)?,
             version: PackageVersion::parse(body.0.version.0)?,
@@ -265,6 +270,7 @@ impl PackagesApi {
     #[oai(path = "/v1/packages", method = "get", operation_id = "list_packages")]
     async fn list(
         &self,
+        _auth: ReadAccess,
         /// Only packages with this status.
         status: Query<Option<StatusDto>>,
         /// Only packages with exactly this name.
@@ -296,7 +302,7 @@ impl PackagesApi {
         method = "get",
         operation_id = "get_package"
     )]
-    async fn get(&self, id: Path<Uuid>) -> Result<PackageResponse, GetErrors> {
+    async fn get(&self, _auth: ReadAccess, id: Path<Uuid>) -> Result<PackageResponse, GetErrors> {
         let p = self.store.get_package(id.0)?;
         Ok(PackageResponse::from(p))
     }
@@ -313,6 +319,7 @@ impl PackagesApi {
     )]
     async fn update(
         &self,
+        _auth: WriteAccess,
         id: Path<Uuid>,
         /// The `ETag` last seen: `"<revision>"`, or `*`.
         #[oai(name = "If-Match")]
@@ -350,6 +357,7 @@ impl PackagesApi {
     )]
     async fn delete(
         &self,
+        _auth: WriteAccess,
         id: Path<Uuid>,
         /// The `ETag` last seen: `"<revision>"`, or `*`.
         #[oai(name = "If-Match")]
@@ -364,7 +372,7 @@ impl PackagesApi {
     ///
     /// Role: `read`.
     #[oai(path = "/v1/statuses", method = "get", operation_id = "list_statuses")]
-    async fn statuses(&self) -> Result<Json<Statuses>, ListErrors> {
+    async fn statuses(&self, _auth: ReadAccess) -> Result<Json<Statuses>, ListErrors> {
         Ok(Json(Statuses {
             statuses: Status::ALL
                 .iter()

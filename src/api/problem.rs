@@ -209,6 +209,12 @@ impl From<StoreError> for Problem {
                     "If-Match does not match the current revision; the current ETag is \"{current}\""
                 ),
             ),
+            StoreError::LastAdmin => {
+                Problem::new(StatusCode::CONFLICT, ErrorCode::LastAdmin, e.to_string())
+            }
+            StoreError::Conflict(_) => {
+                Problem::new(StatusCode::CONFLICT, ErrorCode::Conflict, e.to_string())
+            }
             StoreError::OperationInProgress { .. } => Problem::new(
                 StatusCode::CONFLICT,
                 ErrorCode::OperationInProgress,

@@ -13,7 +13,11 @@ pub const VERSION_MAX_CHARS: usize = 50;
 /// Checks the text rules shared by names and versions: length in characters
 /// (not bytes, so non-ASCII names get the same budget as the contract states),
 /// no control characters, no white space at either end.
-fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), ValidationError> {
+pub(crate) fn check_text(
+    field: &'static str,
+    value: &str,
+    max: usize,
+) -> Result<(), ValidationError> {
     let chars = value.chars().count();
     if chars == 0 {
         return Err(ValidationError::new(field, "must not be empty"));

@@ -6,7 +6,9 @@
 //! The `meta` table carries the schema version, checked before anything is
 //! written, so a file from a newer packd is refused untouched.
 
+mod audit;
 mod codec;
+mod keys;
 mod packages;
 mod tables;
 mod writer;
@@ -16,6 +18,8 @@ use std::sync::Arc;
 
 use redb::{Database, ReadTransaction, ReadableDatabase};
 
+pub use self::audit::AuditEntry;
+pub use self::keys::{AuthFailure, Bootstrap, KeyPatch, NewKey, Principal};
 pub use self::packages::{ListPackages, NewPackage};
 use self::writer::Writer;
 
@@ -31,6 +35,22 @@ pub struct Page<T> {
     pub items: Vec<T>,
     /// The id to continue after, when more items exist.
     pub next_after: Option<uuid::Uuid>,
+}
+
+/// Cuts a list read with `limit + 1` items down to a page, remembering where
+/// the next page starts.
+pub(crate) fn paginate<T>(
+    mut items: Vec<T>,
+    limit: usize,
+    id: impl Fn(&T) -> uuid::Uuid,
+) -> Page<T> {
+    let next_after = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(id)
+    } else {
+        None
+    };
+    Page { items, next_after }
 }
 
 /// A request's precondition on the revision it last saw (`If-Match`).
@@ -68,6 +88,10 @@ pub enum StoreError {
     },
     #[error("the current revision is {current}")]
     PreconditionFailed { current: u64 },
+    #[error("this is the last active admin key; create another admin key first")]
+    LastAdmin,
+    #[error("{0}")]
+    Conflict(String),
     #[error("operation {operation_id} is in flight for this package")]
     OperationInProgress { operation_id: uuid::Uuid },
     /// The storage could not take a write (disk full, I/O error): retry later.
@@ -163,6 +187,7 @@ struct Inner {
     db: Arc<Database>,
     writer: Writer,
     path: PathBuf,
+    keys: keys::KeyCache,
 }
 
 impl Store {
@@ -193,9 +218,19 @@ impl Store {
             path: path.clone(),
             source,
         })?;
-        Ok(Store {
-            inner: Arc::new(Inner { db, writer, path }),
-        })
+        let store = Store {
+            inner: Arc::new(Inner {
+                db,
+                writer,
+                path: path.clone(),
+                keys: keys::KeyCache::default(),
+            }),
+        };
+        store.load_key_cache().map_err(|e| OpenError::Other {
+            path,
+            reason: e.to_string(),
+        })?;
+        Ok(store)
     }
 
     pub fn path(&self) -> &Path {

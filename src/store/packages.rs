@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::codec::{decode, encode};
 use super::tables::{PACKAGES, PACKAGES_BY_NAME, PACKAGES_BY_NAME_VERSION, PACKAGES_BY_STATUS};
-use super::{Page, Precondition, Store, StoreError};
+use super::{Page, Precondition, Store, StoreError, paginate};
 use crate::domain::Timestamp;
 use crate::domain::package::{Package, PackageName, PackagePatch, PackageVersion, Status};
 
@@ -233,13 +233,7 @@ impl Store {
                     }
                 }
             }
-            let next_after = if items.len() > q.limit {
-                items.truncate(q.limit);
-                items.last().map(|p| p.id)
-            } else {
-                None
-            };
-            Ok(Page { items, next_after })
+            Ok(paginate(items, q.limit, |p: &Package| p.id))
         })
     }
 

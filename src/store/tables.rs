@@ -22,6 +22,16 @@ pub(crate) const PACKAGES_BY_NAME: TableDefinition<(&str, u128), ()> =
 pub(crate) const PACKAGES_BY_STATUS: TableDefinition<(u8, u128), ()> =
     TableDefinition::new("packages_by_status");
 
+/// key id -> postcard `KeyRecord`.
+pub(crate) const KEYS: TableDefinition<u128, &[u8]> = TableDefinition::new("keys");
+/// SHA-256 of a secret -> key id: the current secret, and the previous one
+/// during a rotation's grace period.
+pub(crate) const KEYS_BY_HASH: TableDefinition<&[u8; 32], u128> =
+    TableDefinition::new("keys_by_hash");
+
+/// entry id (UUID v7, so time order) -> postcard `AuditRecord`.
+pub(crate) const AUDIT: TableDefinition<u128, &[u8]> = TableDefinition::new("audit");
+
 /// Names of every table of the current schema, for integrity checks and tests.
 #[cfg(test)]
 pub(crate) const ALL: &[&str] = &[
@@ -30,6 +40,9 @@ pub(crate) const ALL: &[&str] = &[
     "packages_by_name_version",
     "packages_by_name",
     "packages_by_status",
+    "keys",
+    "keys_by_hash",
+    "audit",
 ];
 
 /// Opens (and on a new file, creates) every table, so readers never meet a
@@ -40,5 +53,8 @@ pub(crate) fn create_all(tx: &redb::WriteTransaction) -> Result<(), redb::TableE
     tx.open_table(PACKAGES_BY_NAME_VERSION)?;
     tx.open_table(PACKAGES_BY_NAME)?;
     tx.open_table(PACKAGES_BY_STATUS)?;
+    tx.open_table(KEYS)?;
+    tx.open_table(KEYS_BY_HASH)?;
+    tx.open_table(AUDIT)?;
     Ok(())
 }

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_packd");
+/// The admin key every test server is bootstrapped with.
+pub const ADMIN_KEY: &str = "test-admin-key-0123456789abcdefghijklmnop";
 /// How long a server may take to start or stop before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -21,6 +23,8 @@ pub struct TestServer {
     // Held so the directory outlives the server; shared across restarts.
     _dir: Option<tempfile::TempDir>,
     agent: ureq::Agent,
+    /// The key sent with every request unless a test says otherwise.
+    pub key: Option<String>,
 }
 
 pub struct Resp {
@@ -100,6 +104,7 @@ impl TestServer {
             .args(args)
             .env_remove("PACKD_LISTEN")
             .env_remove("PACKD_DB")
+            .env("PACKD_BOOTSTRAP_KEY", ADMIN_KEY)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr);
@@ -129,6 +134,7 @@ impl TestServer {
                             stderr_path,
                             _dir: None,
                             agent: agent(),
+                            key: Some(ADMIN_KEY.to_string()),
                         });
                     }
                 }
@@ -157,9 +163,21 @@ impl TestServer {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
-    /// Sends a request and reads the whole answer.
+    /// Sends a request with the server's default key and reads the whole answer.
     pub fn send(
         &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Resp {
+        self.send_as(self.key.as_deref(), method, path, headers, body)
+    }
+
+    /// Sends a request with `key` (none: no key at all).
+    pub fn send_as(
+        &self,
+        key: Option<&str>,
         method: &str,
         path: &str,
         headers: &[(&str, &str)],
@@ -168,6 +186,9 @@ impl TestServer {
         let mut req = ureq::http::Request::builder()
             .method(method)
             .uri(self.url(path));
+        if let Some(key) = key {
+            req = req.header("x-api-key", key);
+        }
         for (k, v) in headers {
             req = req.header(*k, *v);
         }

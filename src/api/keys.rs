@@ -1,0 +1,401 @@
+//! `/v1/keys` and `/v1/audit`: key management and the audit log (admin role).
+
+use std::time::Duration;
+
+use poem::http::StatusCode;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::types::MaybeUndefined;
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::ApiTags;
+use super::auth::AdminAccess;
+use super::pagination::{self, decode_cursor, encode_cursor};
+use super::problem::status::{BODY, COMMON, S404, S409};
+use super::problem::{ErrorCode, Errors, Problem};
+use super::types::Text;
+use crate::domain::Timestamp;
+use crate::domain::key::{ApiKey, Role, parse_key_name};
+use crate::store::{AuditEntry, KeyPatch, NewKey, Store};
+
+type ListErrors = Errors<COMMON>;
+type GetErrors = Errors<{ COMMON | S404 }>;
+type CreateErrors = Errors<{ COMMON | BODY }>;
+type ChangeErrors = Errors<{ COMMON | BODY | S404 }>;
+type GuardedErrors = Errors<{ COMMON | S404 | S409 }>;
+
+/// Longest grace a rotation may give the old secret: 30 days.
+pub const MAX_GRACE_SECONDS: u64 = 30 * 24 * 3600;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename = "Role", rename_all = "lowercase")]
+pub enum RoleDto {
+    Read,
+    Write,
+    Admin,
+}
+
+impl From<RoleDto> for Role {
+    fn from(r: RoleDto) -> Self {
+        match r {
+            RoleDto::Read => Role::Read,
+            RoleDto::Write => Role::Write,
+            RoleDto::Admin => Role::Admin,
+        }
+    }
+}
+
+impl From<Role> for RoleDto {
+    fn from(r: Role) -> Self {
+        match r {
+            Role::Read => RoleDto::Read,
+            Role::Write => RoleDto::Write,
+            Role::Admin => RoleDto::Admin,
+        }
+    }
+}
+
+/// An API key. The secret is never part of it.
+#[derive(Debug, Object)]
+#[oai(rename = "ApiKey")]
+pub struct KeyDto {
+    pub id: Uuid,
+    pub name: String,
+    pub role: RoleDto,
+    /// The first characters of the secret: enough to recognise it, not to use it.
+    pub prefix: String,
+    pub active: bool,
+    pub created_at: OffsetDateTime,
+    /// When the key stops working; null: never.
+    pub expires_at: Option<OffsetDateTime>,
+    pub last_used_at: Option<OffsetDateTime>,
+    pub use_count: u64,
+}
+
+impl From<ApiKey> for KeyDto {
+    fn from(k: ApiKey) -> Self {
+        Self {
+            id: k.id,
+            name: k.name,
+            role: k.role.into(),
+            prefix: k.prefix,
+            active: k.active,
+            created_at: k.created_at.to_offset_date_time(),
+            expires_at: k.expires_at.map(Timestamp::to_offset_date_time),
+            last_used_at: k.last_used_at.map(Timestamp::to_offset_date_time),
+            use_count: k.use_count,
+        }
+    }
+}
+
+/// An API key with its secret, shown this once.
+#[derive(Debug, Object)]
+#[oai(rename = "ApiKeyWithSecret")]
+struct KeyWithSecret {
+    #[oai(flatten)]
+    info: KeyDto,
+    /// The secret. It is not stored and cannot be shown again.
+    key: String,
+}
+
+#[derive(Debug, Object)]
+#[oai(rename = "NewApiKey", deny_unknown_fields)]
+struct NewKeyBody {
+    /// 1 to 100 characters; no control characters, no white space at either end.
+    name: Text,
+    role: RoleDto,
+    /// When the key stops working (RFC 3339, in the future). Left out: the
+    /// server's `--key-ttl`, or never.
+    expires_at: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Object)]
+#[oai(rename = "ApiKeyPatch", deny_unknown_fields)]
+struct KeyPatchBody {
+    /// A new name.
+    name: MaybeUndefined<Text>,
+    /// A new expiry (renew); null: never expires. Must be in the future.
+    expires_at: MaybeUndefined<OffsetDateTime>,
+}
+
+#[derive(Debug, Object)]
+#[oai(rename = "RotateApiKey", deny_unknown_fields)]
+struct RotateBody {
+    /// Seconds the old secret keeps working (default 0: it stops at once).
+    #[oai(validator(maximum(value = "2592000")))]
+    grace_seconds: Option<u64>,
+}
+
+#[derive(Debug, Object)]
+#[oai(rename = "ApiKeyList")]
+struct KeyList {
+    items: Vec<KeyDto>,
+    next_cursor: Option<String>,
+}
+
+/// One audited request.
+#[derive(Debug, Object)]
+#[oai(rename = "AuditEntry")]
+struct AuditDto {
+    id: Uuid,
+    at: OffsetDateTime,
+    /// The key that acted.
+    key_id: Option<Uuid>,
+    /// `METHOD /route`, ids written `{id}`.
+    action: String,
+    /// The resource acted on.
+    target: String,
+    /// The HTTP status the request ended with.
+    status: u16,
+    request_id: String,
+}
+
+impl From<AuditEntry> for AuditDto {
+    fn from(e: AuditEntry) -> Self {
+        Self {
+            id: e.id,
+            at: e.at.to_offset_date_time(),
+            key_id: e.key_id,
+            action: e.action,
+            target: e.target,
+            status: e.status,
+            request_id: e.request_id,
+        }
+    }
+}
+
+#[derive(Debug, Object)]
+#[oai(rename = "AuditList")]
+struct AuditList {
+    items: Vec<AuditDto>,
+    next_cursor: Option<String>,
+}
+
+#[derive(ApiResponse)]
+enum KeyCreated {
+    /// Created; the secret is in `key`, shown this once.
+    #[oai(status = 201)]
+    Created(Json<KeyWithSecret>, #[oai(header = "Location")] String),
+}
+
+#[derive(ApiResponse)]
+enum KeyDeleted {
+    /// Deleted; the key stops working at once.
+    #[oai(status = 204)]
+    Deleted,
+}
+
+fn with_secret(k: ApiKey, secret: String) -> KeyWithSecret {
+    KeyWithSecret {
+        info: k.into(),
+        key: secret,
+    }
+}
+
+fn future(field: &'static str, t: OffsetDateTime) -> Result<Timestamp, Problem> {
+    let ts = Timestamp::from_offset_date_time(t);
+    if ts <= Timestamp::now() {
+        let mut p = Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::ValidationFailed,
+            format!("{field}: must be in the future"),
+        );
+        p.field = Some(field.into());
+        return Err(p);
+    }
+    Ok(ts)
+}
+
+pub struct KeysApi {
+    pub store: Store,
+    /// Lifetime of keys created without `expires_at`; `None`: they never expire.
+    pub key_ttl: Option<Duration>,
+}
+
+#[OpenApi(tag = "ApiTags::Keys")]
+impl KeysApi {
+    /// Create an API key.
+    ///
+    /// Role: `admin`. The answer holds the secret in `key`, the only time it is shown.
+    #[oai(path = "/v1/keys", method = "post", operation_id = "create_key")]
+    async fn create(
+        &self,
+        _auth: AdminAccess,
+        body: Json<NewKeyBody>,
+    ) -> Result<KeyCreated, CreateErrors> {
+        let body = body.0;
+        let name = parse_key_name(body.name.0)?;
+        let expires_at = match (body.expires_at, self.key_ttl) {
+            (Some(t), _) => Some(future("expires_at", t)?),
+            (None, Some(ttl)) => Some(Timestamp::from_micros(
+                Timestamp::now()
+                    .as_micros()
+                    .saturating_add(i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX)),
+            )),
+            (None, None) => None,
+        };
+        let (k, secret) = self
+            .store
+            .create_key(NewKey {
+                name,
+                role: body.role.into(),
+                expires_at,
+            })
+            .await?;
+        let location = format!("/v1/keys/{}", k.id);
+        Ok(KeyCreated::Created(Json(with_secret(k, secret)), location))
+    }
+
+    /// List API keys, oldest first. No secrets.
+    ///
+    /// Role: `admin`.
+    #[oai(path = "/v1/keys", method = "get", operation_id = "list_keys")]
+    async fn list(
+        &self,
+        _auth: AdminAccess,
+        /// Page size, 1 to 1000 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
+        limit: Query<Option<u32>>,
+        /// The `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> Result<Json<KeyList>, ListErrors> {
+        let after = decode_cursor(cursor.0.as_deref())?;
+        let page = self.store.list_keys(after, pagination::limit(limit.0))?;
+        Ok(Json(KeyList {
+            items: page.items.into_iter().map(Into::into).collect(),
+            next_cursor: page.next_after.map(encode_cursor),
+        }))
+    }
+
+    /// Get an API key. No secret.
+    ///
+    /// Role: `admin`.
+    #[oai(path = "/v1/keys/:id", method = "get", operation_id = "get_key")]
+    async fn get(&self, _auth: AdminAccess, id: Path<Uuid>) -> Result<Json<KeyDto>, GetErrors> {
+        Ok(Json(self.store.get_key(id.0)?.into()))
+    }
+
+    /// Rename a key, or renew it by moving `expires_at` (null: never expires).
+    ///
+    /// Role: `admin`.
+    #[oai(path = "/v1/keys/:id", method = "patch", operation_id = "update_key")]
+    async fn update(
+        &self,
+        _auth: AdminAccess,
+        id: Path<Uuid>,
+        body: Json<KeyPatchBody>,
+    ) -> Result<Json<KeyDto>, ChangeErrors> {
+        let body = body.0;
+        let name = match body.name {
+            MaybeUndefined::Undefined => None,
+            MaybeUndefined::Null => {
+                return Err(crate::domain::ValidationError::new(
+                    "name",
+                    "must not be null (leave it out to keep the current value)",
+                )
+                .into());
+            }
+            MaybeUndefined::Value(n) => Some(parse_key_name(n.0)?),
+        };
+        let expires_at = match body.expires_at {
+            MaybeUndefined::Undefined => None,
+            MaybeUndefined::Null => Some(None),
+            MaybeUndefined::Value(t) => Some(Some(future("expires_at", t)?)),
+        };
+        let k = self
+            .store
+            .update_key(id.0, KeyPatch { name, expires_at })
+            .await?;
+        Ok(Json(k.into()))
+    }
+
+    /// Deactivate a key: it stops working with the next request.
+    ///
+    /// Role: `admin`. The last active admin key cannot be deactivated (409 `last_admin`).
+    #[oai(
+        path = "/v1/keys/:id/deactivate",
+        method = "post",
+        operation_id = "deactivate_key"
+    )]
+    async fn deactivate(
+        &self,
+        _auth: AdminAccess,
+        id: Path<Uuid>,
+    ) -> Result<Json<KeyDto>, GuardedErrors> {
+        Ok(Json(self.store.set_key_active(id.0, false).await?.into()))
+    }
+
+    /// Activate a key again.
+    ///
+    /// Role: `admin`.
+    #[oai(
+        path = "/v1/keys/:id/activate",
+        method = "post",
+        operation_id = "activate_key"
+    )]
+    async fn activate(
+        &self,
+        _auth: AdminAccess,
+        id: Path<Uuid>,
+    ) -> Result<Json<KeyDto>, GetErrors> {
+        Ok(Json(self.store.set_key_active(id.0, true).await?.into()))
+    }
+
+    /// Give a key a new secret.
+    ///
+    /// Role: `admin`. The old secret keeps working for `grace_seconds`
+    /// (default 0), then stops. The key's expiry does not move. The answer
+    /// holds the new secret in `key`, the only time it is shown.
+    #[oai(
+        path = "/v1/keys/:id/rotate",
+        method = "post",
+        operation_id = "rotate_key"
+    )]
+    async fn rotate(
+        &self,
+        _auth: AdminAccess,
+        id: Path<Uuid>,
+        body: Json<RotateBody>,
+    ) -> Result<Json<KeyWithSecret>, ChangeErrors> {
+        let grace = Duration::from_secs(body.0.grace_seconds.unwrap_or(0).min(MAX_GRACE_SECONDS));
+        let (k, secret) = self.store.rotate_key(id.0, grace).await?;
+        Ok(Json(with_secret(k, secret)))
+    }
+
+    /// Delete a key: it stops working with the next request.
+    ///
+    /// Role: `admin`. The last active admin key cannot be deleted (409 `last_admin`).
+    #[oai(path = "/v1/keys/:id", method = "delete", operation_id = "delete_key")]
+    async fn delete(
+        &self,
+        _auth: AdminAccess,
+        id: Path<Uuid>,
+    ) -> Result<KeyDeleted, GuardedErrors> {
+        self.store.delete_key(id.0).await?;
+        Ok(KeyDeleted::Deleted)
+    }
+
+    /// The audit log, oldest first: every write and every key change, with
+    /// the acting key, the outcome status and the request id. Never a secret.
+    ///
+    /// Role: `admin`.
+    #[oai(path = "/v1/audit", method = "get", operation_id = "list_audit")]
+    async fn audit(
+        &self,
+        _auth: AdminAccess,
+        /// Page size, 1 to 1000 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
+        limit: Query<Option<u32>>,
+        /// The `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> Result<Json<AuditList>, ListErrors> {
+        let after = decode_cursor(cursor.0.as_deref())?;
+        let page = self.store.list_audit(after, pagination::limit(limit.0))?;
+        Ok(Json(AuditList {
+            items: page.items.into_iter().map(Into::into).collect(),
+            next_cursor: page.next_after.map(encode_cursor),
+        }))
+    }
+}
