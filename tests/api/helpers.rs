@@ -109,7 +109,12 @@ impl TestServer {
             .stdout(Stdio::piped())
             .stderr(stderr);
         for (k, v) in envs {
-            cmd.env(k, v);
+            // An empty value unsets the variable (e.g. no bootstrap key).
+            if v.is_empty() {
+                cmd.env_remove(k);
+            } else {
+                cmd.env(k, v);
+            }
         }
         let mut child = cmd.spawn().expect("spawn packd");
         let stdout = child.stdout.take().expect("stdout");

@@ -3,6 +3,7 @@
 
 mod errors;
 mod helpers;
+mod keys;
 mod packages;
 mod process;
 mod service;
