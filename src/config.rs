@@ -120,9 +120,48 @@ pub struct ServeArgs {
     #[arg(long, env = "PACKD_BOOTSTRAP_KEY", hide_env_values = true, hide = true)]
     pub bootstrap_key: Option<String>,
 
+    /// Workers running operations at once.
+    #[arg(long, env = "PACKD_WORKERS", default_value_t = 4)]
+    pub workers: usize,
+
+    /// How long the stub executor takes to download a package.
+    #[arg(long, env = "PACKD_DOWNLOAD_DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub download_duration: Duration,
+
+    /// How long the stub executor takes to activate a package.
+    #[arg(long, env = "PACKD_ACTIVATE_DURATION", default_value = "3s", value_parser = parse_duration)]
+    pub activate_duration: Duration,
+
+    /// How long the stub executor takes to deactivate a package.
+    #[arg(long, env = "PACKD_DEACTIVATE_DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub deactivate_duration: Duration,
+
+    /// Share of stub attempts that fail (0 to 1), for testing retries.
+    #[arg(long, env = "PACKD_STUB_FAILURE_RATE", default_value_t = 0.0, value_parser = parse_rate)]
+    pub stub_failure_rate: f64,
+
+    /// Attempts before an operation is marked failed.
+    #[arg(long, env = "PACKD_MAX_ATTEMPTS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_attempts: u32,
+
+    /// First retry delay; doubles with each retry (with jitter), up to 5 minutes.
+    #[arg(long, env = "PACKD_RETRY_DELAY", default_value = "1s", value_parser = parse_duration)]
+    pub retry_delay: Duration,
+
+    /// How long finished operations are kept.
+    #[arg(long, env = "PACKD_OPERATION_RETENTION", default_value = "7d", value_parser = parse_duration)]
+    pub operation_retention: Duration,
+
     /// Size of the database page cache, in MiB.
     #[arg(long, env = "PACKD_CACHE_MB", default_value_t = 64)]
     pub cache_mb: usize,
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err("a share from 0 to 1, such as 0.3".into()),
+    }
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -10,6 +10,8 @@
 //!   description, request ids, logging, and every error as RFC 9457 problem+json.
 //! - [`store`]: the only module that knows redb and the byte encoding; one
 //!   writer thread batches writes into transactions (group commit).
+//! - [`worker`]: the task queue's workers and the `Executor` trait (with the
+//!   stub executor) that does the work of an operation.
 //! - [`domain`]: pure rules (names, versions, statuses, transitions), no I/O.
 
 pub mod api;
@@ -18,3 +20,4 @@ pub mod config;
 pub mod domain;
 pub mod server;
 pub mod store;
+pub mod worker;

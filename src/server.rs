@@ -2,6 +2,7 @@
 //! until SIGTERM or Ctrl-C, drain requests in flight (bounded), close the store.
 
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -13,6 +14,7 @@ use crate::config::{LogFormat, ServeArgs};
 use crate::domain::Timestamp;
 use crate::domain::key::MIN_SECRET_LEN;
 use crate::store::{Bootstrap, Store, StoreOptions};
+use crate::worker::{QueueConfig, StubConfig, StubExecutor, Workers};
 
 /// Sets up logging on standard error, in the chosen format.
 pub fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
@@ -89,8 +91,17 @@ async fn bootstrap(store: &Store, key: Option<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Background upkeep: key usage written in batches, old audit entries pruned.
-fn spawn_upkeep(store: Store, audit_retention: Duration) {
+/// How long idempotency records are kept (the contract asks for at least 24 h).
+const IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(25 * 3600);
+
+fn ago(d: Duration) -> Timestamp {
+    let d = i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+    Timestamp::from_micros(Timestamp::now().as_micros().saturating_sub(d))
+}
+
+/// Background upkeep: key usage written in batches, old audit entries,
+/// finished operations and idempotency records pruned.
+fn spawn_upkeep(store: Store, audit_retention: Duration, operation_retention: Duration) {
     let usage_store = store.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(USAGE_FLUSH_EVERY);
@@ -106,10 +117,15 @@ fn spawn_upkeep(store: Store, audit_retention: Duration) {
         let mut tick = tokio::time::interval(AUDIT_PRUNE_EVERY);
         loop {
             tick.tick().await;
-            let retention = i64::try_from(audit_retention.as_micros()).unwrap_or(i64::MAX);
-            let before =
-                Timestamp::from_micros(Timestamp::now().as_micros().saturating_sub(retention));
-            match store.prune_audit(before).await {
+            match store
+                .prune_operations(ago(operation_retention), ago(IDEMPOTENCY_RETENTION))
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "pruned finished operations"),
+                Err(e) => tracing::warn!(error = %e, "cannot prune operations"),
+            }
+            match store.prune_audit(ago(audit_retention)).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(removed = n, "pruned old audit entries"),
                 Err(e) => tracing::warn!(error = %e, "cannot prune the audit log"),
@@ -126,13 +142,44 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
     )?;
     bootstrap(&store, args.bootstrap_key.as_deref()).await?;
-    spawn_upkeep(store.clone(), args.audit_retention);
+    let recovered = store.recover_operations().await?;
+    if recovered > 0 {
+        tracing::info!(
+            operations = recovered,
+            "requeued operations left running by the last stop"
+        );
+    }
+    spawn_upkeep(
+        store.clone(),
+        args.audit_retention,
+        args.operation_retention,
+    );
+    let workers = Workers::start(
+        store.clone(),
+        Arc::new(StubExecutor {
+            config: StubConfig {
+                download: args.download_duration,
+                activate: args.activate_duration,
+                deactivate: args.deactivate_duration,
+                failure_rate: args.stub_failure_rate,
+                steps: 10,
+            },
+        }),
+        QueueConfig {
+            workers: args.workers,
+            max_attempts: args.max_attempts,
+            retry_base: args.retry_delay,
+            retry_max: Duration::from_secs(300),
+        },
+    );
 
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let readiness = Readiness::default();
     let state = AppState {
         store: store.clone(),
         readiness: readiness.clone(),
         auth_failures: Default::default(),
+        shutdown: shutdown_rx,
     };
     let app = api::app(
         state,
@@ -174,12 +221,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let signal = async move {
         shutdown_signal().await;
         ready.set(false);
+        let _ = shutdown_tx.send(true);
     };
     Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(app, signal, Some(args.shutdown_timeout))
         .await
         .context("the HTTP server failed")?;
 
+    // Workers stop at their next step and put their operations back in the
+    // queue with the progress saved so far.
+    workers.stop().await;
     if let Err(e) = store.flush_usage().await {
         tracing::warn!(error = %e, "cannot write key usage at shutdown");
     }

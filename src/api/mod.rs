@@ -7,6 +7,7 @@ mod auth;
 mod health;
 mod keys;
 mod middleware;
+mod operations;
 mod packages;
 mod pagination;
 pub mod problem;
@@ -27,6 +28,8 @@ use crate::store::Store;
 enum ApiTags {
     /// Packages and their statuses.
     Packages,
+    /// Long-running status changes: download, activate, deactivate.
+    Operations,
     /// API keys and the audit log (admin role).
     Keys,
     /// Health and readiness of the service.
@@ -39,6 +42,8 @@ pub struct AppState {
     pub store: Store,
     pub readiness: Readiness,
     pub auth_failures: Arc<AuthFailures>,
+    /// Turns true when shutdown starts, so long polls answer at once.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Settings of the HTTP layer.
@@ -52,7 +57,12 @@ pub struct ApiOptions {
     pub key_ttl: Option<std::time::Duration>,
 }
 
-type Apis = (packages::PackagesApi, keys::KeysApi, health::HealthApi);
+type Apis = (
+    packages::PackagesApi,
+    operations::OperationsApi,
+    keys::KeysApi,
+    health::HealthApi,
+);
 
 const DESCRIPTION: &str = "\
 packd manages software packages on this machine: define them, download them, \
@@ -69,6 +79,10 @@ fn service(state: &AppState, options: &ApiOptions) -> OpenApiService<Apis, ()> {
         (
             packages::PackagesApi {
                 store: state.store.clone(),
+            },
+            operations::OperationsApi {
+                store: state.store.clone(),
+                shutdown: state.shutdown.clone(),
             },
             keys::KeysApi {
                 store: state.store.clone(),
@@ -92,6 +106,7 @@ pub fn openapi_json() -> Result<String, crate::store::OpenError> {
         store: Store::in_memory()?,
         readiness: Readiness::default(),
         auth_failures: Arc::default(),
+        shutdown: tokio::sync::watch::channel(false).1,
     };
     let spec = service(&state, &ApiOptions::default()).spec();
     state.store.close();

@@ -212,6 +212,25 @@ impl From<StoreError> for Problem {
             StoreError::LastAdmin => {
                 Problem::new(StatusCode::CONFLICT, ErrorCode::LastAdmin, e.to_string())
             }
+            StoreError::IdempotencyMismatch => {
+                let mut p = Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    ErrorCode::ValidationFailed,
+                    format!("Idempotency-Key: {e}"),
+                );
+                p.field = Some("Idempotency-Key".into());
+                p
+            }
+            StoreError::InvalidTransition { .. } => Problem::new(
+                StatusCode::CONFLICT,
+                ErrorCode::InvalidTransition,
+                e.to_string(),
+            ),
+            StoreError::AlreadyFinished(_) => Problem::new(
+                StatusCode::CONFLICT,
+                ErrorCode::AlreadyFinished,
+                e.to_string(),
+            ),
             StoreError::Conflict(_) => {
                 Problem::new(StatusCode::CONFLICT, ErrorCode::Conflict, e.to_string())
             }

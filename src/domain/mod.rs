@@ -3,6 +3,7 @@
 //! unit-tested without a database or a socket.
 
 pub mod key;
+pub mod operation;
 pub mod package;
 mod time;
 

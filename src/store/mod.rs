@@ -9,6 +9,7 @@
 mod audit;
 mod codec;
 mod keys;
+mod operations;
 mod packages;
 mod tables;
 mod writer;
@@ -20,6 +21,7 @@ use redb::{Database, ReadTransaction, ReadableDatabase};
 
 pub use self::audit::AuditEntry;
 pub use self::keys::{AuthFailure, Bootstrap, KeyPatch, NewKey, Principal};
+pub use self::operations::{Claim, Continue, Idempotency, ListOperations};
 pub use self::packages::{ListPackages, NewPackage};
 use self::writer::Writer;
 
@@ -92,6 +94,16 @@ pub enum StoreError {
     LastAdmin,
     #[error("{0}")]
     Conflict(String),
+    #[error("the Idempotency-Key was already used for a different call")]
+    IdempotencyMismatch,
+    #[error("{kind} needs a package with status {needed}; this one is {actual}")]
+    InvalidTransition {
+        kind: crate::domain::package::OperationKind,
+        needed: crate::domain::package::Status,
+        actual: crate::domain::package::Status,
+    },
+    #[error("the operation has already finished ({0})")]
+    AlreadyFinished(crate::domain::operation::OperationState),
     #[error("operation {operation_id} is in flight for this package")]
     OperationInProgress { operation_id: uuid::Uuid },
     /// The storage could not take a write (disk full, I/O error): retry later.
@@ -188,6 +200,10 @@ struct Inner {
     writer: Writer,
     path: PathBuf,
     keys: keys::KeyCache,
+    /// Woken when the queue may hold due work.
+    queue_changed: tokio::sync::Notify,
+    /// Bumped whenever an operation finishes.
+    finished: tokio::sync::watch::Sender<u64>,
 }
 
 impl Store {
@@ -224,6 +240,8 @@ impl Store {
                 writer,
                 path: path.clone(),
                 keys: keys::KeyCache::default(),
+                queue_changed: tokio::sync::Notify::new(),
+                finished: tokio::sync::watch::Sender::new(0),
             }),
         };
         store.load_key_cache().map_err(|e| OpenError::Other {

@@ -92,7 +92,7 @@ pub struct ListPackages {
     pub limit: usize,
 }
 
-fn get_in<T: ReadableTable<u128, &'static [u8]>>(
+pub(super) fn get_in<T: ReadableTable<u128, &'static [u8]>>(
     table: &T,
     id: Uuid,
 ) -> Result<Package, StoreError> {
@@ -101,7 +101,7 @@ fn get_in<T: ReadableTable<u128, &'static [u8]>>(
 }
 
 /// Writes the row and every index entry of `p`.
-fn put(wtx: &WriteTransaction, p: &Package) -> Result<(), StoreError> {
+pub(super) fn put(wtx: &WriteTransaction, p: &Package) -> Result<(), StoreError> {
     let id = p.id.as_u128();
     wtx.open_table(PACKAGES)?
         .insert(id, encode(&to_record(p))?.as_slice())?;
@@ -115,7 +115,7 @@ fn put(wtx: &WriteTransaction, p: &Package) -> Result<(), StoreError> {
 }
 
 /// Removes the index entries of `p` (the row itself is overwritten or removed by the caller).
-fn unindex(wtx: &WriteTransaction, p: &Package) -> Result<(), StoreError> {
+pub(super) fn unindex(wtx: &WriteTransaction, p: &Package) -> Result<(), StoreError> {
     let id = p.id.as_u128();
     wtx.open_table(PACKAGES_BY_NAME_VERSION)?
         .remove((p.name.as_str(), p.version.as_str()))?;

@@ -32,6 +32,21 @@ pub(crate) const KEYS_BY_HASH: TableDefinition<&[u8; 32], u128> =
 /// entry id (UUID v7, so time order) -> postcard `AuditRecord`.
 pub(crate) const AUDIT: TableDefinition<u128, &[u8]> = TableDefinition::new("audit");
 
+/// operation id -> postcard `OperationRecord`.
+pub(crate) const OPERATIONS: TableDefinition<u128, &[u8]> = TableDefinition::new("operations");
+/// (due time in µs, operation id) -> (): the queue, in the order work is due.
+pub(crate) const OPERATIONS_QUEUE: TableDefinition<(u64, u128), ()> =
+    TableDefinition::new("operations_queue");
+/// (package id, operation id) -> (): `?package_id=`.
+pub(crate) const OPERATIONS_BY_PACKAGE: TableDefinition<(u128, u128), ()> =
+    TableDefinition::new("operations_by_package");
+/// (state code, operation id) -> (): `?state=`, recovery and pruning.
+pub(crate) const OPERATIONS_BY_STATE: TableDefinition<(u8, u128), ()> =
+    TableDefinition::new("operations_by_state");
+/// (acting key id, Idempotency-Key) -> postcard `IdempotencyRecord`.
+pub(crate) const IDEMPOTENCY: TableDefinition<(u128, &str), &[u8]> =
+    TableDefinition::new("idempotency");
+
 /// Names of every table of the current schema, for integrity checks and tests.
 #[cfg(test)]
 pub(crate) const ALL: &[&str] = &[
@@ -43,6 +58,11 @@ pub(crate) const ALL: &[&str] = &[
     "keys",
     "keys_by_hash",
     "audit",
+    "operations",
+    "operations_queue",
+    "operations_by_package",
+    "operations_by_state",
+    "idempotency",
 ];
 
 /// Opens (and on a new file, creates) every table, so readers never meet a
@@ -56,5 +76,10 @@ pub(crate) fn create_all(tx: &redb::WriteTransaction) -> Result<(), redb::TableE
     tx.open_table(KEYS)?;
     tx.open_table(KEYS_BY_HASH)?;
     tx.open_table(AUDIT)?;
+    tx.open_table(OPERATIONS)?;
+    tx.open_table(OPERATIONS_QUEUE)?;
+    tx.open_table(OPERATIONS_BY_PACKAGE)?;
+    tx.open_table(OPERATIONS_BY_STATE)?;
+    tx.open_table(IDEMPOTENCY)?;
     Ok(())
 }

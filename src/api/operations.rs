@@ -1,0 +1,330 @@
+//! Operations over HTTP: start one (202), watch it (with long-poll `wait`),
+//! list them, cancel one.
+
+use std::time::Duration;
+
+use poem::Request;
+use poem::http::StatusCode;
+use poem_openapi::param::{Header, Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::ApiTags;
+use super::auth::{ReadAccess, WriteAccess};
+use super::packages::OperationKindDto;
+use super::pagination::{self, decode_cursor, encode_cursor};
+use super::problem::status::{COMMON, S404, S409, S422};
+use super::problem::{ErrorCode, Errors, Problem};
+use crate::domain::Timestamp;
+use crate::domain::operation::{Operation, OperationState};
+use crate::domain::package::OperationKind;
+use crate::store::{Idempotency, ListOperations, Principal, Store};
+
+type StartErrors = Errors<{ COMMON | S404 | S409 | S422 }>;
+type GetErrors = Errors<{ COMMON | S404 }>;
+type ListErrors = Errors<COMMON>;
+type CancelErrors = Errors<{ COMMON | S404 | S409 }>;
+
+/// Longest `wait` a client may ask for, in seconds.
+pub const MAX_WAIT_SECONDS: u64 = 60;
+const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename = "OperationState", rename_all = "lowercase")]
+pub enum StateDto {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl From<OperationState> for StateDto {
+    fn from(s: OperationState) -> Self {
+        match s {
+            OperationState::Queued => StateDto::Queued,
+            OperationState::Running => StateDto::Running,
+            OperationState::Succeeded => StateDto::Succeeded,
+            OperationState::Failed => StateDto::Failed,
+            OperationState::Cancelled => StateDto::Cancelled,
+        }
+    }
+}
+
+impl From<StateDto> for OperationState {
+    fn from(s: StateDto) -> Self {
+        match s {
+            StateDto::Queued => OperationState::Queued,
+            StateDto::Running => OperationState::Running,
+            StateDto::Succeeded => OperationState::Succeeded,
+            StateDto::Failed => OperationState::Failed,
+            StateDto::Cancelled => OperationState::Cancelled,
+        }
+    }
+}
+
+/// A long-running status change of a package.
+#[derive(Debug, Object)]
+#[oai(rename = "Operation")]
+struct OperationDto {
+    id: Uuid,
+    package_id: Uuid,
+    kind: OperationKindDto,
+    state: StateDto,
+    /// 0 to 100.
+    progress: u8,
+    /// Starts so far, resumes after a restart included.
+    attempts: u32,
+    /// The error of the last failed attempt, or null.
+    error: Option<String>,
+    /// A cancel was asked while it ran; it stops at its next step.
+    cancel_requested: bool,
+    created_at: OffsetDateTime,
+    started_at: Option<OffsetDateTime>,
+    finished_at: Option<OffsetDateTime>,
+}
+
+impl From<Operation> for OperationDto {
+    fn from(o: Operation) -> Self {
+        Self {
+            id: o.id,
+            package_id: o.package_id,
+            kind: o.kind.into(),
+            state: o.state.into(),
+            progress: o.progress,
+            attempts: o.attempts,
+            error: o.error,
+            cancel_requested: o.cancel_requested,
+            created_at: o.created_at.to_offset_date_time(),
+            started_at: o.started_at.map(Timestamp::to_offset_date_time),
+            finished_at: o.finished_at.map(Timestamp::to_offset_date_time),
+        }
+    }
+}
+
+#[derive(Debug, Object)]
+#[oai(rename = "OperationList")]
+struct OperationList {
+    items: Vec<OperationDto>,
+    next_cursor: Option<String>,
+}
+
+#[derive(ApiResponse)]
+enum Accepted {
+    /// Accepted: the operation is queued (or, for a repeated Idempotency-Key,
+    /// the operation that key started).
+    #[oai(status = 202)]
+    Accepted(
+        Json<OperationDto>,
+        /// The operation: `/v1/operations/{id}`.
+        #[oai(header = "Location")]
+        String,
+    ),
+}
+
+pub struct OperationsApi {
+    pub store: Store,
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+impl OperationsApi {
+    async fn start(
+        &self,
+        req: &Request,
+        package_id: Uuid,
+        kind: OperationKind,
+        idempotency_key: Option<String>,
+    ) -> Result<Accepted, StartErrors> {
+        let idempotency = match idempotency_key {
+            None => None,
+            Some(key) => {
+                if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN {
+                    let mut p = Problem::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        ErrorCode::ValidationFailed,
+                        "Idempotency-Key: must be 1 to 255 characters",
+                    );
+                    p.field = Some("Idempotency-Key".into());
+                    return Err(p.into());
+                }
+                let principal = req
+                    .data::<Principal>()
+                    .ok_or_else(|| Problem::bad_request("no principal"))?;
+                Some(Idempotency {
+                    key_id: principal.key_id,
+                    key,
+                })
+            }
+        };
+        let (op, _) = self.store.enqueue(package_id, kind, idempotency).await?;
+        let location = format!("/v1/operations/{}", op.id);
+        Ok(Accepted::Accepted(Json(op.into()), location))
+    }
+}
+
+#[OpenApi(tag = "ApiTags::Operations")]
+impl OperationsApi {
+    /// Download a package: `created` -> `downloaded`.
+    ///
+    /// Role: `write`. Answers 202 at once with the queued operation. Wrong
+    /// status: 409 `invalid_transition`; another operation in flight: 409
+    /// `operation_in_progress`. A repeated `Idempotency-Key` returns the same operation.
+    #[oai(
+        path = "/v1/packages/:id/download",
+        method = "post",
+        operation_id = "download_package"
+    )]
+    async fn download(
+        &self,
+        _auth: WriteAccess,
+        req: &Request,
+        id: Path<Uuid>,
+        /// Makes a retried request safe: the same key on the same call returns
+        /// the same operation (kept at least 24 h). 1 to 255 characters.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: Header<Option<String>>,
+    ) -> Result<Accepted, StartErrors> {
+        self.start(req, id.0, OperationKind::Download, idempotency_key.0)
+            .await
+    }
+
+    /// Activate a package: `downloaded` -> `active`.
+    ///
+    /// Role: `write`. As for download.
+    #[oai(
+        path = "/v1/packages/:id/activate",
+        method = "post",
+        operation_id = "activate_package"
+    )]
+    async fn activate(
+        &self,
+        _auth: WriteAccess,
+        req: &Request,
+        id: Path<Uuid>,
+        /// As for download.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: Header<Option<String>>,
+    ) -> Result<Accepted, StartErrors> {
+        self.start(req, id.0, OperationKind::Activate, idempotency_key.0)
+            .await
+    }
+
+    /// Deactivate a package: `active` -> `downloaded`.
+    ///
+    /// Role: `write`. As for download.
+    #[oai(
+        path = "/v1/packages/:id/deactivate",
+        method = "post",
+        operation_id = "deactivate_package"
+    )]
+    async fn deactivate(
+        &self,
+        _auth: WriteAccess,
+        req: &Request,
+        id: Path<Uuid>,
+        /// As for download.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: Header<Option<String>>,
+    ) -> Result<Accepted, StartErrors> {
+        self.start(req, id.0, OperationKind::Deactivate, idempotency_key.0)
+            .await
+    }
+
+    /// Get an operation, optionally waiting for it to finish.
+    ///
+    /// Role: `read`. With `wait=N` (0 to 60 seconds) the answer comes as soon
+    /// as the operation is finished, or after N seconds with its current state.
+    #[oai(
+        path = "/v1/operations/:id",
+        method = "get",
+        operation_id = "get_operation"
+    )]
+    async fn get(
+        &self,
+        _auth: ReadAccess,
+        id: Path<Uuid>,
+        /// Seconds to wait for the operation to finish (0 to 60).
+        #[oai(validator(maximum(value = "60")))]
+        wait: Query<Option<u64>>,
+    ) -> Result<Json<OperationDto>, GetErrors> {
+        let wait = Duration::from_secs(wait.0.unwrap_or(0).min(MAX_WAIT_SECONDS));
+        // Subscribed before the first read, so a finish in between is not missed.
+        let mut finished = self.store.finished_events();
+        let mut op = self.store.get_operation(id.0)?;
+        if wait.is_zero() || op.state.is_finished() {
+            return Ok(Json(op.into()));
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            tokio::select! {
+                changed = finished.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                }
+                () = tokio::time::sleep_until(deadline) => break,
+                _ = shutdown.wait_for(|s| *s) => break,
+            }
+            op = self.store.get_operation(id.0)?;
+            if op.state.is_finished() {
+                break;
+            }
+        }
+        Ok(Json(self.store.get_operation(id.0).unwrap_or(op).into()))
+    }
+
+    /// List operations, oldest first.
+    ///
+    /// Role: `read`. Filters combine: `package_id` and `state`.
+    #[oai(
+        path = "/v1/operations",
+        method = "get",
+        operation_id = "list_operations"
+    )]
+    async fn list(
+        &self,
+        _auth: ReadAccess,
+        /// Only operations of this package.
+        package_id: Query<Option<Uuid>>,
+        /// Only operations in this state.
+        state: Query<Option<StateDto>>,
+        /// Page size, 1 to 1000 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
+        limit: Query<Option<u32>>,
+        /// The `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> Result<Json<OperationList>, ListErrors> {
+        let q = ListOperations {
+            package_id: package_id.0,
+            state: state.0.map(Into::into),
+            after: decode_cursor(cursor.0.as_deref())?,
+            limit: pagination::limit(limit.0),
+        };
+        let page = self.store.list_operations(&q)?;
+        Ok(Json(OperationList {
+            items: page.items.into_iter().map(Into::into).collect(),
+            next_cursor: page.next_after.map(encode_cursor),
+        }))
+    }
+
+    /// Cancel an operation.
+    ///
+    /// Role: `write`. Queued: cancelled at once. Running: stops at its next
+    /// step (the answer shows `cancel_requested`). Finished: 409
+    /// `already_finished`. Cancelling never rolls a status back.
+    #[oai(
+        path = "/v1/operations/:id/cancel",
+        method = "post",
+        operation_id = "cancel_operation"
+    )]
+    async fn cancel(
+        &self,
+        _auth: WriteAccess,
+        id: Path<Uuid>,
+    ) -> Result<Json<OperationDto>, CancelErrors> {
+        Ok(Json(self.store.cancel_operation(id.0).await?.into()))
+    }
+}

@@ -1,0 +1,649 @@
+//! Operations and their queue. Every state change of an operation is one
+//! transaction, and the one that finishes it successfully also sets the
+//! package's new status: a status never changes without its operation.
+
+use std::time::Duration;
+
+use redb::{ReadableTable, WriteTransaction};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::codec::{decode, encode};
+use super::packages::{get_in as get_package_in, put as put_package, unindex as unindex_package};
+use super::tables::{
+    IDEMPOTENCY, OPERATIONS, OPERATIONS_BY_PACKAGE, OPERATIONS_BY_STATE, OPERATIONS_QUEUE, PACKAGES,
+};
+use super::{Page, Store, StoreError, paginate};
+use crate::domain::Timestamp;
+use crate::domain::operation::{Operation, OperationState};
+use crate::domain::package::{OperationKind, Status};
+
+#[derive(Debug, Serialize, Deserialize)]
+enum OperationRecord {
+    V1(OperationV1),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct OperationV1 {
+    package_id: u128,
+    kind: u8,
+    state: u8,
+    progress: u8,
+    attempts: u32,
+    error: Option<String>,
+    created_at: i64,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+    cancel_requested: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum IdempotencyRecord {
+    V1(IdempotencyV1),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct IdempotencyV1 {
+    /// The call the key was first used for: `kind` and package id.
+    kind: u8,
+    package_id: u128,
+    operation_id: u128,
+    created_at: i64,
+}
+
+fn kind_code(k: OperationKind) -> u8 {
+    match k {
+        OperationKind::Download => 0,
+        OperationKind::Activate => 1,
+        OperationKind::Deactivate => 2,
+    }
+}
+
+fn kind_from_code(c: u8) -> Result<OperationKind, StoreError> {
+    match c {
+        0 => Ok(OperationKind::Download),
+        1 => Ok(OperationKind::Activate),
+        2 => Ok(OperationKind::Deactivate),
+        other => Err(StoreError::Corrupt(format!(
+            "unknown operation kind {other}"
+        ))),
+    }
+}
+
+pub(crate) fn state_code(s: OperationState) -> u8 {
+    match s {
+        OperationState::Queued => 0,
+        OperationState::Running => 1,
+        OperationState::Succeeded => 2,
+        OperationState::Failed => 3,
+        OperationState::Cancelled => 4,
+    }
+}
+
+fn state_from_code(c: u8) -> Result<OperationState, StoreError> {
+    OperationState::ALL
+        .into_iter()
+        .find(|s| state_code(*s) == c)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown operation state {c}")))
+}
+
+fn to_record(o: &Operation) -> OperationRecord {
+    OperationRecord::V1(OperationV1 {
+        package_id: o.package_id.as_u128(),
+        kind: kind_code(o.kind),
+        state: state_code(o.state),
+        progress: o.progress,
+        attempts: o.attempts,
+        error: o.error.clone(),
+        created_at: o.created_at.as_micros(),
+        started_at: o.started_at.map(Timestamp::as_micros),
+        finished_at: o.finished_at.map(Timestamp::as_micros),
+        cancel_requested: o.cancel_requested,
+    })
+}
+
+fn from_record(id: u128, bytes: &[u8]) -> Result<Operation, StoreError> {
+    let OperationRecord::V1(r) = decode::<OperationRecord>("operations", bytes)?;
+    Ok(Operation {
+        id: Uuid::from_u128(id),
+        package_id: Uuid::from_u128(r.package_id),
+        kind: kind_from_code(r.kind)?,
+        state: state_from_code(r.state)?,
+        progress: r.progress,
+        attempts: r.attempts,
+        error: r.error,
+        created_at: Timestamp::from_micros(r.created_at),
+        started_at: r.started_at.map(Timestamp::from_micros),
+        finished_at: r.finished_at.map(Timestamp::from_micros),
+        cancel_requested: r.cancel_requested,
+    })
+}
+
+fn due_key(t: Timestamp) -> u64 {
+    u64::try_from(t.as_micros()).unwrap_or(0)
+}
+
+fn load(wtx: &WriteTransaction, id: Uuid) -> Result<Operation, StoreError> {
+    let table = wtx.open_table(OPERATIONS)?;
+    let row = table.get(id.as_u128())?.ok_or(StoreError::NotFound)?;
+    from_record(id.as_u128(), row.value())
+}
+
+/// Writes `after` over `before` (None: new), keeping the state index true.
+fn save(
+    wtx: &WriteTransaction,
+    before: Option<&Operation>,
+    after: &Operation,
+) -> Result<(), StoreError> {
+    let id = after.id.as_u128();
+    let mut by_state = wtx.open_table(OPERATIONS_BY_STATE)?;
+    if let Some(b) = before {
+        if b.state != after.state {
+            by_state.remove((state_code(b.state), id))?;
+            by_state.insert((state_code(after.state), id), ())?;
+        }
+    } else {
+        by_state.insert((state_code(after.state), id), ())?;
+        wtx.open_table(OPERATIONS_BY_PACKAGE)?
+            .insert((after.package_id.as_u128(), id), ())?;
+    }
+    wtx.open_table(OPERATIONS)?
+        .insert(id, encode(&to_record(after))?.as_slice())?;
+    Ok(())
+}
+
+/// Clears the package's in-flight mark, and on success gives it its new status.
+fn release_package(
+    wtx: &WriteTransaction,
+    op: &Operation,
+    new_status: Option<Status>,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let before = match get_package_in(&wtx.open_table(PACKAGES)?, op.package_id) {
+        Ok(p) => p,
+        // Deleted packages cannot have an operation in flight; nothing to release.
+        Err(StoreError::NotFound) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if before.operation_id != Some(op.id) {
+        return Ok(());
+    }
+    let mut after = before.clone();
+    after.operation_id = None;
+    if let Some(status) = new_status {
+        after.status = status;
+    }
+    after.revision += 1;
+    after.updated_at = now;
+    unindex_package(wtx, &before)?;
+    put_package(wtx, &after)
+}
+
+fn finish(
+    wtx: &WriteTransaction,
+    before: &Operation,
+    state: OperationState,
+    error: Option<String>,
+    now: Timestamp,
+) -> Result<Operation, StoreError> {
+    let mut op = before.clone();
+    op.state = state;
+    op.finished_at = Some(now);
+    if error.is_some() {
+        op.error = error;
+    }
+    if state == OperationState::Succeeded {
+        op.progress = 100;
+        op.error = None;
+    }
+    let new_status = (state == OperationState::Succeeded).then(|| op.kind.transition().1);
+    release_package(wtx, &op, new_status, now)?;
+    save(wtx, Some(before), &op)?;
+    Ok(op)
+}
+
+/// Who asks, and with which `Idempotency-Key`.
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    pub key_id: Uuid,
+    pub key: String,
+}
+
+/// What the queue holds for a worker.
+#[derive(Debug)]
+pub enum Claim {
+    Work(Operation),
+    /// Nothing due; the earliest queued entry is due then (None: queue empty).
+    Idle(Option<Timestamp>),
+}
+
+/// What a worker learns when it saves progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Continue {
+    Yes,
+    /// A client cancelled: the operation is now `cancelled`; stop.
+    Cancelled,
+}
+
+/// Filters and position of an operation listing.
+#[derive(Debug, Clone, Default)]
+pub struct ListOperations {
+    pub package_id: Option<Uuid>,
+    pub state: Option<OperationState>,
+    pub after: Option<Uuid>,
+    pub limit: usize,
+}
+
+impl Store {
+    fn notify_queue(&self) {
+        self.inner.queue_changed.notify_one();
+    }
+
+    fn notify_finished(&self) {
+        self.inner.finished.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Starts `kind` on a package: the operation, its queue entry and the
+    /// package's `operation_id` in one transaction. With an idempotency key
+    /// already used for this same call, returns that call's operation (and
+    /// `false`: nothing new was made).
+    pub async fn enqueue(
+        &self,
+        package_id: Uuid,
+        kind: OperationKind,
+        idempotency: Option<Idempotency>,
+    ) -> Result<(Operation, bool), StoreError> {
+        let now = Timestamp::now();
+        let op_id = Uuid::now_v7();
+        let result = self
+            .write(move |wtx| {
+                if let Some(idem) = &idempotency {
+                    let seen = wtx
+                        .open_table(IDEMPOTENCY)?
+                        .get((idem.key_id.as_u128(), idem.key.as_str()))?
+                        .map(|row| decode::<IdempotencyRecord>("idempotency", row.value()))
+                        .transpose()?;
+                    if let Some(IdempotencyRecord::V1(r)) = seen {
+                        if r.kind != kind_code(kind) || r.package_id != package_id.as_u128() {
+                            return Err(StoreError::IdempotencyMismatch);
+                        }
+                        return Ok((load(wtx, Uuid::from_u128(r.operation_id))?, false));
+                    }
+                }
+                let package = get_package_in(&wtx.open_table(PACKAGES)?, package_id)?;
+                if let Some(operation_id) = package.operation_id {
+                    return Err(StoreError::OperationInProgress { operation_id });
+                }
+                if kind.apply(package.status).is_none() {
+                    return Err(StoreError::InvalidTransition {
+                        kind,
+                        needed: kind.transition().0,
+                        actual: package.status,
+                    });
+                }
+                let op = Operation {
+                    id: op_id,
+                    package_id,
+                    kind,
+                    state: OperationState::Queued,
+                    progress: 0,
+                    attempts: 0,
+                    error: None,
+                    created_at: now,
+                    started_at: None,
+                    finished_at: None,
+                    cancel_requested: false,
+                };
+                save(wtx, None, &op)?;
+                wtx.open_table(OPERATIONS_QUEUE)?
+                    .insert((due_key(now), op_id.as_u128()), ())?;
+                let mut marked = package.clone();
+                marked.operation_id = Some(op_id);
+                marked.revision += 1;
+                marked.updated_at = now;
+                put_package(wtx, &marked)?;
+                if let Some(idem) = &idempotency {
+                    let record = IdempotencyRecord::V1(IdempotencyV1 {
+                        kind: kind_code(kind),
+                        package_id: package_id.as_u128(),
+                        operation_id: op_id.as_u128(),
+                        created_at: now.as_micros(),
+                    });
+                    wtx.open_table(IDEMPOTENCY)?.insert(
+                        (idem.key_id.as_u128(), idem.key.as_str()),
+                        encode(&record)?.as_slice(),
+                    )?;
+                }
+                Ok((op, true))
+            })
+            .await?;
+        if result.1 {
+            self.notify_queue();
+        }
+        Ok(result)
+    }
+
+    /// Takes the first due operation off the queue and marks it running.
+    pub async fn claim(&self) -> Result<Claim, StoreError> {
+        let now = Timestamp::now();
+        self.write(move |wtx| {
+            let mut queue = wtx.open_table(OPERATIONS_QUEUE)?;
+            let Some((due, id)) = queue.first()?.map(|(k, _)| k.value()) else {
+                return Ok(Claim::Idle(None));
+            };
+            if due > due_key(now) {
+                return Ok(Claim::Idle(Some(Timestamp::from_micros(
+                    i64::try_from(due).unwrap_or(i64::MAX),
+                ))));
+            }
+            queue.remove((due, id))?;
+            drop(queue);
+            let before = load(wtx, Uuid::from_u128(id))?;
+            let mut op = before.clone();
+            op.state = OperationState::Running;
+            op.attempts += 1;
+            op.started_at.get_or_insert(now);
+            save(wtx, Some(&before), &op)?;
+            Ok(Claim::Work(op))
+        })
+        .await
+    }
+
+    /// Saves a step's progress; says whether to go on.
+    pub async fn save_progress(&self, id: Uuid, progress: u8) -> Result<Continue, StoreError> {
+        let now = Timestamp::now();
+        let outcome = self
+            .write(move |wtx| {
+                let before = load(wtx, id)?;
+                if before.state != OperationState::Running {
+                    return Ok(Continue::Cancelled);
+                }
+                if before.cancel_requested {
+                    finish(wtx, &before, OperationState::Cancelled, None, now)?;
+                    return Ok(Continue::Cancelled);
+                }
+                let mut op = before.clone();
+                op.progress = progress.min(100);
+                save(wtx, Some(&before), &op)?;
+                Ok(Continue::Yes)
+            })
+            .await?;
+        if outcome == Continue::Cancelled {
+            self.notify_finished();
+        }
+        Ok(outcome)
+    }
+
+    /// The executor finished: success (or cancelled, if asked meanwhile).
+    pub async fn complete(&self, id: Uuid) -> Result<Operation, StoreError> {
+        let now = Timestamp::now();
+        let op = self
+            .write(move |wtx| {
+                let before = load(wtx, id)?;
+                if before.state != OperationState::Running {
+                    return Ok(before);
+                }
+                let state = if before.cancel_requested {
+                    OperationState::Cancelled
+                } else {
+                    OperationState::Succeeded
+                };
+                finish(wtx, &before, state, None, now)
+            })
+            .await?;
+        self.notify_finished();
+        Ok(op)
+    }
+
+    /// An attempt failed: queue a retry after `retry_in`, or with no attempts
+    /// left, mark it failed and leave the package's status as it was.
+    pub async fn fail_attempt(
+        &self,
+        id: Uuid,
+        error: String,
+        max_attempts: u32,
+        retry_in: Duration,
+    ) -> Result<Operation, StoreError> {
+        let now = Timestamp::now();
+        let op = self
+            .write(move |wtx| {
+                let before = load(wtx, id)?;
+                if before.state != OperationState::Running {
+                    return Ok(before);
+                }
+                if before.cancel_requested {
+                    return finish(wtx, &before, OperationState::Cancelled, None, now);
+                }
+                if before.attempts >= max_attempts {
+                    return finish(wtx, &before, OperationState::Failed, Some(error), now);
+                }
+                let mut op = before.clone();
+                op.state = OperationState::Queued;
+                op.error = Some(error);
+                let due = Timestamp::from_micros(
+                    now.as_micros()
+                        .saturating_add(i64::try_from(retry_in.as_micros()).unwrap_or(i64::MAX)),
+                );
+                wtx.open_table(OPERATIONS_QUEUE)?
+                    .insert((due_key(due), id.as_u128()), ())?;
+                save(wtx, Some(&before), &op)?;
+                Ok(op)
+            })
+            .await?;
+        if op.state.is_finished() {
+            self.notify_finished();
+        } else {
+            self.notify_queue();
+        }
+        Ok(op)
+    }
+
+    /// A worker stops (shutdown) before the operation is done: back to the
+    /// queue, progress kept, due at once on the next start.
+    pub async fn requeue(&self, id: Uuid) -> Result<(), StoreError> {
+        let now = Timestamp::now();
+        self.write(move |wtx| {
+            let before = load(wtx, id)?;
+            if before.state != OperationState::Running {
+                return Ok(());
+            }
+            let mut op = before.clone();
+            op.state = OperationState::Queued;
+            wtx.open_table(OPERATIONS_QUEUE)?
+                .insert((due_key(now), id.as_u128()), ())?;
+            save(wtx, Some(&before), &op)
+        })
+        .await
+    }
+
+    /// At start-up, before any worker runs: every operation left `running`
+    /// by a crash goes back to the queue, keeping its progress (only this
+    /// process can hold the file, so nothing else owns them). One asked to
+    /// cancel is cancelled now.
+    pub async fn recover_operations(&self) -> Result<usize, StoreError> {
+        let now = Timestamp::now();
+        let n = self
+            .write(move |wtx| {
+                let running: Vec<u128> = wtx
+                    .open_table(OPERATIONS_BY_STATE)?
+                    .range(
+                        (state_code(OperationState::Running), 0)
+                            ..=(state_code(OperationState::Running), u128::MAX),
+                    )?
+                    .map(|r| r.map(|(k, _)| k.value().1))
+                    .collect::<Result<_, _>>()?;
+                for id in &running {
+                    let before = load(wtx, Uuid::from_u128(*id))?;
+                    if before.cancel_requested {
+                        finish(wtx, &before, OperationState::Cancelled, None, now)?;
+                        continue;
+                    }
+                    let mut op = before.clone();
+                    op.state = OperationState::Queued;
+                    wtx.open_table(OPERATIONS_QUEUE)?
+                        .insert((due_key(now), *id), ())?;
+                    save(wtx, Some(&before), &op)?;
+                }
+                Ok(running.len())
+            })
+            .await?;
+        self.notify_queue();
+        Ok(n)
+    }
+
+    /// Cancels: a queued operation at once, a running one at its next step
+    /// (the answer then still says `running`, with `cancel_requested`).
+    pub async fn cancel_operation(&self, id: Uuid) -> Result<Operation, StoreError> {
+        let now = Timestamp::now();
+        let op = self
+            .write(move |wtx| {
+                let before = load(wtx, id)?;
+                match before.state {
+                    s if s.is_finished() => Err(StoreError::AlreadyFinished(s)),
+                    OperationState::Queued => {
+                        let mut queue = wtx.open_table(OPERATIONS_QUEUE)?;
+                        // The entry's due time is not on the record; find it by id.
+                        let entry = queue
+                            .iter()?
+                            .map(|r| r.map(|(k, _)| k.value()))
+                            .find(|r| r.as_ref().is_ok_and(|(_, op)| *op == id.as_u128()))
+                            .transpose()?;
+                        if let Some(key) = entry {
+                            queue.remove(key)?;
+                        }
+                        drop(queue);
+                        finish(wtx, &before, OperationState::Cancelled, None, now)
+                    }
+                    _ => {
+                        let mut op = before.clone();
+                        op.cancel_requested = true;
+                        save(wtx, Some(&before), &op)?;
+                        Ok(op)
+                    }
+                }
+            })
+            .await?;
+        if op.state.is_finished() {
+            self.notify_finished();
+        }
+        Ok(op)
+    }
+
+    pub fn get_operation(&self, id: Uuid) -> Result<Operation, StoreError> {
+        self.read(|rtx| {
+            let table = rtx.open_table(OPERATIONS)?;
+            let row = table.get(id.as_u128())?.ok_or(StoreError::NotFound)?;
+            from_record(id.as_u128(), row.value())
+        })
+    }
+
+    /// A receiver that changes whenever any operation finishes: long polls
+    /// wait on it instead of polling the store.
+    pub fn finished_events(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.finished.subscribe()
+    }
+
+    /// Wakes when the queue may have work.
+    pub fn queue_changed(&self) -> &tokio::sync::Notify {
+        &self.inner.queue_changed
+    }
+
+    pub fn list_operations(&self, q: &ListOperations) -> Result<Page<Operation>, StoreError> {
+        let after = q.after.map_or(0, |u| u.as_u128().saturating_add(1));
+        self.read(|rtx| {
+            let rows = rtx.open_table(OPERATIONS)?;
+            let get = |id: u128| -> Result<Operation, StoreError> {
+                let row = rows.get(id)?.ok_or(StoreError::NotFound)?;
+                from_record(id, row.value())
+            };
+            let mut items = Vec::with_capacity(q.limit + 1);
+            match (q.package_id, q.state) {
+                (Some(pkg), state) => {
+                    let pkg = pkg.as_u128();
+                    let index = rtx.open_table(OPERATIONS_BY_PACKAGE)?;
+                    for entry in index.range((pkg, after)..=(pkg, u128::MAX))? {
+                        let op = get(entry?.0.value().1)?;
+                        if state.is_none_or(|s| s == op.state) {
+                            items.push(op);
+                            if items.len() > q.limit {
+                                break;
+                            }
+                        }
+                    }
+                }
+                (None, Some(state)) => {
+                    let code = state_code(state);
+                    let index = rtx.open_table(OPERATIONS_BY_STATE)?;
+                    for entry in index.range((code, after)..=(code, u128::MAX))? {
+                        items.push(get(entry?.0.value().1)?);
+                        if items.len() > q.limit {
+                            break;
+                        }
+                    }
+                }
+                (None, None) => {
+                    for entry in rows.range(after..)? {
+                        let (k, v) = entry?;
+                        items.push(from_record(k.value(), v.value())?);
+                        if items.len() > q.limit {
+                            break;
+                        }
+                    }
+                }
+            }
+            Ok(paginate(items, q.limit, |o: &Operation| o.id))
+        })
+    }
+
+    /// Operations queued or running, for readiness and metrics.
+    pub fn queue_depth(&self) -> Result<u64, StoreError> {
+        use redb::ReadableTableMetadata;
+        self.read(|rtx| Ok(rtx.open_table(OPERATIONS_QUEUE)?.len()?))
+    }
+
+    /// Removes finished operations that finished before `before`, and
+    /// idempotency records created before `idempotency_before`.
+    pub async fn prune_operations(
+        &self,
+        before: Timestamp,
+        idempotency_before: Timestamp,
+    ) -> Result<usize, StoreError> {
+        // Ids are UUID v7: an operation created at or after `before` cannot
+        // have finished before it, so only ids below this bound are looked at.
+        let bound = (u128::try_from(before.as_micros().max(0) / 1000).unwrap_or(0)) << 80;
+        self.write(move |wtx| {
+            let mut removed = 0;
+            for state in [
+                OperationState::Succeeded,
+                OperationState::Failed,
+                OperationState::Cancelled,
+            ] {
+                let code = state_code(state);
+                let ids: Vec<u128> = wtx
+                    .open_table(OPERATIONS_BY_STATE)?
+                    .range((code, 0)..(code, bound))?
+                    .take(10_000)
+                    .map(|r| r.map(|(k, _)| k.value().1))
+                    .collect::<Result<_, _>>()?;
+                for id in ids {
+                    let op = load(wtx, Uuid::from_u128(id))?;
+                    if op.finished_at.is_some_and(|f| f < before) {
+                        wtx.open_table(OPERATIONS)?.remove(id)?;
+                        wtx.open_table(OPERATIONS_BY_STATE)?.remove((code, id))?;
+                        wtx.open_table(OPERATIONS_BY_PACKAGE)?
+                            .remove((op.package_id.as_u128(), id))?;
+                        removed += 1;
+                    }
+                }
+            }
+            let mut idem = wtx.open_table(IDEMPOTENCY)?;
+            let cutoff = idempotency_before.as_micros();
+            idem.retain(|_, v| match decode::<IdempotencyRecord>("idempotency", v) {
+                Ok(IdempotencyRecord::V1(r)) => r.created_at >= cutoff,
+                Err(_) => true,
+            })?;
+            Ok(removed)
+        })
+        .await
+    }
+}

@@ -1,0 +1,116 @@
+//! The `Executor` trait, the seam where real downloads and activations would
+//! go, and the stub that stands in for them: timed steps with progress.
+
+use std::future::Future;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use crate::domain::package::OperationKind;
+
+/// What an executor is asked to do.
+#[derive(Debug, Clone)]
+pub struct Work {
+    pub operation_id: Uuid,
+    pub package_id: Uuid,
+    pub kind: OperationKind,
+    /// Percent already done by earlier attempts or before a restart: resume here.
+    pub progress: u8,
+    /// 1 for the first try.
+    pub attempt: u32,
+}
+
+/// Why the executor stopped without finishing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecError {
+    /// The attempt failed; the queue retries it (up to the maximum).
+    Failed(String),
+    /// Told to stop (cancel or shutdown) by `Steps::report`; progress is saved.
+    Stopped,
+}
+
+/// How an executor reports progress. Each call saves the progress durably
+/// and says whether to go on.
+pub trait Steps: Send {
+    fn report(&mut self, progress: u8) -> impl Future<Output = Result<(), ExecError>> + Send;
+    /// Resolves when the service is shutting down, so a long step can end early.
+    fn stopping(&self) -> impl Future<Output = ()> + Send;
+}
+
+/// Does the work of an operation. A real implementation (an HTTP download,
+/// a package manager call) implements this and keeps the contract: report
+/// progress after each unit of work, resume from `Work::progress`, and return
+/// `Stopped` when `report` says so.
+pub trait Executor: Send + Sync + 'static {
+    fn execute<S: Steps>(
+        &self,
+        work: Work,
+        steps: &mut S,
+    ) -> impl Future<Output = Result<(), ExecError>> + Send;
+}
+
+/// Settings of the stub executor.
+#[derive(Debug, Clone)]
+pub struct StubConfig {
+    pub download: Duration,
+    pub activate: Duration,
+    pub deactivate: Duration,
+    /// Share of attempts (0..=1) that fail at a random step.
+    pub failure_rate: f64,
+    /// Steps per operation; progress moves by 100 / steps.
+    pub steps: u8,
+}
+
+impl Default for StubConfig {
+    fn default() -> Self {
+        Self {
+            download: Duration::from_secs(10),
+            activate: Duration::from_secs(3),
+            deactivate: Duration::from_secs(2),
+            failure_rate: 0.0,
+            steps: 10,
+        }
+    }
+}
+
+/// Sleeps through an operation's configured duration in steps.
+pub struct StubExecutor {
+    pub config: StubConfig,
+}
+
+impl Executor for StubExecutor {
+    async fn execute<S: Steps>(&self, work: Work, steps: &mut S) -> Result<(), ExecError> {
+        let total = match work.kind {
+            OperationKind::Download => self.config.download,
+            OperationKind::Activate => self.config.activate,
+            OperationKind::Deactivate => self.config.deactivate,
+        };
+        let n = u32::from(self.config.steps.max(1));
+        let per_step = total / n;
+        let done = u32::from(work.progress) * n / 100;
+        let fail_at = (rand::random::<f64>() < self.config.failure_rate)
+            .then(|| done + rand::random_range(0..(n - done).max(1)));
+        for step in done..n {
+            if fail_at == Some(step) {
+                return Err(ExecError::Failed(format!(
+                    "stub failure at step {} of {n} (attempt {})",
+                    step + 1,
+                    work.attempt
+                )));
+            }
+            if !per_step.is_zero() {
+                tokio::select! {
+                    () = tokio::time::sleep(per_step) => {}
+                    // Stop mid-step: the step is not reported, so it runs again on resume.
+                    () = steps.stopping() => return Err(ExecError::Stopped),
+                }
+            }
+            let progress = ((step + 1) * 100 / n) as u8;
+            // The last step's 100 % is written by the transaction that finishes.
+            if step + 1 < n {
+                steps.report(progress).await?;
+            }
+        }
+        Ok(())
+    }
+}

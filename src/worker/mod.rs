@@ -1,0 +1,172 @@
+//! The queue runner: workers that claim operations from the store one
+//! transaction each, run them through an `Executor`, and record the outcome.
+//! Workers sleep on a notification from the store, never in a polling loop.
+
+mod executor;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+pub use self::executor::{ExecError, Executor, Steps, StubConfig, StubExecutor, Work};
+use crate::domain::Timestamp;
+use crate::domain::operation::backoff;
+use crate::store::{Claim, Continue, Store};
+
+/// Settings of the queue.
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    pub workers: usize,
+    pub max_attempts: u32,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+}
+
+/// Running workers; `stop` makes them finish their current step and return.
+pub struct Workers {
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Workers {
+    pub fn start<E: Executor>(store: Store, executor: Arc<E>, config: QueueConfig) -> Self {
+        let (stop, _) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        for n in 0..config.workers.max(1) {
+            let worker = Worker {
+                store: store.clone(),
+                executor: executor.clone(),
+                config: config.clone(),
+                stop: stop.subscribe(),
+            };
+            tasks.spawn(async move { worker.run(n).await });
+        }
+        Self { stop, tasks }
+    }
+
+    /// Tells every worker to stop at its next step and waits for them all.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+struct Worker<E> {
+    store: Store,
+    executor: Arc<E>,
+    config: QueueConfig,
+    stop: watch::Receiver<bool>,
+}
+
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+impl<E: Executor> Worker<E> {
+    async fn run(self, n: usize) {
+        tracing::debug!(worker = n, "worker started");
+        loop {
+            if *self.stop.borrow() {
+                break;
+            }
+            // Registered before looking, so a wake-up between the look and the
+            // wait is not lost.
+            let notified = self.store.queue_changed().notified();
+            match self.store.claim().await {
+                Ok(Claim::Work(op)) => self.execute(op).await,
+                Ok(Claim::Idle(next)) => {
+                    let sleep = next.map_or(Duration::from_secs(3600), |due| {
+                        Duration::from_micros(
+                            u64::try_from(due.as_micros() - Timestamp::now().as_micros())
+                                .unwrap_or(0),
+                        )
+                    });
+                    tokio::select! {
+                        () = notified => {}
+                        () = tokio::time::sleep(sleep) => {}
+                        () = stopped(self.stop.clone()) => break,
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot claim work; retrying in 1s");
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        () = stopped(self.stop.clone()) => break,
+                    }
+                }
+            }
+        }
+        tracing::debug!(worker = n, "worker stopped");
+    }
+
+    async fn execute(&self, op: crate::domain::operation::Operation) {
+        let id = op.id;
+        let work = Work {
+            operation_id: id,
+            package_id: op.package_id,
+            kind: op.kind,
+            progress: op.progress,
+            attempt: op.attempts,
+        };
+        tracing::info!(operation = %id, kind = %op.kind, attempt = op.attempts, progress = op.progress, "operation started");
+        let mut steps = StoreSteps {
+            store: self.store.clone(),
+            id,
+            stop: self.stop.clone(),
+        };
+        let result = self.executor.execute(work, &mut steps).await;
+        let outcome = match result {
+            Ok(()) => self.store.complete(id).await.map(|op| op.state.to_string()),
+            Err(ExecError::Stopped) if *self.stop.borrow() => self
+                .store
+                .requeue(id)
+                .await
+                .map(|()| "paused for shutdown".into()),
+            Err(ExecError::Stopped) => Ok("cancelled".into()),
+            Err(ExecError::Failed(error)) => {
+                let delay = backoff(
+                    self.config.retry_base,
+                    op.attempts,
+                    self.config.retry_max,
+                    rand::random::<f64>(),
+                );
+                tracing::warn!(operation = %id, %error, attempt = op.attempts, "operation attempt failed");
+                self.store
+                    .fail_attempt(id, error, self.config.max_attempts, delay)
+                    .await
+                    .map(|op| op.state.to_string())
+            }
+        };
+        match outcome {
+            Ok(state) => tracing::info!(operation = %id, state, "operation stopped"),
+            // The operation stays `running` in the file; the next start requeues it.
+            Err(e) => {
+                tracing::error!(operation = %id, error = %e, "cannot record an operation's outcome")
+            }
+        }
+    }
+}
+
+/// Progress reports that go to the store.
+struct StoreSteps {
+    store: Store,
+    id: uuid::Uuid,
+    stop: watch::Receiver<bool>,
+}
+
+impl Steps for StoreSteps {
+    async fn report(&mut self, progress: u8) -> Result<(), ExecError> {
+        match self.store.save_progress(self.id, progress).await {
+            Ok(Continue::Yes) if *self.stop.borrow() => Err(ExecError::Stopped),
+            Ok(Continue::Yes) => Ok(()),
+            Ok(Continue::Cancelled) => Err(ExecError::Stopped),
+            Err(e) => Err(ExecError::Failed(format!("cannot save progress: {e}"))),
+        }
+    }
+
+    async fn stopping(&self) {
+        stopped(self.stop.clone()).await;
+    }
+}
