@@ -1,9 +1,11 @@
 //! Black-box tests: every test starts the real `packd` binary and talks HTTP
 //! to it over a real socket. One test binary, so the build links once.
 
+mod crash;
 mod errors;
 mod helpers;
 mod keys;
+mod operations;
 mod packages;
 mod process;
 mod service;

@@ -1,0 +1,414 @@
+//! Operations: transitions, conflicts, idempotency, cancel, wait, filters, retries.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestServer, wait_for};
+
+const FAST: &[&str] = &[
+    "--download-duration",
+    "200ms",
+    "--activate-duration",
+    "100ms",
+    "--deactivate-duration",
+    "100ms",
+];
+const SLOW: &[&str] = &[
+    "--download-duration",
+    "30s",
+    "--activate-duration",
+    "30s",
+    "--workers",
+    "1",
+];
+
+fn start(s: &TestServer, pkg: &str, op: &str) -> Value {
+    let r = s.send("POST", &format!("/v1/packages/{pkg}/{op}"), &[], None);
+    r.assert_status(202);
+    let body = r.json();
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/v1/operations/{}", body["id"].as_str().unwrap()).as_str())
+    );
+    body
+}
+
+/// Waits (server-side long poll, bounded) until the operation is finished.
+fn finish(s: &TestServer, op: &Value) -> Value {
+    let id = op["id"].as_str().unwrap();
+    wait_for("the operation to finish", || {
+        let r = s.get(&format!("/v1/operations/{id}?wait=5"));
+        r.assert_status(200);
+        let body = r.json();
+        ["succeeded", "failed", "cancelled"]
+            .contains(&body["state"].as_str().unwrap())
+            .then_some(body)
+    })
+}
+
+fn package(s: &TestServer, id: &str) -> Value {
+    s.get(&format!("/v1/packages/{id}")).json()
+}
+
+#[test]
+fn every_transition_runs_through_an_operation() {
+    let s = TestServer::start_with(FAST, &[]);
+    let p = s.create_package("nginx", "1.27");
+    let id = p["id"].as_str().unwrap();
+
+    let op = start(&s, id, "download");
+    assert_eq!(op["state"], "queued");
+    assert_eq!(op["kind"], "download");
+    assert_eq!(op["progress"], 0);
+    assert_eq!(op["package_id"], id);
+    let marked = package(&s, id);
+    assert_eq!(
+        marked["operation_id"], op["id"],
+        "the package points at its operation"
+    );
+    assert_eq!(
+        marked["status"], "created",
+        "no status change before success"
+    );
+
+    let done = finish(&s, &op);
+    assert_eq!(done["state"], "succeeded");
+    assert_eq!(done["progress"], 100);
+    assert_eq!(done["attempts"], 1);
+    assert!(done["started_at"].is_string() && done["finished_at"].is_string());
+    let p = package(&s, id);
+    assert_eq!(p["status"], "downloaded");
+    assert_eq!(p["operation_id"], Value::Null);
+
+    assert_eq!(finish(&s, &start(&s, id, "activate"))["state"], "succeeded");
+    assert_eq!(package(&s, id)["status"], "active");
+    assert_eq!(
+        finish(&s, &start(&s, id, "deactivate"))["state"],
+        "succeeded"
+    );
+    assert_eq!(package(&s, id)["status"], "downloaded");
+
+    // A new version means new bits: back to created.
+    let r = s.json(
+        "PATCH",
+        &format!("/v1/packages/{id}"),
+        &json!({"version": "1.28"}),
+    );
+    assert_eq!(r.json()["status"], "created");
+}
+
+#[test]
+fn wrong_status_and_work_in_flight_are_conflicts() {
+    let s = TestServer::start_with(SLOW, &[]);
+    let p = s.create_package("redis", "7");
+    let id = p["id"].as_str().unwrap();
+    let body = s
+        .send("POST", &format!("/v1/packages/{id}/activate"), &[], None)
+        .assert_problem(409, "invalid_transition");
+    assert!(
+        body["detail"].as_str().unwrap().contains("downloaded"),
+        "{body}"
+    );
+    s.send("POST", &format!("/v1/packages/{id}/deactivate"), &[], None)
+        .assert_problem(409, "invalid_transition");
+
+    start(&s, id, "download");
+    s.send("POST", &format!("/v1/packages/{id}/download"), &[], None)
+        .assert_problem(409, "operation_in_progress");
+    s.json(
+        "PATCH",
+        &format!("/v1/packages/{id}"),
+        &json!({"name": "x"}),
+    )
+    .assert_problem(409, "operation_in_progress");
+    s.send("DELETE", &format!("/v1/packages/{id}"), &[], None)
+        .assert_problem(409, "operation_in_progress");
+    s.send(
+        "POST",
+        "/v1/packages/01900000-0000-7000-8000-000000000000/download",
+        &[],
+        None,
+    )
+    .assert_problem(404, "not_found");
+}
+
+#[test]
+fn idempotency_key_returns_the_same_operation() {
+    let s = TestServer::start_with(SLOW, &[]);
+    let a = s.create_package("a", "1")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let b = s.create_package("b", "1")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let hdr = [("idempotency-key", "retry-safe-1")];
+    let first = s.send("POST", &format!("/v1/packages/{a}/download"), &hdr, None);
+    first.assert_status(202);
+    let again = s.send("POST", &format!("/v1/packages/{a}/download"), &hdr, None);
+    again.assert_status(202);
+    assert_eq!(first.json()["id"], again.json()["id"]);
+    let ops = s.get(&format!("/v1/operations?package_id={a}")).json();
+    assert_eq!(ops["items"].as_array().unwrap().len(), 1);
+
+    // The same key on another call is refused.
+    let body = s
+        .send("POST", &format!("/v1/packages/{b}/download"), &hdr, None)
+        .assert_problem(422, "validation_failed");
+    assert_eq!(body["field"], "Idempotency-Key");
+    let long = "k".repeat(256);
+    s.send(
+        "POST",
+        &format!("/v1/packages/{b}/download"),
+        &[("idempotency-key", &long)],
+        None,
+    )
+    .assert_problem(422, "validation_failed");
+    // Without a key a repeat is a conflict, as the contract says.
+    s.send("POST", &format!("/v1/packages/{a}/download"), &[], None)
+        .assert_problem(409, "operation_in_progress");
+}
+
+#[test]
+fn cancel_in_each_state() {
+    let s = TestServer::start_with(SLOW, &[]);
+    let running_pkg = s.create_package("first", "1")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let queued_pkg = s.create_package("second", "1")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let running = start(&s, &running_pkg, "download");
+    let rid = running["id"].as_str().unwrap().to_string();
+    wait_for("the first operation to run", || {
+        (s.get(&format!("/v1/operations/{rid}")).json()["state"] == "running").then_some(())
+    });
+    // One worker is busy, so this one stays queued.
+    let queued = start(&s, &queued_pkg, "download");
+    let qid = queued["id"].as_str().unwrap().to_string();
+
+    let r = s.send("POST", &format!("/v1/operations/{qid}/cancel"), &[], None);
+    r.assert_status(200);
+    assert_eq!(r.json()["state"], "cancelled");
+    let p = package(&s, &queued_pkg);
+    assert_eq!(p["status"], "created");
+    assert_eq!(p["operation_id"], Value::Null);
+
+    let r = s.send("POST", &format!("/v1/operations/{rid}/cancel"), &[], None);
+    r.assert_status(200);
+    assert_eq!(r.json()["cancel_requested"], true);
+    let done = finish(&s, &running);
+    assert_eq!(done["state"], "cancelled");
+    assert!(done["progress"].as_u64().unwrap() < 100);
+    let p = package(&s, &running_pkg);
+    assert_eq!(p["status"], "created", "cancel never changes a status");
+    assert_eq!(p["operation_id"], Value::Null);
+
+    s.send("POST", &format!("/v1/operations/{rid}/cancel"), &[], None)
+        .assert_problem(409, "already_finished");
+    s.send("POST", &format!("/v1/operations/{qid}/cancel"), &[], None)
+        .assert_problem(409, "already_finished");
+    s.send(
+        "POST",
+        "/v1/operations/01900000-0000-7000-8000-000000000000/cancel",
+        &[],
+        None,
+    )
+    .assert_problem(404, "not_found");
+    // The package is free for a new operation.
+    start(&s, &queued_pkg, "download");
+}
+
+#[test]
+fn wait_answers_on_finish_or_when_time_is_up() {
+    let s = TestServer::start_with(SLOW, &[]);
+    let id = s.create_package("slow", "1")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let op = start(&s, &id, "download");
+    let oid = op["id"].as_str().unwrap();
+    let t = std::time::Instant::now();
+    let r = s.get(&format!("/v1/operations/{oid}?wait=1"));
+    r.assert_status(200);
+    let waited = t.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(900),
+        "{waited:?}"
+    );
+    assert!(!["succeeded", "failed"].contains(&r.json()["state"].as_str().unwrap()));
+    s.get(&format!("/v1/operations/{oid}?wait=61"))
+        .assert_problem(400, "bad_request");
+    s.get(&format!("/v1/operations/{oid}?wait=-1"))
+        .assert_problem(400, "bad_request");
+
+    // A finish wakes the waiter at once, long before its wait is over.
+    let fast = TestServer::start_with(&["--download-duration", "300ms"], &[]);
+    let id = fast.create_package("quick", "1")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let op = start(&fast, &id, "download");
+    let t = std::time::Instant::now();
+    let r = fast.get(&format!(
+        "/v1/operations/{}?wait=30",
+        op["id"].as_str().unwrap()
+    ));
+    assert_eq!(r.json()["state"], "succeeded");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn list_filters_by_package_and_state() {
+    let s = TestServer::start_with(FAST, &[]);
+    let a = s.create_package("a", "1")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let b = s.create_package("b", "1")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let oa = start(&s, &a, "download");
+    finish(&s, &oa);
+    let oa2 = start(&s, &a, "activate");
+    finish(&s, &oa2);
+    let ob = start(&s, &b, "download");
+    finish(&s, &ob);
+
+    let ids = |q: &str| -> Vec<Value> {
+        let r = s.get(&format!("/v1/operations?{q}"));
+        r.assert_status(200);
+        r.json()["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["id"].clone())
+            .collect()
+    };
+    assert_eq!(
+        ids(&format!("package_id={a}")),
+        vec![oa["id"].clone(), oa2["id"].clone()]
+    );
+    assert_eq!(ids("state=succeeded").len(), 3);
+    assert_eq!(ids("state=queued"), Vec::<Value>::new());
+    assert_eq!(
+        ids(&format!("package_id={b}&state=succeeded")),
+        vec![ob["id"].clone()]
+    );
+    let page = s.get("/v1/operations?limit=2").json();
+    let next = page["next_cursor"].as_str().unwrap();
+    assert_eq!(
+        ids(&format!("limit=2&cursor={next}")),
+        vec![ob["id"].clone()]
+    );
+    s.get("/v1/operations?state=done")
+        .assert_problem(400, "bad_request");
+    s.get("/v1/operations?package_id=nope")
+        .assert_problem(400, "bad_request");
+    s.get("/v1/operations/01900000-0000-7000-8000-000000000000")
+        .assert_problem(404, "not_found");
+}
+
+#[test]
+fn failed_attempts_retry_then_fail_leaving_the_status() {
+    let s = TestServer::start_with(
+        &[
+            "--download-duration",
+            "50ms",
+            "--stub-failure-rate",
+            "1",
+            "--max-attempts",
+            "3",
+            "--retry-delay",
+            "20ms",
+        ],
+        &[],
+    );
+    let id = s.create_package("doomed", "1")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let done = finish(&s, &start(&s, &id, "download"));
+    assert_eq!(done["state"], "failed");
+    assert_eq!(done["attempts"], 3);
+    assert!(done["error"].as_str().unwrap().contains("stub failure"));
+    let p = package(&s, &id);
+    assert_eq!(p["status"], "created");
+    assert_eq!(p["operation_id"], Value::Null);
+}
+
+#[test]
+fn retries_get_flaky_work_done() {
+    let s = TestServer::start_with(
+        &[
+            "--download-duration",
+            "20ms",
+            "--stub-failure-rate",
+            "0.5",
+            "--max-attempts",
+            "30",
+            "--retry-delay",
+            "5ms",
+        ],
+        &[],
+    );
+    let mut ops = Vec::new();
+    for i in 0..12 {
+        let id = s.create_package(&format!("flaky-{i}"), "1")["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        ops.push((id.clone(), start(&s, &id, "download")));
+    }
+    let mut retried = 0;
+    for (id, op) in &ops {
+        let done = finish(&s, op);
+        assert_eq!(done["state"], "succeeded", "{done}");
+        if done["attempts"].as_u64().unwrap() > 1 {
+            retried += 1;
+        }
+        assert_eq!(package(&s, id)["status"], "downloaded");
+    }
+    assert!(
+        retried > 0,
+        "with half the attempts failing, some must retry"
+    );
+}
+
+#[test]
+fn sigterm_pauses_work_and_the_next_start_resumes_it() {
+    let mut s = TestServer::start_with(&["--download-duration", "3s"], &[]);
+    let id = s.create_package("long", "1")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let op = start(&s, &id, "download");
+    let oid = op["id"].as_str().unwrap().to_string();
+    let seen = wait_for("some progress", || {
+        let o = s.get(&format!("/v1/operations/{oid}")).json();
+        (o["progress"].as_u64().unwrap() >= 20).then_some(o["progress"].as_u64().unwrap())
+    });
+    let t = std::time::Instant::now();
+    assert!(s.terminate().success());
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(5),
+        "stops at the next step"
+    );
+
+    s.restart(&["--download-duration", "3s"], &[]);
+    let o = s.get(&format!("/v1/operations/{oid}")).json();
+    assert!(
+        o["progress"].as_u64().unwrap() >= seen,
+        "progress kept: {o}"
+    );
+    let done = finish(&s, &op);
+    assert_eq!(done["state"], "succeeded");
+    assert_eq!(package(&s, &id)["status"], "downloaded");
+}
