@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::codec::{decode, encode};
 use super::tables::AUDIT;
-use super::{Page, Store, StoreError, paginate};
+use super::{Page, Store, StoreError, page_of};
 use crate::domain::Timestamp;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -84,19 +84,7 @@ impl Store {
         after: Option<Uuid>,
         limit: usize,
     ) -> Result<Page<AuditEntry>, StoreError> {
-        let start = after.map_or(0, |u| u.as_u128().saturating_add(1));
-        self.read(|rtx| {
-            let table = rtx.open_table(AUDIT)?;
-            let mut items = Vec::with_capacity(limit + 1);
-            for row in table.range(start..)? {
-                let (k, v) = row?;
-                items.push(from_record(k.value(), v.value())?);
-                if items.len() > limit {
-                    break;
-                }
-            }
-            Ok(paginate(items, limit, |e: &AuditEntry| e.id))
-        })
+        self.read(|rtx| page_of(&rtx.open_table(AUDIT)?, after, limit, from_record, |e| e.id))
     }
 
     /// Removes entries older than `before`; returns how many went.

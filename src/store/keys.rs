@@ -352,18 +352,8 @@ impl Store {
     }
 
     pub fn list_keys(&self, after: Option<Uuid>, limit: usize) -> Result<Page<ApiKey>, StoreError> {
-        let start = after.map_or(0, |u| u.as_u128().saturating_add(1));
         let mut page = self.read(|rtx| {
-            let table = rtx.open_table(KEYS)?;
-            let mut items = Vec::with_capacity(limit + 1);
-            for row in table.range(start..)? {
-                let (k, v) = row?;
-                items.push(from_record(k.value(), v.value())?);
-                if items.len() > limit {
-                    break;
-                }
-            }
-            Ok(super::paginate(items, limit, |k: &ApiKey| k.id))
+            super::page_of(&rtx.open_table(KEYS)?, after, limit, from_record, |k| k.id)
         })?;
         page.items = page
             .items

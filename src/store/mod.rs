@@ -55,6 +55,35 @@ pub(crate) fn paginate<T>(
     Page { items, next_after }
 }
 
+/// The first id after a cursor (`None` when the cursor was the largest id).
+pub(crate) fn start_after(after: Option<uuid::Uuid>) -> Option<u128> {
+    match after {
+        None => Some(0),
+        Some(id) => id.as_u128().checked_add(1),
+    }
+}
+
+/// One page of a table of records keyed by id, in id order, after `after`.
+pub(crate) fn page_of<T>(
+    table: &impl redb::ReadableTable<u128, &'static [u8]>,
+    after: Option<uuid::Uuid>,
+    limit: usize,
+    decode: impl Fn(u128, &[u8]) -> Result<T, StoreError>,
+    id: impl Fn(&T) -> uuid::Uuid,
+) -> Result<Page<T>, StoreError> {
+    let mut items = Vec::with_capacity(limit + 1);
+    if let Some(start) = start_after(after) {
+        for row in table.range(start..)? {
+            let (k, v) = row?;
+            items.push(decode(k.value(), v.value())?);
+            if items.len() > limit {
+                break;
+            }
+        }
+    }
+    Ok(paginate(items, limit, id))
+}
+
 /// A request's precondition on the revision it last saw (`If-Match`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Precondition {

@@ -13,7 +13,7 @@ use super::packages::{get_in as get_package_in, put as put_package, unindex as u
 use super::tables::{
     IDEMPOTENCY, OPERATIONS, OPERATIONS_BY_PACKAGE, OPERATIONS_BY_STATE, OPERATIONS_QUEUE, PACKAGES,
 };
-use super::{Page, Store, StoreError, paginate};
+use super::{Page, Store, StoreError, page_of, paginate};
 use crate::domain::Timestamp;
 use crate::domain::operation::{Operation, OperationState};
 use crate::domain::package::{OperationKind, Status};
@@ -198,6 +198,20 @@ fn finish(
     }
     let new_status = (state == OperationState::Succeeded).then(|| op.kind.transition().1);
     release_package(wtx, &op, new_status, now)?;
+    save(wtx, Some(before), &op)?;
+    Ok(op)
+}
+
+/// Puts a running operation back in the queue, due at `due`, progress kept.
+fn back_to_queue(
+    wtx: &WriteTransaction,
+    before: &Operation,
+    due: Timestamp,
+) -> Result<Operation, StoreError> {
+    let mut op = before.clone();
+    op.state = OperationState::Queued;
+    wtx.open_table(OPERATIONS_QUEUE)?
+        .insert((due_key(due), op.id.as_u128()), ())?;
     save(wtx, Some(before), &op)?;
     Ok(op)
 }
@@ -417,16 +431,14 @@ impl Store {
                 if before.attempts >= max_attempts {
                     return finish(wtx, &before, OperationState::Failed, Some(error), now);
                 }
-                let mut op = before.clone();
-                op.state = OperationState::Queued;
-                op.error = Some(error);
+                let mut failed = before.clone();
+                failed.error = Some(error);
                 let due = Timestamp::from_micros(
                     now.as_micros()
                         .saturating_add(i64::try_from(retry_in.as_micros()).unwrap_or(i64::MAX)),
                 );
-                wtx.open_table(OPERATIONS_QUEUE)?
-                    .insert((due_key(due), id.as_u128()), ())?;
-                save(wtx, Some(&before), &op)?;
+                // `save` compares with `before` to move the state index entry.
+                let op = back_to_queue(wtx, &failed, due)?;
                 Ok(op)
             })
             .await?;
@@ -447,11 +459,7 @@ impl Store {
             if before.state != OperationState::Running {
                 return Ok(());
             }
-            let mut op = before.clone();
-            op.state = OperationState::Queued;
-            wtx.open_table(OPERATIONS_QUEUE)?
-                .insert((due_key(now), id.as_u128()), ())?;
-            save(wtx, Some(&before), &op)
+            back_to_queue(wtx, &before, now).map(|_| ())
         })
         .await
     }
@@ -478,11 +486,7 @@ impl Store {
                         finish(wtx, &before, OperationState::Cancelled, None, now)?;
                         continue;
                     }
-                    let mut op = before.clone();
-                    op.state = OperationState::Queued;
-                    wtx.open_table(OPERATIONS_QUEUE)?
-                        .insert((due_key(now), *id), ())?;
-                    save(wtx, Some(&before), &op)?;
+                    back_to_queue(wtx, &before, now)?;
                 }
                 Ok(running.len())
             })
@@ -549,7 +553,12 @@ impl Store {
     }
 
     pub fn list_operations(&self, q: &ListOperations) -> Result<Page<Operation>, StoreError> {
-        let after = q.after.map_or(0, |u| u.as_u128().saturating_add(1));
+        let Some(after) = super::start_after(q.after) else {
+            return Ok(Page {
+                items: vec![],
+                next_after: None,
+            });
+        };
         self.read(|rtx| {
             let rows = rtx.open_table(OPERATIONS)?;
             let get = |id: u128| -> Result<Operation, StoreError> {
@@ -582,13 +591,7 @@ impl Store {
                     }
                 }
                 (None, None) => {
-                    for entry in rows.range(after..)? {
-                        let (k, v) = entry?;
-                        items.push(from_record(k.value(), v.value())?);
-                        if items.len() > q.limit {
-                            break;
-                        }
-                    }
+                    return page_of(&rows, q.after, q.limit, from_record, |o| o.id);
                 }
             }
             Ok(paginate(items, q.limit, |o: &Operation| o.id))
