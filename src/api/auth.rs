@@ -55,11 +55,16 @@ pub struct AuthenticateEndpoint<E> {
     failures: std::sync::Arc<AuthFailures>,
 }
 
-fn unauthorized(detail: &str) -> Problem {
-    Problem::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, detail).with_header(
+/// Every 401 says how to authenticate (RFC 9110 §11.6.1).
+fn refused(code: ErrorCode, detail: &str) -> Problem {
+    Problem::new(StatusCode::UNAUTHORIZED, code, detail).with_header(
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Bearer realm=\"packd\""),
     )
+}
+
+fn unauthorized(detail: &str) -> Problem {
+    refused(ErrorCode::Unauthorized, detail)
 }
 
 /// The secret a request presents, from the first place that has one.
@@ -138,19 +143,11 @@ impl<E: Endpoint> Endpoint for AuthenticateEndpoint<E> {
                 }
                 AuthFailure::Unknown => (unauthorized("the API key is not valid"), "unknown"),
                 AuthFailure::Refused(KeyRefusal::Inactive) => (
-                    Problem::new(
-                        StatusCode::UNAUTHORIZED,
-                        ErrorCode::KeyInactive,
-                        "this API key is deactivated",
-                    ),
+                    refused(ErrorCode::KeyInactive, "this API key is deactivated"),
                     "inactive",
                 ),
                 AuthFailure::Refused(KeyRefusal::Expired) => (
-                    Problem::new(
-                        StatusCode::UNAUTHORIZED,
-                        ErrorCode::KeyExpired,
-                        "this API key has expired",
-                    ),
+                    refused(ErrorCode::KeyExpired, "this API key has expired"),
                     "expired",
                 ),
             }),

@@ -257,6 +257,7 @@ impl OperationsApi {
             return Ok(Json(op.into()));
         }
         let deadline = tokio::time::Instant::now() + wait;
+        tracing::debug!(operation = %op.id, ?wait, "long poll waiting");
         let mut shutdown = self.shutdown.clone();
         loop {
             tokio::select! {

@@ -257,7 +257,12 @@ fn deactivate_activate_and_delete_take_effect_on_the_next_request() {
     let r = s.send("POST", &format!("/v1/keys/{id}/deactivate"), &[], None);
     r.assert_status(200);
     assert_eq!(r.json()["active"], false);
-    get_as(&s, &secret, "/v1/packages").assert_problem(401, "key_inactive");
+    let r = get_as(&s, &secret, "/v1/packages");
+    r.assert_problem(401, "key_inactive");
+    assert!(
+        r.header("www-authenticate").is_some(),
+        "every 401 says how to authenticate"
+    );
 
     s.send("POST", &format!("/v1/keys/{id}/activate"), &[], None)
         .assert_status(200);

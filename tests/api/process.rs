@@ -75,6 +75,47 @@ fn sigterm_finishes_and_exits_zero() {
 }
 
 #[test]
+fn sigterm_lets_requests_in_flight_finish() {
+    let mut s = TestServer::start_with(
+        &[
+            "--download-duration",
+            "30s",
+            "--log",
+            "info,packd::api=debug",
+        ],
+        &[],
+    );
+    let p = s.create_package("slow", "1");
+    let r = s.send(
+        "POST",
+        &format!("/v1/packages/{}/download", p["id"].as_str().unwrap()),
+        &[],
+        None,
+    );
+    let op = r.json()["id"].as_str().unwrap().to_string();
+    // A long poll is in flight when the signal comes: it gets its answer
+    // (the current state, at once), and the process exits 0.
+    let url = s.url(&format!("/v1/operations/{op}?wait=30"));
+    let waiter = std::thread::spawn(move || {
+        let mut r = crate::helpers::agent()
+            .get(&url)
+            .header("x-api-key", crate::helpers::ADMIN_KEY)
+            .call()
+            .expect("the request in flight is answered");
+        (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+    });
+    crate::helpers::wait_for("the long poll to be in flight", || {
+        s.stderr().contains("long poll waiting").then_some(())
+    });
+    let started = Instant::now();
+    assert!(s.terminate().success());
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let (status, body) = waiter.join().unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"state\""), "{body}");
+}
+
+#[test]
 fn foreign_file_is_refused_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("important.txt");
