@@ -24,13 +24,7 @@ async fn run(store: &Store, command: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::Create { name, role, ttl } => {
             let name = parse_key_name(name)?;
             let role = Role::parse(&role).context("role must be read, write or admin")?;
-            let expires_at = ttl.map(|ttl| {
-                Timestamp::from_micros(
-                    Timestamp::now()
-                        .as_micros()
-                        .saturating_add(i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX)),
-                )
-            });
+            let expires_at = ttl.map(|ttl| Timestamp::now().plus(ttl));
             let (k, secret) = store
                 .create_key(NewKey {
                     name,

@@ -95,8 +95,7 @@ async fn bootstrap(store: &Store, key: Option<&str>) -> anyhow::Result<()> {
 const IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(25 * 3600);
 
 fn ago(d: Duration) -> Timestamp {
-    let d = i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
-    Timestamp::from_micros(Timestamp::now().as_micros().saturating_sub(d))
+    Timestamp::now().minus(d)
 }
 
 /// Background upkeep: key usage written in batches, old audit entries,

@@ -229,11 +229,7 @@ impl KeysApi {
         let name = parse_key_name(body.name.0)?;
         let expires_at = match (body.expires_at, self.key_ttl) {
             (Some(t), _) => Some(future("expires_at", t)?),
-            (None, Some(ttl)) => Some(Timestamp::from_micros(
-                Timestamp::now()
-                    .as_micros()
-                    .saturating_add(i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX)),
-            )),
+            (None, Some(ttl)) => Some(Timestamp::now().plus(ttl)),
             (None, None) => None,
         };
         let (k, secret) = self
@@ -288,17 +284,7 @@ impl KeysApi {
         body: Json<KeyPatchBody>,
     ) -> Result<Json<KeyDto>, ChangeErrors> {
         let body = body.0;
-        let name = match body.name {
-            MaybeUndefined::Undefined => None,
-            MaybeUndefined::Null => {
-                return Err(crate::domain::ValidationError::new(
-                    "name",
-                    "must not be null (leave it out to keep the current value)",
-                )
-                .into());
-            }
-            MaybeUndefined::Value(n) => Some(parse_key_name(n.0)?),
-        };
+        let name = super::types::field(body.name, "name", parse_key_name)?;
         let expires_at = match body.expires_at {
             MaybeUndefined::Undefined => None,
             MaybeUndefined::Null => Some(None),

@@ -12,7 +12,7 @@ use super::auth::{ReadAccess, WriteAccess};
 use super::pagination::{self, decode_cursor, encode_cursor};
 use super::problem::status::{BODY, COMMON, S404, S409, S412};
 use super::problem::{ErrorCode, Errors, Problem};
-use super::types::Text;
+use super::types::{Text, field};
 use crate::domain::Timestamp;
 use crate::domain::package::{
     OperationKind, Package, PackageName, PackagePatch, PackageVersion, Status,
@@ -393,22 +393,6 @@ impl PackagesApi {
                 })
                 .collect(),
         }))
-    }
-}
-
-/// A PATCH field: absent is "leave it", null is refused, a value is validated.
-fn field<T>(
-    value: MaybeUndefined<Text>,
-    name: &'static str,
-    parse: fn(String) -> Result<T, crate::domain::ValidationError>,
-) -> Result<Option<T>, crate::domain::ValidationError> {
-    match value {
-        MaybeUndefined::Undefined => Ok(None),
-        MaybeUndefined::Null => Err(crate::domain::ValidationError::new(
-            name,
-            "must not be null (leave it out to keep the current value)",
-        )),
-        MaybeUndefined::Value(v) => parse(v.0).map(Some),
     }
 }
 

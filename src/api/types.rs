@@ -49,3 +49,19 @@ impl ToJSON for Text {
         Some(Value::String(self.0.clone()))
     }
 }
+
+/// A PATCH field: absent is "leave it", null is refused, a value is validated.
+pub fn field<T>(
+    value: poem_openapi::types::MaybeUndefined<Text>,
+    name: &'static str,
+    parse: fn(String) -> Result<T, crate::domain::ValidationError>,
+) -> Result<Option<T>, crate::domain::ValidationError> {
+    match value {
+        poem_openapi::types::MaybeUndefined::Undefined => Ok(None),
+        poem_openapi::types::MaybeUndefined::Null => Err(crate::domain::ValidationError::new(
+            name,
+            "must not be null (leave it out to keep the current value)",
+        )),
+        poem_openapi::types::MaybeUndefined::Value(v) => parse(v.0).map(Some),
+    }
+}

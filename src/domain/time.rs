@@ -27,6 +27,22 @@ impl Timestamp {
         self.0
     }
 
+    /// This time moved forward by `d`, saturating instead of overflowing.
+    pub fn plus(self, d: std::time::Duration) -> Self {
+        Self(
+            self.0
+                .saturating_add(i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
+        )
+    }
+
+    /// This time moved back by `d`, saturating instead of overflowing.
+    pub fn minus(self, d: std::time::Duration) -> Self {
+        Self(
+            self.0
+                .saturating_sub(i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
+        )
+    }
+
     pub fn to_offset_date_time(self) -> ::time::OffsetDateTime {
         ::time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000)
             .unwrap_or(::time::OffsetDateTime::UNIX_EPOCH)
@@ -46,6 +62,14 @@ mod tests {
     fn round_trips_through_offset_date_time() {
         let t = Timestamp::from_micros(1_764_000_000_123_456);
         assert_eq!(Timestamp::from_offset_date_time(t.to_offset_date_time()), t);
+    }
+
+    #[test]
+    fn plus_and_minus_saturate() {
+        let t = Timestamp::from_micros(10);
+        assert_eq!(t.plus(std::time::Duration::from_micros(5)).as_micros(), 15);
+        assert_eq!(t.minus(std::time::Duration::from_micros(5)).as_micros(), 5);
+        assert_eq!(t.plus(std::time::Duration::MAX).as_micros(), i64::MAX);
     }
 
     #[test]

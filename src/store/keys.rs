@@ -416,7 +416,6 @@ impl Store {
         let new_hash = SecretHash::of(&secret);
         let prefix = key::display_prefix(&secret);
         let now = Timestamp::now();
-        let grace_micros = i64::try_from(grace.as_micros()).unwrap_or(i64::MAX);
         let k = self
             .change_key(id, move |wtx, mut k| {
                 let mut index = wtx.open_table(KEYS_BY_HASH)?;
@@ -426,9 +425,8 @@ impl Store {
                 if let Some((older, _)) = k.previous.take() {
                     index.remove(&older.0)?;
                 }
-                if grace_micros > 0 {
-                    let until =
-                        Timestamp::from_micros(now.as_micros().saturating_add(grace_micros));
+                if !grace.is_zero() {
+                    let until = now.plus(grace);
                     k.previous = Some((k.hash, until));
                 } else {
                     index.remove(&k.hash.0)?;

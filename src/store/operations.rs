@@ -433,10 +433,7 @@ impl Store {
                 }
                 let mut failed = before.clone();
                 failed.error = Some(error);
-                let due = Timestamp::from_micros(
-                    now.as_micros()
-                        .saturating_add(i64::try_from(retry_in.as_micros()).unwrap_or(i64::MAX)),
-                );
+                let due = now.plus(retry_in);
                 // `save` compares with `before` to move the state index entry.
                 let op = back_to_queue(wtx, &failed, due)?;
                 Ok(op)
