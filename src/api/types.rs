@@ -3,8 +3,10 @@
 use std::borrow::Cow;
 
 use poem_openapi::registry::MetaSchemaRef;
-use poem_openapi::types::{ParseError, ParseFromJSON, ParseResult, ToJSON, Type};
+use poem_openapi::types::{MaybeUndefined, ParseError, ParseFromJSON, ParseResult, ToJSON, Type};
 use serde_json::Value;
+
+use crate::domain::ValidationError;
 
 /// A JSON string, and only a string: poem-openapi's `String` also takes
 /// numbers and booleans (`5` becomes `"5"`), which hides client bugs.
@@ -52,16 +54,16 @@ impl ToJSON for Text {
 
 /// A PATCH field: absent is "leave it", null is refused, a value is validated.
 pub fn field<T>(
-    value: poem_openapi::types::MaybeUndefined<Text>,
+    value: MaybeUndefined<Text>,
     name: &'static str,
-    parse: fn(String) -> Result<T, crate::domain::ValidationError>,
-) -> Result<Option<T>, crate::domain::ValidationError> {
+    parse: fn(String) -> Result<T, ValidationError>,
+) -> Result<Option<T>, ValidationError> {
     match value {
-        poem_openapi::types::MaybeUndefined::Undefined => Ok(None),
-        poem_openapi::types::MaybeUndefined::Null => Err(crate::domain::ValidationError::new(
+        MaybeUndefined::Undefined => Ok(None),
+        MaybeUndefined::Null => Err(ValidationError::new(
             name,
             "must not be null (leave it out to keep the current value)",
         )),
-        poem_openapi::types::MaybeUndefined::Value(v) => parse(v.0).map(Some),
+        MaybeUndefined::Value(v) => parse(v.0).map(Some),
     }
 }
