@@ -32,6 +32,31 @@ pub enum Command {
     Openapi,
     /// Manage API keys offline, on the database file (the server must not be running).
     Keys(KeysArgs),
+    /// Exit 0 if the server's `/healthz` answers 200, non-zero otherwise (for
+    /// container health checks: the image has no curl).
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// The URL to check (plain http). Without it, `/healthz` on the address
+    /// the server is told to listen on (`PACKD_LISTEN`), through loopback when
+    /// that address is a wildcard such as 0.0.0.0.
+    #[arg(long, env = "PACKD_HEALTHCHECK_URL")]
+    pub url: Option<String>,
+
+    /// Where the server listens; only used to build the default URL.
+    #[arg(
+        long,
+        env = "PACKD_LISTEN",
+        default_value = "127.0.0.1:8080",
+        hide = true
+    )]
+    pub listen: SocketAddr,
+
+    /// How long to wait for the whole answer.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Args)]

@@ -4,20 +4,27 @@
 //!
 //! - [`config`]: every command-line flag and its `PACKD_*` environment twin.
 //! - [`cli`]: the offline commands (`packd keys ...`) on the database file.
+//! - [`healthcheck`]: `packd healthcheck`, a tiny HTTP client for container
+//!   health checks.
 //! - [`server`]: starts and stops the service: opens the store, binds the
-//!   socket, serves until SIGTERM or Ctrl-C, then drains and closes.
+//!   socket, serves until SIGTERM or Ctrl-C, then drains and closes;
+//!   [`notify`] tells systemd when it is ready and when it stops.
 //! - [`api`]: the only module that knows HTTP: routes, the OpenAPI
 //!   description, request ids, logging, and every error as RFC 9457 problem+json.
 //! - [`store`]: the only module that knows redb and the byte encoding; one
 //!   writer thread batches writes into transactions (group commit).
 //! - [`worker`]: the task queue's workers and the `Executor` trait (with the
 //!   stub executor) that does the work of an operation.
+//! - [`metrics`]: process-wide counters and histograms for `GET /metrics`.
 //! - [`domain`]: pure rules (names, versions, statuses, transitions), no I/O.
 
 pub mod api;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod healthcheck;
+pub mod metrics;
+pub mod notify;
 pub mod server;
 pub mod store;
 pub mod worker;

@@ -13,6 +13,7 @@ use crate::api::{self, ApiOptions, AppState, Readiness};
 use crate::config::{LogFormat, ServeArgs};
 use crate::domain::Timestamp;
 use crate::domain::key::MIN_SECRET_LEN;
+use crate::notify;
 use crate::store::{Bootstrap, Store, StoreOptions};
 use crate::worker::{QueueConfig, StubConfig, StubExecutor, Workers};
 
@@ -173,11 +174,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let readiness = Readiness::default();
+    let readiness = Readiness::new(workers.liveness());
     let state = AppState {
         store: store.clone(),
         readiness: readiness.clone(),
-        auth_failures: Default::default(),
         shutdown: shutdown_rx,
     };
     let app = api::app(
@@ -199,7 +199,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .and_then(|a| a.as_socket_addr().copied())
         .context("the listener has no address")?;
 
-    readiness.set(true);
+    readiness.set_serving(true);
     tracing::info!(
         listen = %local,
         db = %args.db.display(),
@@ -215,11 +215,24 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     )?;
     out.flush()?;
     drop(out);
+    notify::notify(&format!("READY=1\nSTATUS=listening on {local}"));
+    if let Some(every) = notify::watchdog_interval() {
+        // Sent from the async runtime, so a wedged runtime stops the pings and
+        // systemd restarts the service.
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                notify::notify("WATCHDOG=1");
+            }
+        });
+    }
 
     let ready = readiness.clone();
     let signal = async move {
         shutdown_signal().await;
-        ready.set(false);
+        notify::notify("STOPPING=1\nSTATUS=draining requests and saving operations");
+        ready.set_serving(false);
         let _ = shutdown_tx.send(true);
     };
     Server::new_with_acceptor(acceptor)

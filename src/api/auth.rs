@@ -7,8 +7,6 @@
 //! puts the security scheme in the OpenAPI description, so the explorer's
 //! Authorize button works.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use poem::http::{HeaderValue, StatusCode, header};
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
 use poem_openapi::registry::{MetaSecurityScheme, Registry};
@@ -16,23 +14,15 @@ use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
 
 use super::problem::{ErrorCode, Problem};
 use crate::domain::key::{FormatError, KeyRefusal, Role};
+use crate::metrics::{self, AuthFailureCode};
 use crate::store::{AuthFailure, Principal, Store};
 
 pub const API_KEY_HEADER: &str = "x-api-key";
 const QUERY_KEY: &str = "api_key";
 
-/// Failed authentications since start, by code, for logs and metrics.
-#[derive(Debug, Default)]
-pub struct AuthFailures {
-    pub unauthorized: AtomicU64,
-    pub key_inactive: AtomicU64,
-    pub key_expired: AtomicU64,
-}
-
 pub struct Authenticate {
     pub store: Store,
     pub allow_query_key: bool,
-    pub failures: std::sync::Arc<AuthFailures>,
 }
 
 impl<E: Endpoint> Middleware<E> for Authenticate {
@@ -43,7 +33,6 @@ impl<E: Endpoint> Middleware<E> for Authenticate {
             inner,
             store: self.store.clone(),
             allow_query_key: self.allow_query_key,
-            failures: self.failures.clone(),
         }
     }
 }
@@ -52,7 +41,6 @@ pub struct AuthenticateEndpoint<E> {
     inner: E,
     store: Store,
     allow_query_key: bool,
-    failures: std::sync::Arc<AuthFailures>,
 }
 
 /// Every 401 says how to authenticate (RFC 9110 §11.6.1).
@@ -158,12 +146,11 @@ impl<E: Endpoint> Endpoint for AuthenticateEndpoint<E> {
                 self.inner.call(req).await.map(IntoResponse::into_response)
             }
             Err((problem, reason)) => {
-                let counter = match problem.code {
-                    ErrorCode::KeyInactive => &self.failures.key_inactive,
-                    ErrorCode::KeyExpired => &self.failures.key_expired,
-                    _ => &self.failures.unauthorized,
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
+                metrics::global().auth_failure(match problem.code {
+                    ErrorCode::KeyInactive => AuthFailureCode::KeyInactive,
+                    ErrorCode::KeyExpired => AuthFailureCode::KeyExpired,
+                    _ => AuthFailureCode::Unauthorized,
+                });
                 // Never the presented value: only why it failed and from where.
                 tracing::warn!(
                     target: "packd::auth",

@@ -1,27 +1,52 @@
-//! Service endpoints that need no key: liveness and readiness.
+//! Service endpoints that need no key: liveness, readiness and metrics.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use poem::http::StatusCode;
-use poem_openapi::payload::Json;
+use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::ApiTags;
 use super::problem::{ErrorCode, Problem, ProblemBody};
+use crate::metrics::{self, StoreGauges};
+use crate::store::Store;
+use crate::worker::Liveness;
 
-/// Whether the service takes work: set once the store is open and the
-/// socket bound, cleared when shutdown starts.
+/// Whether the service takes work: serving is set once the store is open
+/// and the socket bound, and cleared when shutdown starts; the workers must
+/// all be running too.
 #[derive(Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+pub struct Readiness {
+    serving: Arc<AtomicBool>,
+    workers: Liveness,
+}
 
 impl Readiness {
-    pub fn set(&self, ready: bool) {
-        self.0.store(ready, Ordering::SeqCst);
+    pub fn new(workers: Liveness) -> Self {
+        Self {
+            serving: Arc::default(),
+            workers,
+        }
     }
 
-    pub fn get(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+    pub fn set_serving(&self, serving: bool) {
+        self.serving.store(serving, Ordering::SeqCst);
+    }
+
+    /// `None` when ready, otherwise why not.
+    fn not_ready(&self) -> Option<String> {
+        if !self.serving.load(Ordering::SeqCst) {
+            return Some("the service is starting or stopping".into());
+        }
+        if !self.workers.all_running() {
+            return Some(format!(
+                "{} of {} workers are running",
+                self.workers.running(),
+                self.workers.started()
+            ));
+        }
+        None
     }
 }
 
@@ -48,8 +73,19 @@ enum RedirectResponse {
     ToDocs(#[oai(header = "Location")] String),
 }
 
+#[derive(ApiResponse)]
+enum MetricsResponse {
+    /// The metrics, Prometheus text format 0.0.4.
+    #[oai(
+        status = 200,
+        content_type = "text/plain; version=0.0.4; charset=utf-8"
+    )]
+    Ok(PlainText<String>),
+}
+
 pub struct HealthApi {
     pub readiness: Readiness,
+    pub store: Store,
 }
 
 #[OpenApi(tag = "ApiTags::Service")]
@@ -72,19 +108,52 @@ impl HealthApi {
     /// while starting or shutting down. Needs no key.
     #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
     async fn readyz(&self) -> ReadyResponse {
-        if self.readiness.get() {
-            ReadyResponse::Ready(Json(HealthStatus {
+        match self.readiness.not_ready() {
+            None => ReadyResponse::Ready(Json(HealthStatus {
                 status: "ready".into(),
-            }))
-        } else {
-            ReadyResponse::NotReady(Json(
-                Problem::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    ErrorCode::Unavailable,
-                    "the service is starting or stopping",
-                )
-                .body(),
-            ))
+            })),
+            Some(why) => ReadyResponse::NotReady(Json(
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, why).body(),
+            )),
         }
+    }
+
+    /// Prometheus metrics in the text exposition format: requests by route
+    /// and status with latency histograms, operations by kind and state,
+    /// queue depth, retries, refused authentications, store commit latency.
+    /// Needs no key (scrapers are configured per network, not per key).
+    #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
+    async fn metrics(&self) -> MetricsResponse {
+        let gauges = StoreGauges {
+            queue_depth: self.store.queue_depth().unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot read the queue depth for metrics");
+                0
+            }),
+            active: self.store.active_operations().unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot count operations for metrics");
+                Vec::new()
+            }),
+        };
+        MetricsResponse::Ok(PlainText(metrics::global().render(&gauges)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_only_while_serving_with_every_worker_running() {
+        let r = Readiness::new(Liveness::fixed(4, 4));
+        assert!(r.not_ready().is_some(), "not serving yet");
+        r.set_serving(true);
+        assert_eq!(r.not_ready(), None);
+        let r = Readiness::new(Liveness::fixed(3, 4));
+        r.set_serving(true);
+        assert_eq!(r.not_ready().as_deref(), Some("3 of 4 workers are running"));
+        // Without workers (the offline OpenAPI dump) the service is never ready.
+        let r = Readiness::default();
+        r.set_serving(true);
+        assert!(r.not_ready().is_some());
     }
 }

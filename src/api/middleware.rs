@@ -10,6 +10,7 @@ use poem::http::{HeaderValue, header};
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
 
 use super::problem::{self, PROBLEM_CONTENT_TYPE, Problem};
+use crate::metrics;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Largest request body accepted (the contract's 64 KiB).
@@ -102,7 +103,9 @@ impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
             resp.headers_mut().insert(REQUEST_ID_HEADER, v);
         }
         let status = resp.status().as_u16();
-        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let took = started.elapsed();
+        metrics::global().request(method.as_str(), route.as_ref(), status, took);
+        let latency_ms = took.as_secs_f64() * 1000.0;
         let route = route
             .as_deref()
             .filter(|r| !r.is_empty())

@@ -17,9 +17,6 @@ use poem::middleware::{CatchPanic, Cors};
 use poem::{Endpoint, EndpointExt, IntoEndpoint, Route};
 use poem_openapi::{OpenApiService, Tags};
 
-use std::sync::Arc;
-
-pub use self::auth::AuthFailures;
 pub use self::health::Readiness;
 pub use self::middleware::{MAX_BODY_BYTES, REQUEST_ID_HEADER, RequestId};
 use crate::store::Store;
@@ -41,7 +38,6 @@ enum ApiTags {
 pub struct AppState {
     pub store: Store,
     pub readiness: Readiness,
-    pub auth_failures: Arc<AuthFailures>,
     /// Turns true when shutdown starts, so long polls answer at once.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
@@ -90,6 +86,7 @@ fn service(state: &AppState, options: &ApiOptions) -> OpenApiService<Apis, ()> {
             },
             health::HealthApi {
                 readiness: state.readiness.clone(),
+                store: state.store.clone(),
             },
         ),
         "packd",
@@ -105,7 +102,6 @@ pub fn openapi_json() -> Result<String, crate::store::OpenError> {
     let state = AppState {
         store: Store::in_memory()?,
         readiness: Readiness::default(),
-        auth_failures: Arc::default(),
         shutdown: tokio::sync::watch::channel(false).1,
     };
     let spec = service(&state, &ApiOptions::default()).spec();
@@ -130,7 +126,6 @@ pub fn app(state: AppState, options: &ApiOptions) -> impl Endpoint + 'static {
                 .with(auth::Authenticate {
                     store: state.store.clone(),
                     allow_query_key: options.allow_query_key,
-                    failures: state.auth_failures.clone(),
                 }),
         );
     let cors = (!options.cors_origins.is_empty()).then(|| {

@@ -17,6 +17,7 @@ use super::{Page, Store, StoreError, page_of, paginate};
 use crate::domain::Timestamp;
 use crate::domain::operation::{Operation, OperationState};
 use crate::domain::package::{OperationKind, Status};
+use crate::metrics;
 
 #[derive(Debug, Serialize, Deserialize)]
 enum OperationRecord {
@@ -253,7 +254,10 @@ impl Store {
         self.inner.queue_changed.notify_one();
     }
 
-    fn notify_finished(&self) {
+    /// Counts the outcome of an operation that finished just now and wakes
+    /// the long polls waiting for it.
+    fn finished_now(&self, op: &Operation) {
+        metrics::global().operation_finished(op.kind, op.state);
         self.inner.finished.send_modify(|n| *n = n.wrapping_add(1));
     }
 
@@ -332,6 +336,7 @@ impl Store {
             })
             .await?;
         if result.1 {
+            metrics::global().operation_started(kind);
             self.notify_queue();
         }
         Ok(result)
@@ -370,22 +375,22 @@ impl Store {
             .write(move |wtx| {
                 let before = load(wtx, id)?;
                 if before.state != OperationState::Running {
-                    return Ok(Continue::Cancelled);
+                    return Ok((Continue::Cancelled, None));
                 }
                 if before.cancel_requested {
-                    finish(wtx, &before, OperationState::Cancelled, None, now)?;
-                    return Ok(Continue::Cancelled);
+                    let op = finish(wtx, &before, OperationState::Cancelled, None, now)?;
+                    return Ok((Continue::Cancelled, Some(op)));
                 }
                 let mut op = before.clone();
                 op.progress = progress.min(100);
                 save(wtx, Some(&before), &op)?;
-                Ok(Continue::Yes)
+                Ok((Continue::Yes, None))
             })
             .await?;
-        if outcome == Continue::Cancelled {
-            self.notify_finished();
+        if let (_, Some(op)) = &outcome {
+            self.finished_now(op);
         }
-        Ok(outcome)
+        Ok(outcome.0)
     }
 
     /// The executor finished: success (or cancelled, if asked meanwhile).
@@ -395,18 +400,20 @@ impl Store {
             .write(move |wtx| {
                 let before = load(wtx, id)?;
                 if before.state != OperationState::Running {
-                    return Ok(before);
+                    return Ok((before, false));
                 }
                 let state = if before.cancel_requested {
                     OperationState::Cancelled
                 } else {
                     OperationState::Succeeded
                 };
-                finish(wtx, &before, state, None, now)
+                Ok((finish(wtx, &before, state, None, now)?, true))
             })
             .await?;
-        self.notify_finished();
-        Ok(op)
+        if op.1 {
+            self.finished_now(&op.0);
+        }
+        Ok(op.0)
     }
 
     /// An attempt failed: queue a retry after `retry_in`, or with no attempts
@@ -423,26 +430,31 @@ impl Store {
             .write(move |wtx| {
                 let before = load(wtx, id)?;
                 if before.state != OperationState::Running {
-                    return Ok(before);
+                    return Ok((before, false));
                 }
                 if before.cancel_requested {
-                    return finish(wtx, &before, OperationState::Cancelled, None, now);
+                    let op = finish(wtx, &before, OperationState::Cancelled, None, now)?;
+                    return Ok((op, true));
                 }
                 if before.attempts >= max_attempts {
-                    return finish(wtx, &before, OperationState::Failed, Some(error), now);
+                    let op = finish(wtx, &before, OperationState::Failed, Some(error), now)?;
+                    return Ok((op, true));
                 }
                 let mut failed = before.clone();
                 failed.error = Some(error);
                 let due = now.plus(retry_in);
                 // `save` compares with `before` to move the state index entry.
-                let op = back_to_queue(wtx, &failed, due)?;
-                Ok(op)
+                Ok((back_to_queue(wtx, &failed, due)?, true))
             })
             .await?;
-        if op.state.is_finished() {
-            self.notify_finished();
-        } else {
-            self.notify_queue();
+        let (op, changed) = op;
+        match (changed, op.state.is_finished()) {
+            (false, _) => {}
+            (true, true) => self.finished_now(&op),
+            (true, false) => {
+                metrics::global().operation_retry(op.kind);
+                self.notify_queue();
+            }
         }
         Ok(op)
     }
@@ -524,8 +536,10 @@ impl Store {
                 }
             })
             .await?;
+        // Only a queued operation finishes here; a running one finishes at its
+        // worker's next step.
         if op.state.is_finished() {
-            self.notify_finished();
+            self.finished_now(&op);
         }
         Ok(op)
     }
@@ -595,10 +609,39 @@ impl Store {
         })
     }
 
-    /// Operations queued or running, for readiness and metrics.
+    /// Entries in the queue: operations waiting to run, now or later.
     pub fn queue_depth(&self) -> Result<u64, StoreError> {
         use redb::ReadableTableMetadata;
         self.read(|rtx| Ok(rtx.open_table(OPERATIONS_QUEUE)?.len()?))
+    }
+
+    /// Queued and running operations counted by kind and state, for the
+    /// metrics. Reads one record per unfinished operation, never the
+    /// finished ones, which are most of the table.
+    pub fn active_operations(
+        &self,
+    ) -> Result<Vec<(OperationKind, OperationState, u64)>, StoreError> {
+        self.read(|rtx| {
+            let by_state = rtx.open_table(OPERATIONS_BY_STATE)?;
+            let table = rtx.open_table(OPERATIONS)?;
+            let mut counts: Vec<(OperationKind, OperationState, u64)> = Vec::new();
+            for state in [OperationState::Queued, OperationState::Running] {
+                let code = state_code(state);
+                for entry in by_state.range((code, 0)..=(code, u128::MAX))? {
+                    let (_, id) = entry?.0.value();
+                    let Some(row) = table.get(id)? else { continue };
+                    let kind = from_record(id, row.value())?.kind;
+                    match counts
+                        .iter_mut()
+                        .find(|(k, s, _)| *k == kind && *s == state)
+                    {
+                        Some(c) => c.2 += 1,
+                        None => counts.push((kind, state, 1)),
+                    }
+                }
+            }
+            Ok(counts)
+        })
     }
 
     /// Removes finished operations that finished before `before`, and

@@ -13,11 +13,13 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use redb::{Database, Durability, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
+use crate::metrics;
 
 /// What a job hands back after running: the reply to send once the batch's
 /// commit is known.
@@ -104,6 +106,8 @@ fn run(db: &Database, mut rx: mpsc::Receiver<Job>) {
 }
 
 fn commit_batch(db: &Database, batch: &mut Vec<Job>) {
+    let started = Instant::now();
+    let jobs = batch.len();
     let wtx = match begin(db) {
         Ok(wtx) => wtx,
         Err(e) => {
@@ -111,6 +115,7 @@ fn commit_batch(db: &Database, batch: &mut Vec<Job>) {
             for job in batch.drain(..) {
                 job(None)(Err(e.clone()));
             }
+            metrics::global().commit(jobs, started.elapsed(), false);
             return;
         }
     };
@@ -135,6 +140,7 @@ fn commit_batch(db: &Database, batch: &mut Vec<Job>) {
     } else {
         wtx.commit().map_err(StoreError::from)
     };
+    metrics::global().commit(jobs, started.elapsed(), outcome.is_ok());
     if let Err(e) = &outcome {
         tracing::error!(error = %e, jobs = replies.len(), "write transaction failed");
     }

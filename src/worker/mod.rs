@@ -5,6 +5,7 @@
 mod executor;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -28,22 +29,85 @@ pub struct QueueConfig {
 pub struct Workers {
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    liveness: Liveness,
+}
+
+/// How many workers are running out of how many were started, for readiness:
+/// a worker that died (a panicking executor) makes the service unready.
+#[derive(Debug, Clone, Default)]
+pub struct Liveness {
+    running: Arc<AtomicUsize>,
+    started: usize,
+}
+
+impl Liveness {
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::SeqCst)
+    }
+
+    pub fn started(&self) -> usize {
+        self.started
+    }
+
+    pub fn all_running(&self) -> bool {
+        self.started > 0 && self.running() == self.started
+    }
+
+    /// A fixed reading, for tests of what depends on it.
+    pub fn fixed(running: usize, started: usize) -> Self {
+        Self {
+            running: Arc::new(AtomicUsize::new(running)),
+            started,
+        }
+    }
+}
+
+/// Counts a worker as running for as long as its task lives, unwinding included.
+struct RunningGuard(Arc<AtomicUsize>);
+
+impl RunningGuard {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count.clone())
+    }
+}
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Workers {
     pub fn start<E: Executor>(store: Store, executor: Arc<E>, config: QueueConfig) -> Self {
         let (stop, _) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        for n in 0..config.workers.max(1) {
+        let started = config.workers.max(1);
+        let running = Arc::new(AtomicUsize::new(0));
+        for n in 0..started {
             let worker = Worker {
                 store: store.clone(),
                 executor: executor.clone(),
                 config: config.clone(),
                 stop: stop.subscribe(),
             };
-            tasks.spawn(async move { worker.run(n).await });
+            // Taken before the task is spawned, so readiness never sees a
+            // worker that has not been scheduled yet as missing.
+            let guard = RunningGuard::new(&running);
+            tasks.spawn(async move {
+                let _guard = guard;
+                worker.run(n).await;
+            });
         }
-        Self { stop, tasks }
+        Self {
+            stop,
+            tasks,
+            liveness: Liveness { running, started },
+        }
+    }
+
+    pub fn liveness(&self) -> Liveness {
+        self.liveness.clone()
     }
 
     /// Tells every worker to stop at its next step and waits for them all.

@@ -93,3 +93,184 @@ fn openapi_describes_every_operation_and_its_errors() {
     let offline: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(offline, spec);
 }
+
+/// `name{labels}` -> value, from a Prometheus text exposition, checking the
+/// format on the way: every sample belongs to a family announced by HELP and
+/// TYPE, and every value is a number.
+fn parse_metrics(text: &str) -> std::collections::HashMap<String, f64> {
+    let mut families = std::collections::HashSet::new();
+    let mut samples = std::collections::HashMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut parts = rest.split(' ');
+            families.insert(parts.next().unwrap().to_string());
+            let kind = parts.next().unwrap();
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line}"));
+        let name = series.split('{').next().unwrap();
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s).filter(|f| families.contains(*f)))
+            .unwrap_or(name);
+        assert!(families.contains(family), "no TYPE for {line}");
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("{line}"));
+        assert!(
+            samples.insert(series.to_string(), value).is_none(),
+            "duplicate series {series}"
+        );
+    }
+    samples
+}
+
+#[test]
+fn metrics_count_requests_operations_retries_and_refusals() {
+    let s = TestServer::start_with(
+        &[
+            "--download-duration",
+            "10ms",
+            "--stub-failure-rate",
+            "1",
+            "--max-attempts",
+            "2",
+            "--retry-delay",
+            "10ms",
+        ],
+        &[],
+    );
+    let pkg = s.create_package("metered", "1.0");
+    s.get("/v1/packages/0190a000-0000-7000-8000-000000000000")
+        .assert_status(404);
+    s.send_as(Some("packd_not-a-key"), "GET", "/v1/packages", &[], None)
+        .assert_status(401);
+    let id = pkg["id"].as_str().unwrap();
+    let op = s.send("POST", &format!("/v1/packages/{id}/download"), &[], None);
+    op.assert_status(202);
+    let op_id = op.json()["id"].as_str().unwrap().to_string();
+    // Both attempts fail, so the operation ends `failed` after one retry.
+    let finished = s.get(&format!("/v1/operations/{op_id}?wait=30"));
+    assert_eq!(finished.json()["state"], "failed", "{}", finished.body);
+
+    let r = s.send_as(None, "GET", "/metrics", &[], None);
+    r.assert_status(200);
+    assert_eq!(
+        r.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let m = parse_metrics(&r.body);
+    let at = |series: &str| {
+        *m.get(series)
+            .unwrap_or_else(|| panic!("no {series} in:\n{}", r.body))
+    };
+    assert_eq!(
+        at(r#"packd_http_requests_total{method="POST",route="/v1/packages",status="201"}"#),
+        1.0
+    );
+    assert_eq!(
+        at(r#"packd_http_requests_total{method="GET",route="/v1/packages/{id}",status="404"}"#),
+        1.0
+    );
+    assert_eq!(
+        at(r#"packd_http_request_duration_seconds_count{method="POST",route="/v1/packages"}"#),
+        1.0
+    );
+    assert_eq!(
+        at(
+            r#"packd_http_request_duration_seconds_bucket{method="POST",route="/v1/packages",le="+Inf"}"#
+        ),
+        1.0
+    );
+    assert_eq!(at(r#"packd_auth_failures_total{code="unauthorized"}"#), 1.0);
+    assert_eq!(
+        at(r#"packd_operations_started_total{kind="download"}"#),
+        1.0
+    );
+    assert_eq!(at(r#"packd_operation_retries_total{kind="download"}"#), 1.0);
+    assert_eq!(
+        at(r#"packd_operations_finished_total{kind="download",state="failed"}"#),
+        1.0
+    );
+    assert_eq!(
+        at(r#"packd_operations{kind="download",state="queued"}"#),
+        0.0
+    );
+    assert_eq!(at("packd_queue_depth"), 0.0);
+    // Creating the package alone was one durable commit.
+    assert!(at("packd_store_commit_duration_seconds_count") >= 1.0);
+    assert!(at("packd_store_writes_total") >= at("packd_store_commit_duration_seconds_count"));
+    assert!(at("process_resident_memory_bytes") > 0.0);
+}
+
+#[test]
+fn metrics_label_unknown_paths_as_one_route() {
+    let s = TestServer::start();
+    for n in 0..5 {
+        s.send_as(None, "GET", &format!("/scan/{n}"), &[], None)
+            .assert_status(404);
+    }
+    let m = parse_metrics(&s.send_as(None, "GET", "/metrics", &[], None).body);
+    assert_eq!(
+        m[r#"packd_http_requests_total{method="GET",route="unmatched",status="404"}"#],
+        5.0
+    );
+    assert!(!m.keys().any(|k| k.contains("/scan/")));
+}
+
+#[test]
+fn healthcheck_command_follows_healthz() {
+    let mut s = TestServer::start();
+    let ok = run_packd(&["healthcheck", "--url", &s.url("/healthz")], &[]);
+    assert!(ok.status.success(), "{ok:?}");
+
+    // Without --url it checks the address PACKD_LISTEN names, through
+    // loopback when that is a wildcard (as in the container).
+    let port = s.base.rsplit(':').next().unwrap().to_string();
+    let listen = format!("0.0.0.0:{port}");
+    let ok = run_packd(&["healthcheck"], &[("PACKD_LISTEN", listen.as_str())]);
+    assert!(ok.status.success(), "{ok:?}");
+
+    let not_found = run_packd(&["healthcheck", "--url", &s.url("/nope")], &[]);
+    assert!(!not_found.status.success());
+    assert!(String::from_utf8_lossy(&not_found.stderr).contains("answered 404"));
+
+    s.terminate();
+    let down = run_packd(&["healthcheck", "--url", &s.url("/healthz")], &[]);
+    assert!(!down.status.success());
+    assert!(String::from_utf8_lossy(&down.stderr).contains("cannot connect"));
+
+    let bad = run_packd(&["healthcheck", "--url", "https://example.invalid/"], &[]);
+    assert!(!bad.status.success());
+}
+
+#[test]
+fn systemd_is_told_when_ready_and_when_stopping() {
+    use std::os::unix::net::UnixDatagram;
+
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(crate::helpers::DEADLINE))
+        .unwrap();
+    let mut s = TestServer::start_with(&[], &[("NOTIFY_SOCKET", socket_path.to_str().unwrap())]);
+
+    let mut buf = [0u8; 512];
+    let n = socket.recv(&mut buf).expect("READY=1 within the deadline");
+    let ready = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(ready.starts_with("READY=1\n"), "{ready}");
+    let addr = s.base.trim_start_matches("http://");
+    assert!(ready.contains(&format!("listening on {addr}")), "{ready}");
+    // Ready means ready: the port answers and the workers run.
+    s.get("/readyz").assert_status(200);
+
+    s.terminate();
+    let n = socket
+        .recv(&mut buf)
+        .expect("STOPPING=1 within the deadline");
+    let stopping = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(stopping.starts_with("STOPPING=1\n"), "{stopping}");
+}

@@ -1,0 +1,463 @@
+//! Process-wide metrics: counters and histograms in atomics, rendered in the
+//! Prometheus text format (version 0.0.4) for `GET /metrics`.
+//!
+//! One global registry, because the values come from every layer (the edge
+//! middleware, the writer thread, the workers) and threading a handle through
+//! all of them would buy nothing: a process has one set of metrics. Recording
+//! is a few relaxed atomic adds and, for HTTP, one read-locked map lookup; no
+//! allocation after a route's first request.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, RwLock};
+use std::time::Duration;
+
+use crate::domain::operation::OperationState;
+use crate::domain::package::OperationKind;
+
+/// Upper bounds (seconds) of the latency buckets: from a cached read on
+/// loopback (~100 µs) to a long poll (up to 60 s, which lands in `+Inf`).
+const BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// A latency histogram. Buckets are stored per bucket and summed when rendered,
+/// so recording touches one bucket.
+pub struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    const fn new() -> Self {
+        Self {
+            buckets: [const { AtomicU64::new(0) }; BUCKETS.len()],
+            count: AtomicU64::new(0),
+            sum_nanos: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|&b| secs <= b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// Writes `_bucket`, `_sum` and `_count` lines; `labels` is either empty
+    /// or ends with a comma.
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        for (bound, n) in BUCKETS.iter().zip(&self.buckets) {
+            cumulative += n.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{bound}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {count}");
+        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let labels = match labels.trim_end_matches(',') {
+            "" => String::new(),
+            l => format!("{{{l}}}"),
+        };
+        let _ = writeln!(out, "{name}_sum{labels} {sum}");
+        let _ = writeln!(out, "{name}_count{labels} {count}");
+    }
+}
+
+/// Statuses counted one by one; anything else is out of HTTP's range.
+const STATUS_MIN: u16 = 100;
+const STATUS_COUNT: usize = 500;
+
+/// The requests of one (method, route).
+struct RouteSeries {
+    /// The route with its parameters named, as users read it.
+    label: String,
+    latency: Histogram,
+    by_status: [AtomicU64; STATUS_COUNT],
+}
+
+type RouteKey = (&'static str, Option<Arc<str>>);
+
+/// Why an authentication failed, as the `code` of its 401.
+#[derive(Debug, Clone, Copy)]
+pub enum AuthFailureCode {
+    Unauthorized,
+    KeyInactive,
+    KeyExpired,
+}
+
+const KINDS: [OperationKind; 3] = [
+    OperationKind::Download,
+    OperationKind::Activate,
+    OperationKind::Deactivate,
+];
+const FINISHED: [OperationState; 3] = [
+    OperationState::Succeeded,
+    OperationState::Failed,
+    OperationState::Cancelled,
+];
+
+fn kind_index(kind: OperationKind) -> usize {
+    KINDS.iter().position(|k| *k == kind).unwrap_or(0)
+}
+
+pub struct Metrics {
+    http: RwLock<HashMap<RouteKey, Arc<RouteSeries>>>,
+    auth_failures: [AtomicU64; 3],
+    commit_latency: Histogram,
+    commit_failures: AtomicU64,
+    writes: AtomicU64,
+    operations_started: [AtomicU64; KINDS.len()],
+    operations_finished: [[AtomicU64; FINISHED.len()]; KINDS.len()],
+    operation_retries: [AtomicU64; KINDS.len()],
+}
+
+static GLOBAL: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// The process's metrics.
+pub fn global() -> &'static Metrics {
+    &GLOBAL
+}
+
+fn method_label(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        // Clients can send any token as a method: one bucket keeps the label
+        // set bounded.
+        _ => "other",
+    }
+}
+
+/// Route patterns name path parameters `:param0`; the metrics say `{id}`
+/// (every path parameter of the API is an id). Unmatched paths share one
+/// label, so scanners cannot grow the series without bound.
+fn route_label(pattern: Option<&str>) -> String {
+    match pattern {
+        None | Some("") => "unmatched".into(),
+        Some(p) => p
+            .split('/')
+            .map(|seg| if seg.starts_with(':') { "{id}" } else { seg })
+            .collect::<Vec<_>>()
+            .join("/"),
+    }
+}
+
+/// Escapes a label value for the text format.
+fn escape(v: &str) -> String {
+    v.replace('\\', r"\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Values read from the store when `/metrics` is scraped.
+#[derive(Debug, Default)]
+pub struct StoreGauges {
+    /// Entries in the queue (queued operations, including retries not yet due).
+    pub queue_depth: u64,
+    /// Queued and running operations by kind and state.
+    pub active: Vec<(OperationKind, OperationState, u64)>,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        Self {
+            http: RwLock::default(),
+            auth_failures: Default::default(),
+            commit_latency: Histogram::new(),
+            commit_failures: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+            operations_started: Default::default(),
+            operations_finished: Default::default(),
+            operation_retries: Default::default(),
+        }
+    }
+
+    /// Counts one answered request.
+    pub fn request(&self, method: &str, pattern: Option<&Arc<str>>, status: u16, took: Duration) {
+        let key: RouteKey = (
+            method_label(method),
+            pattern.filter(|p| !p.is_empty()).cloned(),
+        );
+        let series = self.http.read().ok().and_then(|map| map.get(&key).cloned());
+        let series = match series {
+            Some(s) => s,
+            None => {
+                let Ok(mut map) = self.http.write() else {
+                    return;
+                };
+                map.entry(key)
+                    .or_insert_with_key(|(_, pattern)| {
+                        Arc::new(RouteSeries {
+                            label: route_label(pattern.as_deref()),
+                            latency: Histogram::new(),
+                            by_status: [const { AtomicU64::new(0) }; STATUS_COUNT],
+                        })
+                    })
+                    .clone()
+            }
+        };
+        series.latency.observe(took);
+        if let Some(slot) = status
+            .checked_sub(STATUS_MIN)
+            .and_then(|i| series.by_status.get(usize::from(i)))
+        {
+            slot.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn auth_failure(&self, code: AuthFailureCode) {
+        self.auth_failures[code as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One write transaction of the writer thread, with the jobs it carried.
+    pub fn commit(&self, jobs: usize, took: Duration, ok: bool) {
+        self.commit_latency.observe(took);
+        self.writes.fetch_add(jobs as u64, Ordering::Relaxed);
+        if !ok {
+            self.commit_failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn operation_started(&self, kind: OperationKind) {
+        self.operations_started[kind_index(kind)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn operation_finished(&self, kind: OperationKind, state: OperationState) {
+        if let Some(i) = FINISHED.iter().position(|s| *s == state) {
+            self.operations_finished[kind_index(kind)][i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn operation_retry(&self, kind: OperationKind) {
+        self.operation_retries[kind_index(kind)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The whole text exposition.
+    pub fn render(&self, store: &StoreGauges) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        self.render_http(&mut out);
+        self.render_auth(&mut out);
+        self.render_operations(&mut out, store);
+        self.render_store(&mut out);
+        render_process(&mut out);
+        out
+    }
+
+    fn render_http(&self, out: &mut String) {
+        let mut series: Vec<(&'static str, Arc<RouteSeries>)> = self
+            .http
+            .read()
+            .map(|m| m.iter().map(|((m, _), s)| (*m, s.clone())).collect())
+            .unwrap_or_default();
+        series.sort_by(|a, b| (&a.1.label, a.0).cmp(&(&b.1.label, b.0)));
+
+        out.push_str("# HELP packd_http_requests_total HTTP requests answered, by method, route and status; route \"unmatched\" counts those answered before routing (unknown paths, refused keys).\n");
+        out.push_str("# TYPE packd_http_requests_total counter\n");
+        for (method, s) in &series {
+            let route = escape(&s.label);
+            for (i, n) in s.by_status.iter().enumerate() {
+                let n = n.load(Ordering::Relaxed);
+                if n > 0 {
+                    let status = usize::from(STATUS_MIN) + i;
+                    let _ = writeln!(
+                        out,
+                        "packd_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}"
+                    );
+                }
+            }
+        }
+        out.push_str("# HELP packd_http_request_duration_seconds Time from the request's arrival to its answer, by method and route.\n");
+        out.push_str("# TYPE packd_http_request_duration_seconds histogram\n");
+        for (method, s) in &series {
+            let labels = format!("method=\"{method}\",route=\"{}\",", escape(&s.label));
+            s.latency
+                .render(out, "packd_http_request_duration_seconds", &labels);
+        }
+    }
+
+    fn render_auth(&self, out: &mut String) {
+        out.push_str(
+            "# HELP packd_auth_failures_total Refused authentications, by the code of the 401.\n",
+        );
+        out.push_str("# TYPE packd_auth_failures_total counter\n");
+        for (code, n) in ["unauthorized", "key_inactive", "key_expired"]
+            .iter()
+            .zip(&self.auth_failures)
+        {
+            let n = n.load(Ordering::Relaxed);
+            let _ = writeln!(out, "packd_auth_failures_total{{code=\"{code}\"}} {n}");
+        }
+    }
+
+    fn render_operations(&self, out: &mut String, store: &StoreGauges) {
+        out.push_str(
+            "# HELP packd_queue_depth Operations waiting in the queue (due now or later).\n",
+        );
+        out.push_str("# TYPE packd_queue_depth gauge\n");
+        let _ = writeln!(out, "packd_queue_depth {}", store.queue_depth);
+
+        out.push_str("# HELP packd_operations Operations not yet finished, by kind and state.\n");
+        out.push_str("# TYPE packd_operations gauge\n");
+        for kind in KINDS {
+            for state in [OperationState::Queued, OperationState::Running] {
+                let n = store
+                    .active
+                    .iter()
+                    .find(|(k, s, _)| *k == kind && *s == state)
+                    .map_or(0, |(_, _, n)| *n);
+                let _ = writeln!(
+                    out,
+                    "packd_operations{{kind=\"{kind}\",state=\"{state}\"}} {n}"
+                );
+            }
+        }
+
+        out.push_str(
+            "# HELP packd_operations_started_total Operations accepted since start, by kind.\n",
+        );
+        out.push_str("# TYPE packd_operations_started_total counter\n");
+        for (kind, n) in KINDS.iter().zip(&self.operations_started) {
+            let n = n.load(Ordering::Relaxed);
+            let _ = writeln!(out, "packd_operations_started_total{{kind=\"{kind}\"}} {n}");
+        }
+
+        out.push_str("# HELP packd_operations_finished_total Operations finished since start, by kind and final state.\n");
+        out.push_str("# TYPE packd_operations_finished_total counter\n");
+        for (kind, row) in KINDS.iter().zip(&self.operations_finished) {
+            for (state, n) in FINISHED.iter().zip(row) {
+                let n = n.load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "packd_operations_finished_total{{kind=\"{kind}\",state=\"{state}\"}} {n}"
+                );
+            }
+        }
+
+        out.push_str("# HELP packd_operation_retries_total Failed attempts put back in the queue for a retry, by kind.\n");
+        out.push_str("# TYPE packd_operation_retries_total counter\n");
+        for (kind, n) in KINDS.iter().zip(&self.operation_retries) {
+            let n = n.load(Ordering::Relaxed);
+            let _ = writeln!(out, "packd_operation_retries_total{{kind=\"{kind}\"}} {n}");
+        }
+    }
+
+    fn render_store(&self, out: &mut String) {
+        out.push_str("# HELP packd_store_commit_duration_seconds Time to run and durably commit one write transaction (one group commit).\n");
+        out.push_str("# TYPE packd_store_commit_duration_seconds histogram\n");
+        self.commit_latency
+            .render(out, "packd_store_commit_duration_seconds", "");
+        out.push_str("# HELP packd_store_writes_total Writes committed; divided by packd_store_commit_duration_seconds_count, the mean group-commit batch.\n");
+        out.push_str("# TYPE packd_store_writes_total counter\n");
+        let _ = writeln!(
+            out,
+            "packd_store_writes_total {}",
+            self.writes.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP packd_store_commit_failures_total Write transactions that failed (disk full, I/O error).\n");
+        out.push_str("# TYPE packd_store_commit_failures_total counter\n");
+        let _ = writeln!(
+            out,
+            "packd_store_commit_failures_total {}",
+            self.commit_failures.load(Ordering::Relaxed)
+        );
+    }
+}
+
+/// Standard process metrics, read from `/proc` where there is one.
+fn render_process(out: &mut String) {
+    out.push_str("# HELP packd_build_info The running version.\n");
+    out.push_str("# TYPE packd_build_info gauge\n");
+    let _ = writeln!(
+        out,
+        "packd_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    if let Some(rss) = resident_bytes() {
+        out.push_str("# HELP process_resident_memory_bytes Resident memory size in bytes.\n");
+        out.push_str("# TYPE process_resident_memory_bytes gauge\n");
+        let _ = writeln!(out, "process_resident_memory_bytes {rss}");
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        out.push_str("# HELP process_open_fds Open file descriptors.\n");
+        out.push_str("# TYPE process_open_fds gauge\n");
+        let _ = writeln!(out, "process_open_fds {}", fds.count());
+    }
+}
+
+/// Resident set size from `/proc/self/statm` (pages), assuming 4 KiB pages,
+/// the page size of every platform packd ships for.
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let h = Histogram::new();
+        h.observe(Duration::from_micros(50));
+        h.observe(Duration::from_millis(3));
+        h.observe(Duration::from_secs(100));
+        let mut out = String::new();
+        h.render(&mut out, "x", "a=\"b\",");
+        assert!(out.contains("x_bucket{a=\"b\",le=\"0.0001\"} 1\n"), "{out}");
+        assert!(out.contains("x_bucket{a=\"b\",le=\"0.005\"} 2\n"), "{out}");
+        assert!(out.contains("x_bucket{a=\"b\",le=\"10\"} 2\n"), "{out}");
+        assert!(out.contains("x_bucket{a=\"b\",le=\"+Inf\"} 3\n"), "{out}");
+        assert!(out.contains("x_count{a=\"b\"} 3\n"), "{out}");
+        assert!(out.contains("x_sum{a=\"b\"} 100.00305"), "{out}");
+    }
+
+    #[test]
+    fn routes_are_labelled_by_shape_and_bounded() {
+        assert_eq!(
+            route_label(Some("/v1/packages/:param0/download")),
+            "/v1/packages/{id}/download"
+        );
+        assert_eq!(route_label(None), "unmatched");
+        assert_eq!(method_label("BREW"), "other");
+        assert_eq!(escape("a\"b\\c"), "a\\\"b\\\\c");
+    }
+
+    #[test]
+    fn requests_are_counted_by_route_and_status() {
+        let m = Metrics::new();
+        let route: Arc<str> = Arc::from("/v1/packages/:param0");
+        m.request("GET", Some(&route), 200, Duration::from_millis(1));
+        m.request("GET", Some(&route), 200, Duration::from_millis(1));
+        m.request("GET", Some(&route), 404, Duration::from_millis(1));
+        m.request("GET", None, 404, Duration::from_millis(1));
+        m.request("GET", None, 999, Duration::from_millis(1));
+        let text = m.render(&StoreGauges::default());
+        assert!(text.contains("packd_http_requests_total{method=\"GET\",route=\"/v1/packages/{id}\",status=\"200\"} 2\n"), "{text}");
+        assert!(text.contains("packd_http_requests_total{method=\"GET\",route=\"/v1/packages/{id}\",status=\"404\"} 1\n"), "{text}");
+        assert!(
+            text.contains(
+                "packd_http_requests_total{method=\"GET\",route=\"unmatched\",status=\"404\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "packd_http_request_duration_seconds_count{method=\"GET\",route=\"unmatched\"} 2\n"
+            ),
+            "{text}"
+        );
+    }
+}
