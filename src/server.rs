@@ -1,7 +1,7 @@
 //! Starting and stopping the service: open the store, bind, announce, serve
 //! until SIGTERM or Ctrl-C, drain requests in flight (bounded), close the store.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,8 +21,10 @@ use crate::worker::{QueueConfig, StubConfig, StubExecutor, Workers};
 pub fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .with_context(|| format!("invalid log filter {filter:?}"))?;
+    // Colours only for a person at a terminal, never in journald or `docker logs`.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder
