@@ -1,4 +1,5 @@
-//! Offline commands that work on the database file directly: `packd keys ...`.
+//! Offline commands that work on the database file directly: `packd keys ...`
+//! and `packd dev seed`.
 //! They take the same file lock as the server, so they refuse to run while a
 //! server holds the file, with a message that says so.
 
@@ -6,10 +7,11 @@ use std::io::Write;
 
 use anyhow::Context;
 
-use crate::config::{KeysArgs, KeysCommand};
+use crate::config::{DevArgs, DevCommand, KeysArgs, KeysCommand};
 use crate::domain::Timestamp;
 use crate::domain::key::{Role, parse_key_name};
-use crate::store::{NewKey, Store, StoreOptions};
+use crate::domain::package::{OperationKind, Status};
+use crate::store::{ListPackages, NewKey, Store, StoreOptions};
 
 pub async fn keys(args: KeysArgs) -> anyhow::Result<()> {
     let store = Store::open(&args.db, &StoreOptions::default())?;
@@ -77,5 +79,61 @@ async fn run(store: &Store, command: KeysCommand) -> anyhow::Result<()> {
             writeln!(out, "deleted {id}")?;
         }
     }
+    Ok(())
+}
+
+/// Packages written per transaction when seeding: large enough that the
+/// fsync is noise, small enough to show progress.
+const SEED_PER_COMMIT: u64 = 50_000;
+
+pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
+    let store = Store::open(&args.db, &StoreOptions::default())?;
+    let result = match args.command {
+        DevCommand::Seed {
+            count,
+            prefix,
+            queue_downloads,
+        } => seed(&store, &prefix, count, queue_downloads).await,
+    };
+    store.close();
+    result
+}
+
+async fn seed(store: &Store, prefix: &str, count: u64, queue: u64) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let mut err = std::io::stderr().lock();
+    store
+        .seed_packages(prefix, count, SEED_PER_COMMIT, |done| {
+            let _ = write!(err, "\rpackd: {done}/{count} packages");
+        })
+        .await?;
+    writeln!(err)?;
+    drop(err);
+    let mut queued = 0;
+    if queue > 0 {
+        // The first `queue` created packages of this seed, in id order.
+        let created = store.list_packages(&ListPackages {
+            status: Some(Status::Created),
+            name: None,
+            after: None,
+            limit: usize::try_from(queue)?,
+        })?;
+        // Sent together, so the writer commits them in large batches.
+        let mut tasks = tokio::task::JoinSet::new();
+        for p in created.items {
+            let store = store.clone();
+            tasks.spawn(async move { store.enqueue(p.id, OperationKind::Download, None).await });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done??;
+            queued += 1;
+        }
+    }
+    println!(
+        "seeded {count} packages ({prefix}-0 to {prefix}-{}) and queued {queued} downloads in {:.1}s into {}",
+        count.saturating_sub(1),
+        started.elapsed().as_secs_f64(),
+        store.path().display()
+    );
     Ok(())
 }

@@ -32,9 +32,39 @@ pub enum Command {
     Openapi,
     /// Manage API keys offline, on the database file (the server must not be running).
     Keys(KeysArgs),
+    /// Tools for benchmarks and trials, working offline on a database file.
+    Dev(DevArgs),
     /// Exit 0 if the server's `/healthz` answers 200, non-zero otherwise (for
     /// container health checks: the image has no curl).
     Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// The database file (created if missing; no server may hold it).
+    #[arg(long, env = "PACKD_DB", default_value = "./packd.redb", global = true)]
+    pub db: PathBuf,
+
+    #[command(subcommand)]
+    pub command: DevCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DevCommand {
+    /// Write generated packages straight to the file (no HTTP), e.g. a
+    /// million for the benchmarks. Names are `PREFIX-N`; statuses cycle
+    /// through created, downloaded and active.
+    Seed {
+        /// How many packages to write.
+        #[arg(long)]
+        count: u64,
+        /// Name prefix; seeding again needs another one (names are unique).
+        #[arg(long, default_value = "seed")]
+        prefix: String,
+        /// Also queue a download for this many of the new `created` packages.
+        #[arg(long, default_value_t = 0)]
+        queue_downloads: u64,
+    },
 }
 
 #[derive(Debug, Args)]

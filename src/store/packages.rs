@@ -180,6 +180,57 @@ impl Store {
         .await
     }
 
+    /// Writes `count` generated packages straight to the file, `per_commit`
+    /// to a transaction, for benchmarks and trials (`packd dev seed`). Names
+    /// are `{prefix}-{n}`, versions `1.0.{n % 10}`, and statuses cycle
+    /// through created, downloaded and active so every status filter has
+    /// work. Returns how many were written; a name already taken is an error
+    /// and nothing of its transaction is written.
+    pub async fn seed_packages(
+        &self,
+        prefix: &str,
+        count: u64,
+        per_commit: u64,
+        mut progress: impl FnMut(u64),
+    ) -> Result<u64, StoreError> {
+        const STATUSES: [Status; 3] = [Status::Created, Status::Downloaded, Status::Active];
+        let mut written = 0;
+        while written < count {
+            let first = written;
+            let n = per_commit.min(count - written);
+            let prefix = prefix.to_string();
+            self.write(move |wtx| {
+                let now = Timestamp::now();
+                let mut batch = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
+                for i in first..first + n {
+                    let name = PackageName::parse(format!("{prefix}-{i}"))
+                        .map_err(|e| StoreError::Internal(e.to_string()))?;
+                    let version = PackageVersion::parse(format!("1.0.{}", i % 10))
+                        .map_err(|e| StoreError::Internal(e.to_string()))?;
+                    check_unique(wtx, &name, &version, None)?;
+                    batch.push(Package {
+                        id: Uuid::now_v7(),
+                        name,
+                        version,
+                        status: STATUSES[usize::try_from(i % 3).unwrap_or(0)],
+                        operation_id: None,
+                        revision: 1,
+                        created_at: now,
+                        updated_at: now,
+                    });
+                }
+                for p in &batch {
+                    put(wtx, p)?;
+                }
+                Ok(())
+            })
+            .await?;
+            written += n;
+            progress(written);
+        }
+        Ok(written)
+    }
+
     pub fn get_package(&self, id: Uuid) -> Result<Package, StoreError> {
         self.read(|rtx| get_in(&rtx.open_table(PACKAGES)?, id))
     }
