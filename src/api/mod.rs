@@ -5,6 +5,7 @@
 mod audit;
 mod auth;
 mod health;
+mod json;
 mod keys;
 mod middleware;
 mod operations;

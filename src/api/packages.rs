@@ -5,10 +5,12 @@ use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use serde::Serialize;
 use uuid::Uuid;
 
 use super::ApiTags;
 use super::auth::{ReadAccess, WriteAccess};
+use super::json::FastJson;
 use super::pagination::{self, decode_cursor, encode_cursor};
 use super::problem::status::{BODY, COMMON, S404, S409, S412};
 use super::problem::{ErrorCode, Errors, Problem};
@@ -25,8 +27,9 @@ type CreateErrors = Errors<{ COMMON | BODY | S409 }>;
 type PatchErrors = Errors<{ COMMON | BODY | S404 | S409 | S412 }>;
 type DeleteErrors = Errors<{ COMMON | S404 | S409 | S412 }>;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, Serialize)]
 #[oai(rename = "Status", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
 pub enum StatusDto {
     Created,
     Downloaded,
@@ -76,7 +79,7 @@ pub fn time(t: Timestamp) -> time::OffsetDateTime {
 }
 
 /// A package.
-#[derive(Debug, Object)]
+#[derive(Debug, Object, Serialize)]
 #[oai(rename = "Package")]
 pub struct PackageDto {
     pub id: Uuid,
@@ -87,7 +90,9 @@ pub struct PackageDto {
     pub operation_id: Option<Uuid>,
     /// Grows by one on every change; the `ETag` is this number in quotes.
     pub revision: u64,
+    #[serde(with = "time::serde::rfc3339")]
     pub created_at: time::OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
     pub updated_at: time::OffsetDateTime,
 }
 
@@ -131,7 +136,7 @@ struct PackagePatchBody {
 }
 
 /// One page of packages, oldest first.
-#[derive(Debug, Object)]
+#[derive(Debug, Object, Serialize)]
 #[oai(rename = "PackageList")]
 struct PackageList {
     items: Vec<PackageDto>,
@@ -183,7 +188,7 @@ enum PackageResponse {
     /// The package.
     #[oai(status = 200)]
     Ok(
-        Json<PackageDto>,
+        FastJson<PackageDto>,
         /// The package's revision, for `If-Match`.
         #[oai(header = "ETag")]
         String,
@@ -193,7 +198,7 @@ enum PackageResponse {
 impl PackageResponse {
     fn from(p: Package) -> Self {
         let tag = etag(&p);
-        PackageResponse::Ok(Json(p.into()), tag)
+        PackageResponse::Ok(FastJson(p.into()), tag)
     }
 }
 
@@ -280,7 +285,7 @@ impl PackagesApi {
         limit: Query<Option<u32>>,
         /// The `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
-    ) -> Result<Json<PackageList>, ListErrors> {
+    ) -> Result<FastJson<PackageList>, ListErrors> {
         let q = ListPackages {
             status: status.0.map(Into::into),
             name: name.0,
@@ -288,7 +293,7 @@ impl PackagesApi {
             limit: pagination::limit(limit.0),
         };
         let page = self.store.list_packages(&q)?;
-        Ok(Json(PackageList {
+        Ok(FastJson(PackageList {
             items: page.items.into_iter().map(Into::into).collect(),
             next_cursor: page.next_after.map(encode_cursor),
         }))
@@ -414,5 +419,32 @@ mod tests {
             Precondition::RevisionIn(vec![])
         );
         assert_eq!(precondition(Some("3")).unwrap_err().status.as_u16(), 400);
+    }
+
+    #[test]
+    fn fast_json_writes_what_the_schema_describes() {
+        let at = Timestamp::from_micros(1_790_000_000_123_456);
+        let package = |operation_id| PackageDto {
+            id: Uuid::now_v7(),
+            name: "jq \"quoted\" \u{e9}".into(),
+            version: "1.7.1".into(),
+            status: StatusDto::Downloaded,
+            operation_id,
+            revision: 7,
+            created_at: time(at),
+            updated_at: time(Timestamp::from_micros(1_790_000_000_000_000)),
+        };
+        let list = PackageList {
+            items: vec![package(None), package(Some(Uuid::now_v7()))],
+            next_cursor: Some("abc".into()),
+        };
+        let (openapi, serde) = super::super::json::both_encodings(&list);
+        assert_eq!(openapi, serde);
+        let last = PackageList {
+            items: vec![],
+            next_cursor: None,
+        };
+        let (openapi, serde) = super::super::json::both_encodings(&last);
+        assert_eq!(openapi, serde);
     }
 }
