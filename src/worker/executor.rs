@@ -29,8 +29,9 @@ pub enum ExecError {
     Stopped,
 }
 
-/// How an executor reports progress. Each call saves the progress durably
-/// and says whether to go on.
+/// How an executor reports progress. A call saves the progress durably
+/// (reports within 100 ms of the last save are not saved: a resume may
+/// repeat that much) and says whether to go on.
 pub trait Steps: Send {
     fn report(&mut self, progress: u8) -> impl Future<Output = Result<(), ExecError>> + Send;
     /// Resolves when the service is shutting down, so a long step can end early.

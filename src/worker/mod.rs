@@ -179,6 +179,7 @@ impl<E: Executor> Worker<E> {
             store: self.store.clone(),
             id,
             stop: self.stop.clone(),
+            last_save: std::time::Instant::now(),
         };
         let result = self.executor.execute(work, &mut steps).await;
         let outcome = match result {
@@ -213,15 +214,30 @@ impl<E: Executor> Worker<E> {
     }
 }
 
+/// Steps closer together than this are not each saved: a save is a durable
+/// commit, and for quick steps it would cost more than the step (an
+/// operation of zero duration would be ten commits instead of none). A
+/// resume then repeats at most this much work.
+const PROGRESS_SAVE_EVERY: Duration = Duration::from_millis(100);
+
 /// Progress reports that go to the store.
 struct StoreSteps {
     store: Store,
     id: uuid::Uuid,
     stop: watch::Receiver<bool>,
+    last_save: std::time::Instant,
 }
 
 impl Steps for StoreSteps {
     async fn report(&mut self, progress: u8) -> Result<(), ExecError> {
+        if self.last_save.elapsed() < PROGRESS_SAVE_EVERY {
+            return if *self.stop.borrow() {
+                Err(ExecError::Stopped)
+            } else {
+                Ok(())
+            };
+        }
+        self.last_save = std::time::Instant::now();
         match self.store.save_progress(self.id, progress).await {
             Ok(Continue::Yes) if *self.stop.borrow() => Err(ExecError::Stopped),
             Ok(Continue::Yes) => Ok(()),
