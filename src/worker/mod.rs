@@ -139,7 +139,13 @@ impl<E: Executor> Worker<E> {
             // wait is not lost.
             let notified = self.store.queue_changed().notified();
             match self.store.claim().await {
-                Ok(Claim::Work(op)) => self.execute(op).await,
+                Ok(Claim::Work(op)) => {
+                    // While work is due, each completion claims the next one.
+                    let mut next = Some(op);
+                    while let Some(op) = next {
+                        next = self.execute(op).await;
+                    }
+                }
                 Ok(Claim::Idle(next)) => {
                     let sleep = next.map_or(Duration::from_secs(3600), |due| {
                         Duration::from_micros(
@@ -165,7 +171,12 @@ impl<E: Executor> Worker<E> {
         tracing::debug!(worker = n, "worker stopped");
     }
 
-    async fn execute(&self, op: crate::domain::operation::Operation) {
+    /// Runs one operation and records its outcome; returns the next
+    /// operation when the completion claimed one.
+    async fn execute(
+        &self,
+        op: crate::domain::operation::Operation,
+    ) -> Option<crate::domain::operation::Operation> {
         let id = op.id;
         let work = Work {
             operation_id: id,
@@ -182,8 +193,20 @@ impl<E: Executor> Worker<E> {
             last_save: std::time::Instant::now(),
         };
         let result = self.executor.execute(work, &mut steps).await;
+        let mut next = None;
         let outcome = match result {
-            Ok(()) => self.store.complete(id).await.map(|op| op.state.to_string()),
+            Ok(()) => {
+                let claim_next = !*self.stop.borrow();
+                self.store
+                    .complete_and_claim(id, claim_next)
+                    .await
+                    .map(|(op, claim)| {
+                        if let Some(Claim::Work(op)) = claim {
+                            next = Some(op);
+                        }
+                        op.state.to_string()
+                    })
+            }
             Err(ExecError::Stopped) if *self.stop.borrow() => self
                 .store
                 .requeue(id)
@@ -211,6 +234,7 @@ impl<E: Executor> Worker<E> {
                 tracing::error!(operation = %id, error = %e, "cannot record an operation's outcome")
             }
         }
+        next
     }
 }
 
