@@ -25,7 +25,7 @@ import urllib.error
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target", "release", "packd")
+BIN = os.environ.get("PACKD_BIN") or os.path.join(ROOT, "target", "release", "packd")
 WRK_DIR = os.path.join(ROOT, "benches", "wrk")
 OUT_DIR = os.path.join(ROOT, "benches", "out")
 KEY = "bench-admin-key-0123456789abcdefghijklmnop"
