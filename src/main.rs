@@ -5,6 +5,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use packd::config::{Cli, Command};
 
+// Every request allocates many small, short-lived buffers (headers, JSON,
+// records); glibc's malloc spent a fifth of the CPU time of a list request
+// (perf). mimalloc's thread-local free lists cut that.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
