@@ -268,6 +268,12 @@ def main():
             r = wrk(server, "/", "get.lua", conns, duration, {"PACKD_BENCH_PATH": path})
             res[name] = r
             report.row(f"list {name} ({label})", conns, r)
+        # The same first page with 8 connections: what one request costs
+        # when it does not queue behind 63 others on two cores.
+        r = wrk(server, "/", "get.lua", 8, duration,
+                {"PACKD_BENCH_PATH": "/v1/packages?limit=50"})
+        res["first page, 8 connections"] = r
+        report.row(f"list first page ({label})", 8, r, "less queueing")
         res["server"] = server
         sizes[label] = res
 

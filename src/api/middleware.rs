@@ -46,7 +46,19 @@ fn request_id(req: &Request) -> Arc<str> {
                 && v.bytes().all(|b| b.is_ascii_graphic())
         })
         .map(Arc::from)
-        .unwrap_or_else(|| Arc::from(uuid::Uuid::now_v7().to_string()))
+        .unwrap_or_else(new_request_id)
+}
+
+/// A UUID v7 from the thread's user-space generator: `Uuid::now_v7` asks the
+/// kernel for randomness on every call, a system call per request for an id
+/// that needs to be unique, not secret.
+fn new_request_id() -> Arc<str> {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let id = uuid::Builder::from_unix_timestamp_millis(millis, &rand::random::<[u8; 10]>())
+        .into_uuid();
+    Arc::from(id.to_string())
 }
 
 /// Reads the body into memory up to the limit. Checking `Content-Length` alone
