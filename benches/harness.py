@@ -252,12 +252,22 @@ def main():
         cursor = deep_cursor(server, count)
         status_cursor = deep_cursor(server, count // 3, "&status=active")
         res = {"ready": server.ready_after}
-        res["healthz"] = wrk(server, "/healthz", None, conns, duration)
-        report.row(f"GET /healthz ({label})", conns, res["healthz"], "the framework's ceiling")
-        res["get"] = wrk(server, "/", "get.lua", conns, duration, {"PACKD_BENCH_IDS": ids_file})
+        # The ratio is the target, and this machine's neighbours move both
+        # figures: alternate the two, three rounds each, and take the
+        # median round of each.
+        rounds = {"healthz": [], "get": []}
+        part = f"{max(1, int(duration.rstrip('s')) // 3)}s"
+        for _ in range(3):
+            rounds["healthz"].append(wrk(server, "/healthz", None, conns, part))
+            rounds["get"].append(wrk(server, "/", "get.lua", conns, part,
+                                     {"PACKD_BENCH_IDS": ids_file}))
+        for k, runs in rounds.items():
+            res[k] = sorted(runs, key=lambda r: r["rps"])[1]
+        report.row(f"GET /healthz ({label})", conns, res["healthz"],
+                   "the framework's ceiling; median of 3 rounds")
         ratio = res["get"]["rps"] / res["healthz"]["rps"]
         report.row(f"GET /v1/packages/{{id}} ({label})", conns, res["get"],
-                   f"{ratio:.2f}x healthz")
+                   f"{ratio:.2f}x healthz; median of 3 rounds")
         for name, path in (
             ("first page", "/v1/packages?limit=50"),
             ("page at 90 %", f"/v1/packages?limit=50&cursor={cursor}"),
