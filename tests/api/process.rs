@@ -183,3 +183,37 @@ fn environment_twins_configure_the_server() {
     assert!(v["latency_ms"].is_number());
     assert!(v["request_id"].is_string());
 }
+
+#[test]
+fn dev_seed_writes_packages_and_queues_downloads_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("seeded.redb");
+    let db_arg = db.to_str().unwrap();
+    let out = run_packd(
+        &["dev", "seed", "--count", "30", "--queue-downloads", "4", "--db", db_arg],
+        &[],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("seeded 30 packages"));
+    // Names are unique: the same prefix again is refused, and nothing of it is written.
+    let again = run_packd(&["dev", "seed", "--count", "5", "--db", db_arg], &[]);
+    assert!(!again.status.success());
+
+    let s = TestServer::spawn(&db, &["--download-duration", "0s"], &[]).unwrap();
+    let count = |q: &str| {
+        s.get(&format!("/v1/packages?limit=1000{q}")).json()["items"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(count(""), 30);
+    // Statuses cycle, so every filter has work.
+    assert_eq!(count("&status=active"), 10);
+    assert_eq!(count("&name=seed-29"), 1);
+    // The queued downloads run once the server starts.
+    crate::helpers::wait_for("the seeded downloads", || {
+        let ops = s.get("/v1/operations?state=succeeded").json();
+        (ops["items"].as_array().unwrap().len() == 4).then_some(())
+    });
+    assert_eq!(count("&status=downloaded"), 14);
+}
