@@ -56,8 +56,8 @@ fn new_request_id() -> Arc<str> {
     let millis = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let id = uuid::Builder::from_unix_timestamp_millis(millis, &rand::random::<[u8; 10]>())
-        .into_uuid();
+    let id =
+        uuid::Builder::from_unix_timestamp_millis(millis, &rand::random::<[u8; 10]>()).into_uuid();
     Arc::from(id.to_string())
 }
 

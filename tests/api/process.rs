@@ -190,7 +190,16 @@ fn dev_seed_writes_packages_and_queues_downloads_offline() {
     let db = dir.path().join("seeded.redb");
     let db_arg = db.to_str().unwrap();
     let out = run_packd(
-        &["dev", "seed", "--count", "30", "--queue-downloads", "4", "--db", db_arg],
+        &[
+            "dev",
+            "seed",
+            "--count",
+            "30",
+            "--queue-downloads",
+            "4",
+            "--db",
+            db_arg,
+        ],
         &[],
     );
     assert!(out.status.success(), "{out:?}");
