@@ -8,4 +8,5 @@ mod keys;
 mod operations;
 mod packages;
 mod process;
+mod races;
 mod service;
