@@ -1,5 +1,5 @@
-//! Offline commands that work on the database file directly: `packd keys ...`
-//! and `packd dev seed`.
+//! Commands besides `serve`: `packd keys ...` and `packd dev seed` work on
+//! the database file directly; `packd backup` works either way.
 //! They take the same file lock as the server, so they refuse to run while a
 //! server holds the file, with a message that says so.
 
@@ -7,7 +7,7 @@ use std::io::Write;
 
 use anyhow::Context;
 
-use crate::config::{DevArgs, DevCommand, KeysArgs, KeysCommand};
+use crate::config::{BackupArgs, DevArgs, DevCommand, KeysArgs, KeysCommand};
 use crate::domain::Timestamp;
 use crate::domain::key::{Role, parse_key_name};
 use crate::domain::package::{OperationKind, Status};
@@ -136,4 +136,81 @@ async fn seed(store: &Store, prefix: &str, count: u64, queue: u64) -> anyhow::Re
         store.path().display()
     );
     Ok(())
+}
+
+pub async fn backup(args: BackupArgs) -> anyhow::Result<()> {
+    let size = match &args.db {
+        Some(db) => {
+            let store = Store::open(db, &StoreOptions::default())?;
+            let out = args.out.clone();
+            let copy = store.clone();
+            let result = tokio::task::spawn_blocking(move || copy.backup_to(&out)).await?;
+            store.close();
+            result?
+        }
+        None => {
+            let base = args
+                .url
+                .clone()
+                .unwrap_or_else(|| crate::healthcheck::base_url(args.listen));
+            let key = args.key.clone().context(
+                "an admin key is needed: --key or PACKD_API_KEY (or --db for an offline backup)",
+            )?;
+            let out = args.out.clone();
+            tokio::task::spawn_blocking(move || download_backup(&base, &key, &out)).await??
+        }
+    };
+    let version = crate::store::verify_file(&args.out)
+        .with_context(|| format!("the backup {} does not open", args.out.display()))?;
+    println!(
+        "packd: backup written to {} ({size} bytes, schema version {version})",
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// GETs `/v1/backup` into a file beside `out`, syncs it, renames it over `out`.
+fn download_backup(base: &str, key: &str, out: &std::path::Path) -> anyhow::Result<u64> {
+    let url = format!("{}/v1/backup", base.trim_end_matches('/'));
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut resp = agent
+        .get(&url)
+        .header("X-API-Key", key)
+        .call()
+        .with_context(|| format!("cannot reach {url}"))?;
+    if resp.status() != 200 {
+        let status = resp.status();
+        let body = resp.body_mut().read_to_string().unwrap_or_default();
+        let detail = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["detail"].as_str().map(str::to_string))
+            .unwrap_or(body);
+        anyhow::bail!("{url} answered {status}: {detail}");
+    }
+    let expected: Option<u64> = resp
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let tmp = crate::store::temporary_path(out);
+    let result = (|| -> anyhow::Result<u64> {
+        let mut file = std::fs::File::create(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        let mut body = resp.body_mut().with_config().limit(u64::MAX).reader();
+        let written = std::io::copy(&mut body, &mut file)?;
+        if let Some(n) = expected.filter(|n| *n != written) {
+            anyhow::bail!("the server sent {written} of {n} bytes");
+        }
+        file.sync_all()?;
+        std::fs::rename(&tmp, out)?;
+        crate::store::sync_directory(out);
+        Ok(written)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }

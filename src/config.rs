@@ -32,11 +32,45 @@ pub enum Command {
     Openapi,
     /// Manage API keys offline, on the database file (the server must not be running).
     Keys(KeysArgs),
+    /// Write a backup: through the running server's API (admin key), or with
+    /// --db straight from a database file no server holds.
+    Backup(BackupArgs),
     /// Tools for benchmarks and trials, working offline on a database file.
     Dev(DevArgs),
     /// Exit 0 if the server's `/healthz` answers 200, non-zero otherwise (for
     /// container health checks: the image has no curl).
     Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Where to write the backup. It is written beside it first, synced, and
+    /// renamed, so the file is either the old one or the whole new backup.
+    #[arg(long)]
+    pub out: PathBuf,
+
+    /// Back up this database file directly (offline: no server may hold it).
+    /// Without it, the backup comes from the running server.
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+
+    /// The server to back up (plain http). Default: the address in PACKD_LISTEN,
+    /// through loopback when that is a wildcard.
+    #[arg(long, env = "PACKD_URL")]
+    pub url: Option<String>,
+
+    /// An admin API key, for the online backup.
+    #[arg(long, env = "PACKD_API_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+
+    /// Where the server listens; only used to build the default URL.
+    #[arg(
+        long,
+        env = "PACKD_LISTEN",
+        default_value = "127.0.0.1:8080",
+        hide = true
+    )]
+    pub listen: SocketAddr,
 }
 
 #[derive(Debug, Args)]

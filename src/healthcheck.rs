@@ -13,12 +13,17 @@ use crate::config::HealthcheckArgs;
 /// The URL checked when none is given: the listen address, with a wildcard
 /// address replaced by loopback (one cannot connect to 0.0.0.0 portably).
 pub fn default_url(listen: SocketAddr) -> String {
+    format!("{}/healthz", base_url(listen))
+}
+
+/// `http://ADDR` for a listen address, through loopback for a wildcard.
+pub fn base_url(listen: SocketAddr) -> String {
     let ip = match listen.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
         ip => ip,
     };
-    format!("http://{}/healthz", SocketAddr::new(ip, listen.port()))
+    format!("http://{}", SocketAddr::new(ip, listen.port()))
 }
 
 /// `http://host[:port][/path]` split into (host:port, path).

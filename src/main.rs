@@ -19,6 +19,9 @@ fn main() -> ExitCode {
             .map_err(Into::into),
         Some(Command::Serve(args)) => serve(args),
         Some(Command::Keys(args)) => runtime().and_then(|rt| rt.block_on(packd::cli::keys(args))),
+        Some(Command::Backup(args)) => {
+            runtime().and_then(|rt| rt.block_on(packd::cli::backup(args)))
+        }
         Some(Command::Dev(args)) => runtime().and_then(|rt| rt.block_on(packd::cli::dev(args))),
         Some(Command::Healthcheck(args)) => packd::healthcheck::run(&args),
         None => serve(cli.serve),

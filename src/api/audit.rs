@@ -1,5 +1,5 @@
-//! Records every authenticated write (and every key change, which are
-//! writes) in the audit log, after the answer is known, without delaying it.
+//! Records every authenticated write (key changes are writes) and every
+//! backup in the audit log, after the answer is known, without delaying it.
 
 use poem::http::Method;
 use poem::{Endpoint, IntoResponse, Middleware, PathPattern, Request, Response, Result};
@@ -59,9 +59,12 @@ impl<E: Endpoint> Endpoint for AuditEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, req: Request) -> Result<Response> {
-        let is_write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+        // Writes, and the backup: it carries every record (key hashes too),
+        // so who took one belongs in the log.
+        let audited = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+            || req.uri().path() == super::backup::BACKUP_PATH;
         let principal = req.data::<Principal>().copied();
-        let (Some(principal), true) = (principal, is_write) else {
+        let (Some(principal), true) = (principal, audited) else {
             return self.inner.call(req).await.map(IntoResponse::into_response);
         };
         let method = req.method().clone();

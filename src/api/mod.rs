@@ -4,6 +4,7 @@
 
 mod audit;
 mod auth;
+mod backup;
 mod health;
 mod json;
 mod keys;
@@ -17,6 +18,7 @@ mod types;
 use poem::middleware::{CatchPanic, Cors};
 use poem::{Endpoint, EndpointExt, IntoEndpoint, Route};
 use poem_openapi::{OpenApiService, Tags};
+use std::sync::Arc;
 
 pub use self::health::Readiness;
 pub use self::middleware::{MAX_BODY_BYTES, REQUEST_ID_HEADER, RequestId};
@@ -28,7 +30,7 @@ enum ApiTags {
     Packages,
     /// Long-running status changes: download, activate, deactivate.
     Operations,
-    /// API keys and the audit log (admin role).
+    /// API keys, the audit log and backups (admin role).
     Keys,
     /// Health and readiness of the service.
     Service,
@@ -58,6 +60,7 @@ type Apis = (
     packages::PackagesApi,
     operations::OperationsApi,
     keys::KeysApi,
+    backup::BackupApi,
     health::HealthApi,
 );
 
@@ -84,6 +87,10 @@ fn service(state: &AppState, options: &ApiOptions) -> OpenApiService<Apis, ()> {
             keys::KeysApi {
                 store: state.store.clone(),
                 key_ttl: options.key_ttl,
+            },
+            backup::BackupApi {
+                store: state.store.clone(),
+                running: Arc::default(),
             },
             health::HealthApi {
                 readiness: state.readiness.clone(),

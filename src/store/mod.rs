@@ -7,6 +7,7 @@
 //! written, so a file from a newer packd is refused untouched.
 
 mod audit;
+mod backup;
 mod codec;
 mod keys;
 mod operations;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use redb::{Database, ReadTransaction, ReadableDatabase};
 
 pub use self::audit::AuditEntry;
+pub use self::backup::{sync_directory, temporary_path};
 pub use self::keys::{AuthFailure, Bootstrap, KeyPatch, NewKey, Principal};
 pub use self::operations::{Claim, Continue, Idempotency, ListOperations};
 pub use self::packages::{ListPackages, NewPackage};
@@ -346,6 +348,22 @@ fn open_database(path: &Path, options: &StoreOptions) -> Result<Database, OpenEr
     builder
         .create(path)
         .map_err(|e| classify_open_error(e, path))
+}
+
+/// Checks, without changing it, that `path` is a complete packd database this
+/// binary can open (a downloaded backup, say); returns its schema version.
+pub fn verify_file(path: &Path) -> Result<u64, OpenError> {
+    let db = Database::builder()
+        .open_read_only(path)
+        .map_err(|e| classify_open_error(e, path))?;
+    let rtx = db.begin_read().map_err(|e| other(path, &e))?;
+    match check_schema(read_schema(&rtx, path)?, path)? {
+        Schema::Version(v) => Ok(v),
+        _ => Err(OpenError::Foreign {
+            path: path.to_path_buf(),
+            reason: "an empty database".into(),
+        }),
+    }
 }
 
 fn other(path: &Path, e: &dyn std::fmt::Display) -> OpenError {
