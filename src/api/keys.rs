@@ -15,7 +15,7 @@ use super::auth::AdminAccess;
 use super::pagination::{self, decode_cursor, encode_cursor};
 use super::problem::status::{BODY, COMMON, S404, S409};
 use super::problem::{ErrorCode, Errors, Problem};
-use super::types::Text;
+use super::types::{Nullable, Text};
 use crate::domain::Timestamp;
 use crate::domain::key::{ApiKey, Role, parse_key_name};
 use crate::store::{AuditEntry, KeyPatch, NewKey, Store};
@@ -69,8 +69,9 @@ pub struct KeyDto {
     pub active: bool,
     pub created_at: OffsetDateTime,
     /// When the key stops working; null: never.
-    pub expires_at: Option<OffsetDateTime>,
-    pub last_used_at: Option<OffsetDateTime>,
+    pub expires_at: Nullable<OffsetDateTime>,
+    /// Null until first used.
+    pub last_used_at: Nullable<OffsetDateTime>,
     pub use_count: u64,
 }
 
@@ -83,8 +84,8 @@ impl From<ApiKey> for KeyDto {
             prefix: k.prefix,
             active: k.active,
             created_at: k.created_at.to_offset_date_time(),
-            expires_at: k.expires_at.map(Timestamp::to_offset_date_time),
-            last_used_at: k.last_used_at.map(Timestamp::to_offset_date_time),
+            expires_at: k.expires_at.map(Timestamp::to_offset_date_time).into(),
+            last_used_at: k.last_used_at.map(Timestamp::to_offset_date_time).into(),
             use_count: k.use_count,
         }
     }
@@ -132,7 +133,8 @@ struct RotateBody {
 #[oai(rename = "ApiKeyList")]
 struct KeyList {
     items: Vec<KeyDto>,
-    next_cursor: Option<String>,
+    /// Pass as `cursor` to get the next page; null on the last page.
+    next_cursor: Nullable<String>,
 }
 
 /// One audited request.
@@ -141,8 +143,8 @@ struct KeyList {
 struct AuditDto {
     id: Uuid,
     at: OffsetDateTime,
-    /// The key that acted.
-    key_id: Option<Uuid>,
+    /// The key that acted; null for the offline command line.
+    key_id: Nullable<Uuid>,
     /// `METHOD /route`, ids written `{id}`.
     action: String,
     /// The resource acted on.
@@ -157,7 +159,7 @@ impl From<AuditEntry> for AuditDto {
         Self {
             id: e.id,
             at: e.at.to_offset_date_time(),
-            key_id: e.key_id,
+            key_id: e.key_id.into(),
             action: e.action,
             target: e.target,
             status: e.status,
@@ -170,7 +172,8 @@ impl From<AuditEntry> for AuditDto {
 #[oai(rename = "AuditList")]
 struct AuditList {
     items: Vec<AuditDto>,
-    next_cursor: Option<String>,
+    /// Pass as `cursor` to get the next page; null on the last page.
+    next_cursor: Nullable<String>,
 }
 
 #[derive(ApiResponse)]
@@ -261,7 +264,7 @@ impl KeysApi {
         let page = self.store.list_keys(after, pagination::limit(limit.0))?;
         Ok(Json(KeyList {
             items: page.items.into_iter().map(Into::into).collect(),
-            next_cursor: page.next_after.map(encode_cursor),
+            next_cursor: page.next_after.map(encode_cursor).into(),
         }))
     }
 
@@ -381,7 +384,7 @@ impl KeysApi {
         let page = self.store.list_audit(after, pagination::limit(limit.0))?;
         Ok(Json(AuditList {
             items: page.items.into_iter().map(Into::into).collect(),
-            next_cursor: page.next_after.map(encode_cursor),
+            next_cursor: page.next_after.map(encode_cursor).into(),
         }))
     }
 }

@@ -15,6 +15,7 @@ use super::ApiTags;
 use super::auth::{ReadAccess, WriteAccess};
 use super::packages::OperationKindDto;
 use super::pagination::{self, decode_cursor, encode_cursor};
+use super::types::Nullable;
 use super::problem::status::{COMMON, S404, S409, S422};
 use super::problem::{ErrorCode, Errors, Problem};
 use crate::domain::Timestamp;
@@ -78,12 +79,14 @@ struct OperationDto {
     /// Starts so far, resumes after a restart included.
     attempts: u32,
     /// The error of the last failed attempt, or null.
-    error: Option<String>,
+    error: Nullable<String>,
     /// A cancel was asked while it ran; it stops at its next step.
     cancel_requested: bool,
     created_at: OffsetDateTime,
-    started_at: Option<OffsetDateTime>,
-    finished_at: Option<OffsetDateTime>,
+    /// Null until first claimed by a worker.
+    started_at: Nullable<OffsetDateTime>,
+    /// Null until finished.
+    finished_at: Nullable<OffsetDateTime>,
 }
 
 impl From<Operation> for OperationDto {
@@ -95,11 +98,11 @@ impl From<Operation> for OperationDto {
             state: o.state.into(),
             progress: o.progress,
             attempts: o.attempts,
-            error: o.error,
+            error: o.error.into(),
             cancel_requested: o.cancel_requested,
             created_at: o.created_at.to_offset_date_time(),
-            started_at: o.started_at.map(Timestamp::to_offset_date_time),
-            finished_at: o.finished_at.map(Timestamp::to_offset_date_time),
+            started_at: o.started_at.map(Timestamp::to_offset_date_time).into(),
+            finished_at: o.finished_at.map(Timestamp::to_offset_date_time).into(),
         }
     }
 }
@@ -108,7 +111,8 @@ impl From<Operation> for OperationDto {
 #[oai(rename = "OperationList")]
 struct OperationList {
     items: Vec<OperationDto>,
-    next_cursor: Option<String>,
+    /// Pass as `cursor` to get the next page; null on the last page.
+    next_cursor: Nullable<String>,
 }
 
 #[derive(ApiResponse)]
@@ -307,7 +311,7 @@ impl OperationsApi {
         let page = self.store.list_operations(&q)?;
         Ok(Json(OperationList {
             items: page.items.into_iter().map(Into::into).collect(),
-            next_cursor: page.next_after.map(encode_cursor),
+            next_cursor: page.next_after.map(encode_cursor).into(),
         }))
     }
 

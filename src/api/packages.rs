@@ -14,7 +14,7 @@ use super::json::FastJson;
 use super::pagination::{self, decode_cursor, encode_cursor};
 use super::problem::status::{BODY, COMMON, S404, S409, S412};
 use super::problem::{ErrorCode, Errors, Problem};
-use super::types::{Text, field};
+use super::types::{Nullable, Text, field};
 use crate::domain::Timestamp;
 use crate::domain::package::{
     OperationKind, Package, PackageName, PackagePatch, PackageVersion, Status,
@@ -87,7 +87,7 @@ pub struct PackageDto {
     pub version: String,
     pub status: StatusDto,
     /// The operation in flight for this package, or null.
-    pub operation_id: Option<Uuid>,
+    pub operation_id: Nullable<Uuid>,
     /// Grows by one on every change; the `ETag` is this number in quotes.
     pub revision: u64,
     #[serde(with = "time::serde::rfc3339")]
@@ -103,7 +103,7 @@ impl From<Package> for PackageDto {
             name: p.name.into_string(),
             version: p.version.into_string(),
             status: p.status.into(),
-            operation_id: p.operation_id,
+            operation_id: p.operation_id.into(),
             revision: p.revision,
             created_at: time(p.created_at),
             updated_at: time(p.updated_at),
@@ -141,7 +141,7 @@ struct PackagePatchBody {
 struct PackageList {
     items: Vec<PackageDto>,
     /// Pass as `cursor` to get the next page; null on the last page.
-    next_cursor: Option<String>,
+    next_cursor: Nullable<String>,
 }
 
 #[derive(Debug, Object)]
@@ -295,7 +295,7 @@ impl PackagesApi {
         let page = self.store.list_packages(&q)?;
         Ok(FastJson(PackageList {
             items: page.items.into_iter().map(Into::into).collect(),
-            next_cursor: page.next_after.map(encode_cursor),
+            next_cursor: page.next_after.map(encode_cursor).into(),
         }))
     }
 
@@ -424,25 +424,25 @@ mod tests {
     #[test]
     fn fast_json_writes_what_the_schema_describes() {
         let at = Timestamp::from_micros(1_790_000_000_123_456);
-        let package = |operation_id| PackageDto {
+        let package = |operation_id: Option<Uuid>| PackageDto {
             id: Uuid::now_v7(),
             name: "jq \"quoted\" \u{e9}".into(),
             version: "1.7.1".into(),
             status: StatusDto::Downloaded,
-            operation_id,
+            operation_id: operation_id.into(),
             revision: 7,
             created_at: time(at),
             updated_at: time(Timestamp::from_micros(1_790_000_000_000_000)),
         };
         let list = PackageList {
             items: vec![package(None), package(Some(Uuid::now_v7()))],
-            next_cursor: Some("abc".into()),
+            next_cursor: Nullable(Some("abc".into())),
         };
         let (openapi, serde) = super::super::json::both_encodings(&list);
         assert_eq!(openapi, serde);
         let last = PackageList {
             items: vec![],
-            next_cursor: None,
+            next_cursor: Nullable(None),
         };
         let (openapi, serde) = super::super::json::both_encodings(&last);
         assert_eq!(openapi, serde);
