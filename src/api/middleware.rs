@@ -22,18 +22,67 @@ const MAX_REQUEST_ID_LEN: usize = 128;
 #[derive(Debug, Clone)]
 pub struct RequestId(pub Arc<str>);
 
-pub struct Edge;
+pub struct Edge {
+    pub allowed: Arc<AllowedMethods>,
+}
 
 impl<E: Endpoint> Middleware<E> for Edge {
     type Output = EdgeEndpoint<E>;
 
     fn transform(&self, inner: E) -> Self::Output {
-        EdgeEndpoint { inner }
+        EdgeEndpoint {
+            inner,
+            allowed: self.allowed.clone(),
+        }
     }
 }
 
 pub struct EdgeEndpoint<E> {
     inner: E,
+    allowed: Arc<AllowedMethods>,
+}
+
+/// The methods of every path of the OpenAPI description, for the `Allow`
+/// header a 405 must carry (RFC 9110 §15.5.6); the router does not say.
+#[derive(Debug, Default)]
+pub struct AllowedMethods {
+    /// Path segments (`None` for a `{parameter}`) and the `Allow` value.
+    routes: Vec<(Vec<Option<String>>, String)>,
+}
+
+impl AllowedMethods {
+    /// Reads the paths and methods of an OpenAPI description.
+    pub fn from_spec(spec: &serde_json::Value) -> Self {
+        let mut routes = Vec::new();
+        if let Some(paths) = spec["paths"].as_object() {
+            for (path, item) in paths {
+                let segments = path
+                    .split('/')
+                    .map(|s| (!s.starts_with('{')).then(|| s.to_string()))
+                    .collect();
+                let methods: Vec<String> = item
+                    .as_object()
+                    .map(|m| m.keys().map(|k| k.to_ascii_uppercase()).collect())
+                    .unwrap_or_default();
+                routes.push((segments, methods.join(", ")));
+            }
+        }
+        Self { routes }
+    }
+
+    fn for_path(&self, path: &str) -> Option<&str> {
+        let segments: Vec<&str> = path.split('/').collect();
+        self.routes
+            .iter()
+            .find(|(pattern, _)| {
+                pattern.len() == segments.len()
+                    && pattern
+                        .iter()
+                        .zip(&segments)
+                        .all(|(p, s)| p.as_deref().is_none_or(|p| p == *s))
+            })
+            .map(|(_, allow)| allow.as_str())
+    }
 }
 
 fn request_id(req: &Request) -> Arc<str> {
@@ -95,6 +144,7 @@ impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
         let id = request_id(&req);
         req.set_data(RequestId(id.clone()));
         let method = req.method().clone();
+        let uri = req.uri().clone();
 
         let (mut resp, route) = match limit_body(&mut req).await {
             Err(p) => (p.into_response(), None),
@@ -113,6 +163,13 @@ impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
 
         if let Ok(v) = HeaderValue::from_str(&id) {
             resp.headers_mut().insert(REQUEST_ID_HEADER, v);
+        }
+        if resp.status() == poem::http::StatusCode::METHOD_NOT_ALLOWED
+            && !resp.headers().contains_key(header::ALLOW)
+            && let Some(allow) = self.allowed.for_path(uri.path())
+            && let Ok(v) = HeaderValue::from_str(allow)
+        {
+            resp.headers_mut().insert(header::ALLOW, v);
         }
         let status = resp.status().as_u16();
         let took = started.elapsed();

@@ -120,6 +120,9 @@ pub fn openapi_json() -> Result<String, crate::store::OpenError> {
 /// The whole application: every route behind the edge middleware.
 pub fn app(state: AppState, options: &ApiOptions) -> impl Endpoint + 'static {
     let api = service(&state, options);
+    let allowed = serde_json::from_str(&api.spec())
+        .map(|spec| middleware::AllowedMethods::from_spec(&spec))
+        .unwrap_or_default();
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
     let routes = Route::new()
@@ -154,5 +157,7 @@ pub fn app(state: AppState, options: &ApiOptions) -> impl Endpoint + 'static {
     routes
         .with_if(cors.is_some(), cors.unwrap_or_default())
         .with(CatchPanic::new())
-        .with(middleware::Edge)
+        .with(middleware::Edge {
+            allowed: Arc::new(allowed),
+        })
 }

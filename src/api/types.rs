@@ -127,14 +127,21 @@ impl<T: ParseFromJSON> ParseFromJSON for Nullable<T> {
     fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
         match value {
             None | Some(Value::Null) => Ok(Nullable(None)),
-            v => T::parse_from_json(v).map(|t| Nullable(Some(t))).map_err(ParseError::propagate),
+            v => T::parse_from_json(v)
+                .map(|t| Nullable(Some(t)))
+                .map_err(ParseError::propagate),
         }
     }
 }
 
 impl<T: ToJSON> ToJSON for Nullable<T> {
     fn to_json(&self) -> Option<Value> {
-        Some(self.0.as_ref().and_then(ToJSON::to_json).unwrap_or(Value::Null))
+        Some(
+            self.0
+                .as_ref()
+                .and_then(ToJSON::to_json)
+                .unwrap_or(Value::Null),
+        )
     }
 }
 

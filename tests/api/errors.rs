@@ -85,12 +85,26 @@ fn unknown_route_is_404_and_wrong_method_is_405() {
     let s = TestServer::start();
     s.get("/v1/nothing-here").assert_problem(404, "not_found");
     s.get("/nothing").assert_problem(404, "not_found");
-    s.send("PUT", "/v1/packages", &[], None)
-        .assert_problem(405, "method_not_allowed");
-    s.send("POST", "/v1/statuses", &[], None)
-        .assert_problem(405, "method_not_allowed");
-    s.send("DELETE", "/healthz", &[], None)
-        .assert_problem(405, "method_not_allowed");
+    // Every 405 says which methods the path has (RFC 9110 §15.5.6).
+    for (method, path, allow) in [
+        ("PUT", "/v1/packages", "GET, POST"),
+        ("POST", "/v1/statuses", "GET"),
+        ("DELETE", "/healthz", "GET"),
+        ("TRACE", "/metrics", "GET"),
+        (
+            "PUT",
+            "/v1/packages/0190a000-0000-7000-8000-000000000000",
+            "GET, PATCH, DELETE",
+        ),
+    ] {
+        let r = s.send(method, path, &[], None);
+        r.assert_problem(405, "method_not_allowed");
+        let mut got: Vec<&str> = r.header("allow").unwrap_or("").split(", ").collect();
+        let mut want: Vec<&str> = allow.split(", ").collect();
+        got.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(got, want, "{method} {path}");
+    }
 }
 
 #[test]
