@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use poem::http::StatusCode;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
@@ -13,17 +12,19 @@ use uuid::Uuid;
 use super::ApiTags;
 use super::auth::AdminAccess;
 use super::pagination::{self, decode_cursor, encode_cursor};
+use super::problem::Errors;
 use super::problem::status::{BODY, COMMON, S404, S409};
-use super::problem::{ErrorCode, Errors, Problem};
 use super::types::{Nullable, Text};
 use crate::domain::Timestamp;
-use crate::domain::key::{ApiKey, Role, parse_key_name};
+use crate::domain::key::{ApiKey, KEY_NAME_MAX_CHARS, Role, parse_key_name};
 use crate::store::{AuditEntry, KeyPatch, NewKey, Store};
 
 type ListErrors = Errors<COMMON>;
 type GetErrors = Errors<{ COMMON | S404 }>;
 type CreateErrors = Errors<{ COMMON | BODY }>;
 type ChangeErrors = Errors<{ COMMON | BODY | S404 }>;
+/// PATCH can expire the last admin key at once: 409 `last_admin`.
+type PatchErrors = Errors<{ COMMON | BODY | S404 | S409 }>;
 type GuardedErrors = Errors<{ COMMON | S404 | S409 }>;
 
 /// Longest grace a rotation may give the old secret: 30 days.
@@ -105,10 +106,11 @@ struct KeyWithSecret {
 #[oai(rename = "NewApiKey", deny_unknown_fields)]
 struct NewKeyBody {
     /// 1 to 100 characters; no control characters, no white space at either end.
-    name: Text,
+    name: Text<KEY_NAME_MAX_CHARS>,
     role: RoleDto,
-    /// When the key stops working (RFC 3339, in the future). Left out: the
-    /// server's `--key-ttl`, or never.
+    /// When the key stops working (RFC 3339). Left out: the server's
+    /// `--key-ttl`, or never. A time already past makes a key that is expired
+    /// from the start.
     expires_at: Option<OffsetDateTime>,
 }
 
@@ -116,8 +118,9 @@ struct NewKeyBody {
 #[oai(rename = "ApiKeyPatch", deny_unknown_fields)]
 struct KeyPatchBody {
     /// A new name.
-    name: MaybeUndefined<Text>,
-    /// A new expiry (renew); null: never expires. Must be in the future.
+    name: MaybeUndefined<Text<KEY_NAME_MAX_CHARS>>,
+    /// A new expiry (renew); null: never expires. A time already past expires
+    /// the key at once (409 `last_admin` for the last usable admin key).
     expires_at: MaybeUndefined<OffsetDateTime>,
 }
 
@@ -197,20 +200,6 @@ fn with_secret(k: ApiKey, secret: String) -> KeyWithSecret {
     }
 }
 
-fn future(field: &'static str, t: OffsetDateTime) -> Result<Timestamp, Problem> {
-    let ts = Timestamp::from_offset_date_time(t);
-    if ts <= Timestamp::now() {
-        let mut p = Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::ValidationFailed,
-            format!("{field}: must be in the future"),
-        );
-        p.field = Some(field.into());
-        return Err(p);
-    }
-    Ok(ts)
-}
-
 pub struct KeysApi {
     pub store: Store,
     /// Lifetime of keys created without `expires_at`; `None`: they never expire.
@@ -231,7 +220,7 @@ impl KeysApi {
         let body = body.0;
         let name = parse_key_name(body.name.0)?;
         let expires_at = match (body.expires_at, self.key_ttl) {
-            (Some(t), _) => Some(future("expires_at", t)?),
+            (Some(t), _) => Some(Timestamp::from_offset_date_time(t)),
             (None, Some(ttl)) => Some(Timestamp::now().plus(ttl)),
             (None, None) => None,
         };
@@ -258,6 +247,7 @@ impl KeysApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
         limit: Query<Option<u32>>,
         /// The `next_cursor` of the previous page.
+        #[oai(validator(pattern = r"^A[Q-Za-f][A-Za-z0-9_-]{20}[AEIMQUYcgkosw048]$"))]
         cursor: Query<Option<String>>,
     ) -> Result<Json<KeyList>, ListErrors> {
         let after = decode_cursor(cursor.0.as_deref())?;
@@ -285,13 +275,13 @@ impl KeysApi {
         _auth: AdminAccess,
         id: Path<Uuid>,
         body: Json<KeyPatchBody>,
-    ) -> Result<Json<KeyDto>, ChangeErrors> {
+    ) -> Result<Json<KeyDto>, PatchErrors> {
         let body = body.0;
         let name = super::types::field(body.name, "name", parse_key_name)?;
         let expires_at = match body.expires_at {
             MaybeUndefined::Undefined => None,
             MaybeUndefined::Null => Some(None),
-            MaybeUndefined::Value(t) => Some(Some(future("expires_at", t)?)),
+            MaybeUndefined::Value(t) => Some(Some(Timestamp::from_offset_date_time(t))),
         };
         let k = self
             .store
@@ -378,6 +368,7 @@ impl KeysApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
         limit: Query<Option<u32>>,
         /// The `next_cursor` of the previous page.
+        #[oai(validator(pattern = r"^A[Q-Za-f][A-Za-z0-9_-]{20}[AEIMQUYcgkosw048]$"))]
         cursor: Query<Option<String>>,
     ) -> Result<Json<AuditList>, ListErrors> {
         let after = decode_cursor(cursor.0.as_deref())?;

@@ -17,7 +17,7 @@ use super::packages::OperationKindDto;
 use super::pagination::{self, decode_cursor, encode_cursor};
 use super::problem::status::{COMMON, S404, S409, S422};
 use super::problem::{ErrorCode, Errors, Problem};
-use super::types::Nullable;
+use super::types::{IdempotencyKey, Nullable};
 use crate::domain::Timestamp;
 use crate::domain::operation::{Operation, OperationState};
 use crate::domain::package::OperationKind;
@@ -30,7 +30,6 @@ type CancelErrors = Errors<{ COMMON | S404 | S409 }>;
 
 /// Longest `wait` a client may ask for, in seconds.
 pub const MAX_WAIT_SECONDS: u64 = 60;
-const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 #[oai(rename = "OperationState", rename_all = "lowercase")]
@@ -139,16 +138,17 @@ impl OperationsApi {
         req: &Request,
         package_id: Uuid,
         kind: OperationKind,
-        idempotency_key: Option<String>,
+        idempotency_key: Option<IdempotencyKey>,
     ) -> Result<Accepted, StartErrors> {
         let idempotency = match idempotency_key {
             None => None,
             Some(key) => {
-                if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN {
+                if !key.is_valid() {
                     let mut p = Problem::new(
                         StatusCode::UNPROCESSABLE_ENTITY,
                         ErrorCode::ValidationFailed,
-                        "Idempotency-Key: must be 1 to 255 characters",
+                        "Idempotency-Key: must be 1 to 255 visible ASCII characters \
+                         (inner spaces allowed)",
                     );
                     p.field = Some("Idempotency-Key".into());
                     return Err(p.into());
@@ -158,7 +158,7 @@ impl OperationsApi {
                     .ok_or_else(|| Problem::bad_request("no principal"))?;
                 Some(Idempotency {
                     key_id: principal.key_id,
-                    key,
+                    key: key.0,
                 })
             }
         };
@@ -188,7 +188,7 @@ impl OperationsApi {
         /// Makes a retried request safe: the same key on the same call returns
         /// the same operation (kept at least 24 h). 1 to 255 characters.
         #[oai(name = "Idempotency-Key")]
-        idempotency_key: Header<Option<String>>,
+        idempotency_key: Header<Option<IdempotencyKey>>,
     ) -> Result<Accepted, StartErrors> {
         self.start(req, id.0, OperationKind::Download, idempotency_key.0)
             .await
@@ -209,7 +209,7 @@ impl OperationsApi {
         id: Path<Uuid>,
         /// As for download.
         #[oai(name = "Idempotency-Key")]
-        idempotency_key: Header<Option<String>>,
+        idempotency_key: Header<Option<IdempotencyKey>>,
     ) -> Result<Accepted, StartErrors> {
         self.start(req, id.0, OperationKind::Activate, idempotency_key.0)
             .await
@@ -230,7 +230,7 @@ impl OperationsApi {
         id: Path<Uuid>,
         /// As for download.
         #[oai(name = "Idempotency-Key")]
-        idempotency_key: Header<Option<String>>,
+        idempotency_key: Header<Option<IdempotencyKey>>,
     ) -> Result<Accepted, StartErrors> {
         self.start(req, id.0, OperationKind::Deactivate, idempotency_key.0)
             .await
@@ -300,6 +300,7 @@ impl OperationsApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
         limit: Query<Option<u32>>,
         /// The `next_cursor` of the previous page.
+        #[oai(validator(pattern = r"^A[Q-Za-f][A-Za-z0-9_-]{20}[AEIMQUYcgkosw048]$"))]
         cursor: Query<Option<String>>,
     ) -> Result<Json<OperationList>, ListErrors> {
         let q = ListOperations {

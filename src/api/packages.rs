@@ -17,7 +17,8 @@ use super::problem::{ErrorCode, Errors, Problem};
 use super::types::{Nullable, Text, field};
 use crate::domain::Timestamp;
 use crate::domain::package::{
-    OperationKind, Package, PackageName, PackagePatch, PackageVersion, Status,
+    NAME_MAX_CHARS, OperationKind, Package, PackageName, PackagePatch, PackageVersion, Status,
+    VERSION_MAX_CHARS,
 };
 use crate::store::{ListPackages, NewPackage, Precondition, Store};
 
@@ -116,9 +117,9 @@ impl From<Package> for PackageDto {
 #[oai(rename = "NewPackage", deny_unknown_fields)]
 struct NewPackageBody {
     /// 1 to 200 characters; no control characters, no white space at either end.
-    name: Text,
+    name: Text<NAME_MAX_CHARS>,
     /// 1 to 50 characters; no control characters, no white space at either end.
-    version: Text,
+    version: Text<VERSION_MAX_CHARS>,
 }
 
 /// Fields to change; absent fields stay as they are.
@@ -126,10 +127,10 @@ struct NewPackageBody {
 #[oai(rename = "PackagePatch", deny_unknown_fields)]
 struct PackagePatchBody {
     /// A new name (same rules as on creation).
-    name: MaybeUndefined<Text>,
+    name: MaybeUndefined<Text<NAME_MAX_CHARS>>,
     /// A new version (same rules as on creation). A changed version sets the
     /// status back to `created`.
-    version: MaybeUndefined<Text>,
+    version: MaybeUndefined<Text<VERSION_MAX_CHARS>>,
     /// Not writable: statuses change only through operations. Any value is
     /// refused with 422 `validation_failed`.
     status: MaybeUndefined<serde_json::Value>,
@@ -279,11 +280,13 @@ impl PackagesApi {
         /// Only packages with this status.
         status: Query<Option<StatusDto>>,
         /// Only packages with exactly this name.
+        #[oai(validator(min_length = 1, max_length = 200))]
         name: Query<Option<String>>,
         /// Page size, 1 to 1000 (default 50).
         #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
         limit: Query<Option<u32>>,
         /// The `next_cursor` of the previous page.
+        #[oai(validator(pattern = r"^A[Q-Za-f][A-Za-z0-9_-]{20}[AEIMQUYcgkosw048]$"))]
         cursor: Query<Option<String>>,
     ) -> Result<FastJson<PackageList>, ListErrors> {
         let q = ListPackages {
@@ -327,7 +330,12 @@ impl PackagesApi {
         _auth: WriteAccess,
         id: Path<Uuid>,
         /// The `ETag` last seen: `"<revision>"`, or `*`.
-        #[oai(name = "If-Match")]
+        #[oai(
+            name = "If-Match",
+            validator(
+                pattern = r#"^[ \t]*(\*|(W/)?"[\x21\x23-\x2b\x2d-\x7e]*"([ \t]*,[ \t]*(W/)?"[\x21\x23-\x2b\x2d-\x7e]*")*)[ \t]*$"#
+            )
+        )]
         if_match: Header<Option<String>>,
         body: Json<PackagePatchBody>,
     ) -> Result<PackageResponse, PatchErrors> {
@@ -365,7 +373,12 @@ impl PackagesApi {
         _auth: WriteAccess,
         id: Path<Uuid>,
         /// The `ETag` last seen: `"<revision>"`, or `*`.
-        #[oai(name = "If-Match")]
+        #[oai(
+            name = "If-Match",
+            validator(
+                pattern = r#"^[ \t]*(\*|(W/)?"[\x21\x23-\x2b\x2d-\x7e]*"([ \t]*,[ \t]*(W/)?"[\x21\x23-\x2b\x2d-\x7e]*")*)[ \t]*$"#
+            )
+        )]
         if_match: Header<Option<String>>,
     ) -> Result<DeletedResponse, DeleteErrors> {
         let precondition = precondition(if_match.0.as_deref())?;

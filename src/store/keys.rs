@@ -381,12 +381,17 @@ impl Store {
     }
 
     pub async fn update_key(&self, id: Uuid, patch: KeyPatch) -> Result<ApiKey, StoreError> {
-        self.change_key(id, move |_, mut k| {
+        self.change_key(id, move |wtx, mut k| {
+            if let Some(expires_at) = patch.expires_at {
+                // Expiring the last usable admin key now is a lock-out, as
+                // deactivating it would be.
+                if expires_at.is_some_and(|e| e <= Timestamp::now()) {
+                    ensure_other_admin(wtx, &k)?;
+                }
+                k.expires_at = expires_at;
+            }
             if let Some(name) = patch.name {
                 k.name = name;
-            }
-            if let Some(expires_at) = patch.expires_at {
-                k.expires_at = expires_at;
             }
             Ok(k)
         })

@@ -338,12 +338,33 @@ fn rotation_with_and_without_grace() {
 #[test]
 fn expiry_renewal_and_rotation_never_extends_it() {
     let s = TestServer::start();
-    s.json(
+    // A time already past makes a key that is expired from the start.
+    let past = s.json(
         "POST",
         "/v1/keys",
         &json!({"name": "past", "role": "read", "expires_at": "2020-01-01T00:00:00Z"}),
+    );
+    past.assert_status(201);
+    let past_secret = past.json()["key"].as_str().unwrap().to_string();
+    s.send_as(Some(&past_secret), "GET", "/v1/statuses", &[], None)
+        .assert_problem(401, "key_expired");
+    // Expiring the last usable admin key at once would lock everyone out.
+    let admins = s.get("/v1/keys").json();
+    let bootstrap = admins["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["role"] == "admin")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.json(
+        "PATCH",
+        &format!("/v1/keys/{bootstrap}"),
+        &json!({"expires_at": "2020-01-01T00:00:00Z"}),
     )
-    .assert_problem(422, "validation_failed");
+    .assert_problem(409, "last_admin");
 
     let soon = time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
     let soon = soon
@@ -389,12 +410,14 @@ fn expiry_renewal_and_rotation_never_extends_it() {
         &json!({"name": "renamed"}),
     );
     assert_eq!(r.json()["name"], "renamed");
+    // A past time expires it at once.
     s.json(
         "PATCH",
         &format!("/v1/keys/{id}"),
         &json!({"expires_at": "2020-01-01T00:00:00Z"}),
     )
-    .assert_problem(422, "validation_failed");
+    .assert_status(200);
+    get_as(&s, &secret, "/v1/packages").assert_problem(401, "key_expired");
     s.json(
         "PATCH",
         &format!("/v1/keys/{id}"),
