@@ -108,10 +108,10 @@ struct NewKeyBody {
     /// 1 to 100 characters; no control characters, no white space at either end.
     name: Text<KEY_NAME_MAX_CHARS>,
     role: RoleDto,
-    /// When the key stops working (RFC 3339). Left out: the server's
-    /// `--key-ttl`, or never. A time already past makes a key that is expired
-    /// from the start.
-    expires_at: Option<OffsetDateTime>,
+    /// When the key stops working (RFC 3339); null: never. Left out: the
+    /// server's `--key-ttl`, or never. A time already past makes a key that
+    /// is expired from the start.
+    expires_at: MaybeUndefined<Nullable<OffsetDateTime>>,
 }
 
 #[derive(Debug, Object)]
@@ -121,14 +121,14 @@ struct KeyPatchBody {
     name: MaybeUndefined<Text<KEY_NAME_MAX_CHARS>>,
     /// A new expiry (renew); null: never expires. A time already past expires
     /// the key at once (409 `last_admin` for the last usable admin key).
-    expires_at: MaybeUndefined<OffsetDateTime>,
+    expires_at: MaybeUndefined<Nullable<OffsetDateTime>>,
 }
 
 #[derive(Debug, Object)]
 #[oai(rename = "RotateApiKey", deny_unknown_fields)]
 struct RotateBody {
     /// Seconds the old secret keeps working (default 0: it stops at once).
-    #[oai(validator(maximum(value = "2592000")))]
+    #[oai(validator(minimum(value = "0"), maximum(value = "2592000")))]
     grace_seconds: Option<u64>,
 }
 
@@ -220,9 +220,11 @@ impl KeysApi {
         let body = body.0;
         let name = parse_key_name(body.name.0)?;
         let expires_at = match (body.expires_at, self.key_ttl) {
-            (Some(t), _) => Some(Timestamp::from_offset_date_time(t)),
-            (None, Some(ttl)) => Some(Timestamp::now().plus(ttl)),
-            (None, None) => None,
+            (MaybeUndefined::Value(Nullable(Some(t))), _) => {
+                Some(Timestamp::from_offset_date_time(t))
+            }
+            (MaybeUndefined::Undefined, Some(ttl)) => Some(Timestamp::now().plus(ttl)),
+            _ => None,
         };
         let (k, secret) = self
             .store
@@ -281,7 +283,7 @@ impl KeysApi {
         let expires_at = match body.expires_at {
             MaybeUndefined::Undefined => None,
             MaybeUndefined::Null => Some(None),
-            MaybeUndefined::Value(t) => Some(Some(Timestamp::from_offset_date_time(t))),
+            MaybeUndefined::Value(Nullable(t)) => Some(t.map(Timestamp::from_offset_date_time)),
         };
         let k = self
             .store

@@ -112,21 +112,56 @@ pub fn openapi_json() -> Result<String, crate::store::OpenError> {
         readiness: Readiness::default(),
         shutdown: tokio::sync::watch::channel(false).1,
     };
-    let spec = service(&state, &ApiOptions::default()).spec();
+    let spec = described(&service(&state, &ApiOptions::default()));
     state.store.close();
-    Ok(spec)
+    Ok(spec.to_string())
+}
+
+/// Request bodies refuse unknown fields (`deny_unknown_fields`), which
+/// poem-openapi does not write into the description: said here, so clients
+/// and fuzzers know a stray field is an error. A test checks every request
+/// body is listed.
+const CLOSED_BODIES: &[&str] = &[
+    "NewPackage",
+    "PackagePatch",
+    "NewApiKey",
+    "ApiKeyPatch",
+    "RotateApiKey",
+];
+
+/// The OpenAPI description as served: poem-openapi's, with what it leaves out.
+fn described(api: &OpenApiService<Apis, ()>) -> serde_json::Value {
+    let mut spec: serde_json::Value =
+        serde_json::from_str(&api.spec()).unwrap_or(serde_json::Value::Null);
+    for name in CLOSED_BODIES {
+        if let Some(schema) = spec["components"]["schemas"].get_mut(*name) {
+            schema["additionalProperties"] = serde_json::Value::Bool(false);
+        }
+    }
+    // `status` is in the PATCH body only to refuse it with a clear 422; no
+    // value of it is valid, which JSON Schema says with `not: {}`.
+    if let Some(status) =
+        spec["components"]["schemas"]["PackagePatch"]["properties"].get_mut("status")
+    {
+        status["not"] = serde_json::json!({});
+    }
+    spec
 }
 
 /// The whole application: every route behind the edge middleware.
 pub fn app(state: AppState, options: &ApiOptions) -> impl Endpoint + 'static {
     let api = service(&state, options);
-    let allowed = serde_json::from_str(&api.spec())
-        .map(|spec| middleware::AllowedMethods::from_spec(&spec))
-        .unwrap_or_default();
-    let spec = api.spec_endpoint();
+    let description = described(&api);
+    let allowed = middleware::AllowedMethods::from_spec(&description);
+    let spec_json = description.to_string();
+    let spec = poem::endpoint::make_sync(move |_| {
+        poem::Response::builder()
+            .content_type("application/json; charset=utf-8")
+            .body(spec_json.clone())
+    });
     let docs = api.swagger_ui();
     let routes = Route::new()
-        .at("/openapi.json", spec)
+        .at("/openapi.json", poem::get(spec))
         .nest("/docs", docs)
         .nest(
             "/",

@@ -250,7 +250,7 @@ impl OperationsApi {
         _auth: ReadAccess,
         id: Path<Uuid>,
         /// Seconds to wait for the operation to finish (0 to 60).
-        #[oai(validator(maximum(value = "60")))]
+        #[oai(validator(minimum(value = "0"), maximum(value = "60")))]
         wait: Query<Option<u64>>,
     ) -> Result<Json<OperationDto>, GetErrors> {
         let wait = Duration::from_secs(wait.0.unwrap_or(0).min(MAX_WAIT_SECONDS));

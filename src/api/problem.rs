@@ -273,8 +273,10 @@ pub fn from_poem_error(err: &poem::Error) -> Problem {
         );
     }
     if err.is::<ParsePathError>() {
-        // poem-openapi names path parameters `param0`…; every one of ours is an id.
-        return Problem::bad_request("the id in the path is not a valid UUID");
+        // poem-openapi names path parameters `param0`…; every one of ours is
+        // an id, and an id that is not a UUID names nothing (the contract's
+        // "unknown or malformed id: 404").
+        return Problem::not_found("no such resource: the id in the path is not a UUID");
     }
     if let Some(e) = err.downcast_ref::<ParseParamError>() {
         return Problem::bad_request(format!("parameter `{}`: {}", e.name, e.reason));

@@ -483,7 +483,7 @@ fn invalid_key_requests_are_clear_errors() {
         &json!({"name": "x", "role": "read", "key": "mine"}),
     )
     .assert_problem(400, "bad_request");
-    s.get("/v1/keys/nope").assert_problem(400, "bad_request");
+    s.get("/v1/keys/nope").assert_problem(404, "not_found");
     s.get("/v1/keys/01900000-0000-7000-8000-000000000000")
         .assert_problem(404, "not_found");
     s.get("/v1/keys?limit=0").assert_problem(400, "bad_request");

@@ -306,13 +306,14 @@ fn if_match_guards_patch_and_delete() {
         &json!({"version": "8"}),
     )
     .assert_status(200);
+    // An unquoted tag is no entity tag: it matches nothing.
     s.json_with(
         "PATCH",
         &path,
         &[("if-match", "4")],
         &json!({"version": "9"}),
     )
-    .assert_problem(400, "bad_request");
+    .assert_problem(412, "precondition_failed");
 
     s.send("DELETE", &path, &[("if-match", "\"3\"")], None)
         .assert_problem(412, "precondition_failed");
@@ -347,8 +348,11 @@ fn unknown_and_malformed_ids() {
         .assert_problem(404, "not_found");
     s.send("DELETE", &format!("/v1/packages/{unknown}"), &[], None)
         .assert_problem(404, "not_found");
+    // A malformed id names nothing either.
     s.get("/v1/packages/not-a-uuid")
-        .assert_problem(400, "bad_request");
+        .assert_problem(404, "not_found");
+    s.send("POST", "/v1/operations/None/cancel", &[], None)
+        .assert_problem(404, "not_found");
 }
 
 #[test]

@@ -87,6 +87,26 @@ fn openapi_describes_every_operation_and_its_errors() {
             .contains(&Value::from("operation_in_progress"))
     );
 
+    // Every request body is closed: unknown fields are refused, and said so.
+    for (path, item) in paths {
+        for (method, op) in item.as_object().unwrap() {
+            let Some(content) = op.get("requestBody").map(|b| &b["content"]) else {
+                continue;
+            };
+            for media in content.as_object().unwrap().values() {
+                let name = media["schema"]["$ref"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{method} {path}: body schema is not a $ref"))
+                    .trim_start_matches("#/components/schemas/");
+                assert_eq!(
+                    spec["components"]["schemas"][name]["additionalProperties"],
+                    Value::Bool(false),
+                    "{method} {path}: {name} must say additionalProperties: false"
+                );
+            }
+        }
+    }
+
     // `packd openapi` prints the same description without a server.
     let out = run_packd(&["openapi"], &[]);
     assert!(out.status.success());
