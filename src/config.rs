@@ -241,6 +241,16 @@ pub struct ServeArgs {
     #[arg(long, env = "PACKD_OPERATION_RETENTION", default_value = "7d", value_parser = parse_duration)]
     pub operation_retention: Duration,
 
+    /// Open HTTP connections at most; past it a new one gets 503 and is
+    /// closed. Keep it under the process's file descriptor limit.
+    #[arg(long, env = "PACKD_MAX_CONNECTIONS", default_value_t = 512)]
+    pub max_connections: usize,
+
+    /// Long polls (`GET /v1/operations/{id}?wait=`) waiting at once at most;
+    /// past it a request that would wait gets 503.
+    #[arg(long, env = "PACKD_MAX_WAITING", default_value_t = 256)]
+    pub max_waiting: usize,
+
     /// Size of the database page cache, in MiB.
     #[arg(long, env = "PACKD_CACHE_MB", default_value_t = 64)]
     pub cache_mb: usize,

@@ -116,6 +116,18 @@ pub struct Metrics {
     operations_started: [AtomicU64; KINDS.len()],
     operations_finished: [[AtomicU64; FINISHED.len()]; KINDS.len()],
     operation_retries: [AtomicU64; KINDS.len()],
+    connections_open: AtomicU64,
+    connections_refused: AtomicU64,
+    long_polls_waiting: AtomicU64,
+}
+
+/// Counts a long poll as waiting until dropped.
+pub struct WaitingGuard(&'static Metrics);
+
+impl Drop for WaitingGuard {
+    fn drop(&mut self) {
+        self.0.long_polls_waiting.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 static GLOBAL: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -181,6 +193,9 @@ impl Metrics {
             operations_started: Default::default(),
             operations_finished: Default::default(),
             operation_retries: Default::default(),
+            connections_open: AtomicU64::new(0),
+            connections_refused: AtomicU64::new(0),
+            long_polls_waiting: AtomicU64::new(0),
         }
     }
 
@@ -217,6 +232,24 @@ impl Metrics {
         }
     }
 
+    /// A long poll starts waiting; it stops when the guard drops.
+    pub fn long_poll_waiting(&'static self) -> WaitingGuard {
+        self.long_polls_waiting.fetch_add(1, Ordering::Relaxed);
+        WaitingGuard(self)
+    }
+
+    pub fn connection_opened(&self) {
+        self.connections_open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn connection_refused(&self) {
+        self.connections_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn auth_failure(&self, code: AuthFailureCode) {
         self.auth_failures[code as usize].fetch_add(1, Ordering::Relaxed);
     }
@@ -248,6 +281,7 @@ impl Metrics {
     pub fn render(&self, store: &StoreGauges) -> String {
         let mut out = String::with_capacity(16 * 1024);
         self.render_http(&mut out);
+        self.render_connections(&mut out);
         self.render_auth(&mut out);
         self.render_operations(&mut out, store);
         self.render_store(&mut out);
@@ -285,6 +319,30 @@ impl Metrics {
             s.latency
                 .render(out, "packd_http_request_duration_seconds", &labels);
         }
+    }
+
+    fn render_connections(&self, out: &mut String) {
+        out.push_str("# HELP packd_connections_open HTTP connections open now.\n");
+        out.push_str("# TYPE packd_connections_open gauge\n");
+        let _ = writeln!(
+            out,
+            "packd_connections_open {}",
+            self.connections_open.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP packd_long_polls_waiting Requests waiting in GET /v1/operations/{id}?wait=.\n");
+        out.push_str("# TYPE packd_long_polls_waiting gauge\n");
+        let _ = writeln!(
+            out,
+            "packd_long_polls_waiting {}",
+            self.long_polls_waiting.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP packd_connections_refused_total Connections answered 503 because --max-connections were open.\n");
+        out.push_str("# TYPE packd_connections_refused_total counter\n");
+        let _ = writeln!(
+            out,
+            "packd_connections_refused_total {}",
+            self.connections_refused.load(Ordering::Relaxed)
+        );
     }
 
     fn render_auth(&self, out: &mut String) {

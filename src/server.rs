@@ -9,6 +9,7 @@ use anyhow::Context;
 use poem::Server;
 use poem::listener::{Acceptor, Listener, TcpListener};
 
+use crate::api::connections::LimitedAcceptor;
 use crate::api::{self, ApiOptions, AppState, Readiness};
 use crate::config::{LogFormat, ServeArgs};
 use crate::domain::Timestamp;
@@ -60,6 +61,9 @@ async fn shutdown_signal() {
         () = term => tracing::info!("SIGTERM received, shutting down"),
     }
 }
+
+/// Connections silent this long are closed: above the 60 s long poll.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 
 /// How often counted key usage is written to the file.
 const USAGE_FLUSH_EVERY: Duration = Duration::from_secs(10);
@@ -188,6 +192,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             cors_origins: args.cors_origins.clone(),
             allow_query_key: args.allow_query_key,
             key_ttl: args.key_ttl,
+            max_waiting: args.max_waiting,
         },
     );
 
@@ -195,6 +200,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .into_acceptor()
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let acceptor = LimitedAcceptor::new(acceptor, args.max_connections);
     let local = acceptor
         .local_addr()
         .first()
@@ -238,6 +244,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let _ = shutdown_tx.send(true);
     };
     Server::new_with_acceptor(acceptor)
+        // Closes connections that send nothing for this long (slow or idle
+        // clients holding a connection); longer than the longest long poll.
+        .idle_timeout(IDLE_TIMEOUT)
         .run_with_graceful_shutdown(app, signal, Some(args.shutdown_timeout))
         .await
         .context("the HTTP server failed")?;

@@ -15,6 +15,10 @@ use crate::metrics;
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Largest request body accepted (the contract's 64 KiB).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Largest total of header names and values accepted: far above what any
+/// client of this API sends (a key, a few small headers), far below what
+/// would let one request hold much memory.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Longest client-sent request id echoed back; longer ones are replaced.
 const MAX_REQUEST_ID_LEN: usize = 128;
 
@@ -146,7 +150,23 @@ impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
         let method = req.method().clone();
         let uri = req.uri().clone();
 
-        let (mut resp, route) = match limit_body(&mut req).await {
+        let header_bytes: usize = req
+            .headers()
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len())
+            .sum();
+        let checked = if header_bytes > MAX_HEADER_BYTES {
+            Err(Problem::new(
+                poem::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                problem::ErrorCode::BadRequest,
+                format!(
+                    "the request headers are {header_bytes} bytes; at most {MAX_HEADER_BYTES} are accepted"
+                ),
+            ))
+        } else {
+            limit_body(&mut req).await
+        };
+        let (mut resp, route) = match checked {
             Err(p) => (p.into_response(), None),
             Ok(()) => match self.inner.call(req).await {
                 Ok(out) => {

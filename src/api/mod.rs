@@ -5,6 +5,7 @@
 mod audit;
 mod auth;
 mod backup;
+pub mod connections;
 mod health;
 mod json;
 mod keys;
@@ -54,6 +55,8 @@ pub struct ApiOptions {
     pub allow_query_key: bool,
     /// Lifetime of keys created without `expires_at`.
     pub key_ttl: Option<std::time::Duration>,
+    /// Long polls (`?wait=`) allowed to wait at once.
+    pub max_waiting: usize,
 }
 
 type Apis = (
@@ -83,6 +86,7 @@ fn service(state: &AppState, options: &ApiOptions) -> OpenApiService<Apis, ()> {
             operations::OperationsApi {
                 store: state.store.clone(),
                 shutdown: state.shutdown.clone(),
+                waiting: Arc::new(tokio::sync::Semaphore::new(options.max_waiting)),
             },
             keys::KeysApi {
                 store: state.store.clone(),

@@ -1,6 +1,7 @@
 //! Operations over HTTP: start one (202), watch it (with long-poll `wait`),
 //! list them, cancel one.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use poem::Request;
@@ -130,6 +131,9 @@ enum Accepted {
 pub struct OperationsApi {
     pub store: Store,
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Long polls that may wait at once (`--max-waiting`): each holds a
+    /// connection and a task, so their number is bounded like connections.
+    pub waiting: Arc<tokio::sync::Semaphore>,
 }
 
 impl OperationsApi {
@@ -240,6 +244,8 @@ impl OperationsApi {
     ///
     /// Role: `read`. With `wait=N` (0 to 60 seconds) the answer comes as soon
     /// as the operation is finished, or after N seconds with its current state.
+    /// When the server already holds `--max-waiting` long polls, a request
+    /// that would wait gets 503 `unavailable` with `Retry-After`.
     #[oai(
         path = "/v1/operations/:id",
         method = "get",
@@ -260,6 +266,19 @@ impl OperationsApi {
         if wait.is_zero() || op.state.is_finished() {
             return Ok(Json(op.into()));
         }
+        let Ok(_waiting) = self.waiting.clone().try_acquire_owned() else {
+            return Err(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                "too many requests are waiting for operations; retry, or ask without `wait`",
+            )
+            .with_header(
+                poem::http::header::RETRY_AFTER,
+                poem::http::HeaderValue::from_static("1"),
+            )
+            .into());
+        };
+        let _counted = crate::metrics::global().long_poll_waiting();
         let deadline = tokio::time::Instant::now() + wait;
         tracing::debug!(operation = %op.id, ?wait, "long poll waiting");
         let mut shutdown = self.shutdown.clone();

@@ -6,6 +6,7 @@ mod crash;
 mod errors;
 mod helpers;
 mod keys;
+mod limits;
 mod operations;
 mod packages;
 mod process;
