@@ -329,7 +329,9 @@ impl Metrics {
             "packd_connections_open {}",
             self.connections_open.load(Ordering::Relaxed)
         );
-        out.push_str("# HELP packd_long_polls_waiting Requests waiting in GET /v1/operations/{id}?wait=.\n");
+        out.push_str(
+            "# HELP packd_long_polls_waiting Requests waiting in GET /v1/operations/{id}?wait=.\n",
+        );
         out.push_str("# TYPE packd_long_polls_waiting gauge\n");
         let _ = writeln!(
             out,

@@ -202,6 +202,12 @@ pub enum OpenError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "the database file {path} is damaged ({reason}); packd left it as it is. \
+         Restore the last backup (README: Backup and restore), or move the file \
+         away to start empty."
+    )]
+    Corrupt { path: PathBuf, reason: String },
     #[error("cannot open the database file {path}: {reason}")]
     Other { path: PathBuf, reason: String },
 }
@@ -241,8 +247,28 @@ impl Store {
     /// Opens the file at `path`, creating it (with every table and the schema
     /// version) when it does not exist or is empty.
     pub fn open(path: &Path, options: &StoreOptions) -> Result<Store, OpenError> {
-        let db = open_database(path, options)?;
-        Self::from_database(db, path.to_path_buf())
+        // redb panics on some damaged pages rather than returning an error.
+        // Opening reads the pages packd needs first (schema, keys), so a
+        // damaged file is caught here and reported, not left to crash the
+        // process; the panic's own report is silenced meanwhile.
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let db = open_database(path, options)?;
+            Self::from_database(db, path.to_path_buf())
+        }));
+        std::panic::set_hook(hook);
+        opened.unwrap_or_else(|panic| {
+            let reason = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "an unreadable page".into());
+            Err(OpenError::Corrupt {
+                path: path.to_path_buf(),
+                reason,
+            })
+        })
     }
 
     /// A store that lives in memory only, for building the OpenAPI description

@@ -226,3 +226,44 @@ fn dev_seed_writes_packages_and_queues_downloads_offline() {
     });
     assert_eq!(count("&status=downloaded"), 14);
 }
+
+#[test]
+fn a_damaged_file_is_reported_and_left_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("damaged.redb");
+    let seeded = run_packd(
+        &[
+            "dev",
+            "seed",
+            "--count",
+            "3000",
+            "--db",
+            db.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(seeded.status.success(), "{seeded:?}");
+    // Zero two pages in the middle of the tables: what a bad disk does. (The
+    // test binary's redb walks every page at open; a release build meets
+    // damage when it reads the page, and that request answers 500.)
+    let mut bytes = std::fs::read(&db).unwrap();
+    bytes[30 * 4096..32 * 4096].fill(0);
+    std::fs::write(&db, &bytes).unwrap();
+
+    let out = run_packd(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            db.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is damaged"), "{err}");
+    assert!(err.contains("Restore the last backup"), "{err}");
+    assert!(!err.contains("panicked"), "a report, not a crash: {err}");
+    assert!(std::fs::read(&db).unwrap() == bytes, "the file was changed");
+}
