@@ -24,6 +24,7 @@ fn store_with_key() -> (Store, String) {
             name: "bench".into(),
             role: Role::Read,
             expires_at: None,
+            rate_limit: None,
         }))
         .expect("create key");
     (store, secret)

@@ -32,6 +32,7 @@ async fn run(store: &Store, command: KeysCommand) -> anyhow::Result<()> {
                     name,
                     role,
                     expires_at,
+                    rate_limit: None,
                 })
                 .await?;
             writeln!(out, "created {} key {} ({})", k.role, k.id, k.name)?;

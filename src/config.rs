@@ -251,6 +251,16 @@ pub struct ServeArgs {
     #[arg(long, env = "PACKD_MAX_WAITING", default_value_t = 256)]
     pub max_waiting: usize,
 
+    /// Requests per second each API key may make (its `rate_limit` overrides
+    /// it); unset: no limit. Over it: 429 with Retry-After.
+    #[arg(long, env = "PACKD_RATE_LIMIT")]
+    pub rate_limit: Option<u32>,
+
+    /// Failed authentications a client address may make before its requests
+    /// get 429 (it regains one a second); 0 turns the throttle off.
+    #[arg(long, env = "PACKD_AUTH_FAILURE_BURST", default_value_t = 20)]
+    pub auth_failure_burst: u32,
+
     /// Size of the database page cache, in MiB.
     #[arg(long, env = "PACKD_CACHE_MB", default_value_t = 64)]
     pub cache_mb: usize,

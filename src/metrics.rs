@@ -119,6 +119,7 @@ pub struct Metrics {
     connections_open: AtomicU64,
     connections_refused: AtomicU64,
     long_polls_waiting: AtomicU64,
+    rate_limited: AtomicU64,
 }
 
 /// Counts a long poll as waiting until dropped.
@@ -196,6 +197,7 @@ impl Metrics {
             connections_open: AtomicU64::new(0),
             connections_refused: AtomicU64::new(0),
             long_polls_waiting: AtomicU64::new(0),
+            rate_limited: AtomicU64::new(0),
         }
     }
 
@@ -236,6 +238,10 @@ impl Metrics {
     pub fn long_poll_waiting(&'static self) -> WaitingGuard {
         self.long_polls_waiting.fetch_add(1, Ordering::Relaxed);
         WaitingGuard(self)
+    }
+
+    pub fn rate_limited(&self) {
+        self.rate_limited.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn connection_opened(&self) {
@@ -337,6 +343,13 @@ impl Metrics {
             out,
             "packd_long_polls_waiting {}",
             self.long_polls_waiting.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP packd_rate_limited_total Requests answered 429 (a key over its limit, or an address after failed authentications).\n");
+        out.push_str("# TYPE packd_rate_limited_total counter\n");
+        let _ = writeln!(
+            out,
+            "packd_rate_limited_total {}",
+            self.rate_limited.load(Ordering::Relaxed)
         );
         out.push_str("# HELP packd_connections_refused_total Connections answered 503 because --max-connections were open.\n");
         out.push_str("# TYPE packd_connections_refused_total counter\n");

@@ -193,6 +193,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             allow_query_key: args.allow_query_key,
             key_ttl: args.key_ttl,
             max_waiting: args.max_waiting,
+            rate_limit: args.rate_limit,
+            auth_failure_burst: args.auth_failure_burst,
         },
     );
 

@@ -13,6 +13,7 @@ use poem_openapi::registry::{MetaSecurityScheme, Registry};
 use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
 
 use super::problem::{ErrorCode, Problem};
+use super::ratelimit::RateLimiter;
 use crate::domain::key::{FormatError, KeyRefusal, Role};
 use crate::metrics::{self, AuthFailureCode};
 use crate::store::{AuthFailure, Principal, Store};
@@ -23,6 +24,7 @@ const QUERY_KEY: &str = "api_key";
 pub struct Authenticate {
     pub store: Store,
     pub allow_query_key: bool,
+    pub limiter: std::sync::Arc<RateLimiter>,
 }
 
 impl<E: Endpoint> Middleware<E> for Authenticate {
@@ -33,6 +35,7 @@ impl<E: Endpoint> Middleware<E> for Authenticate {
             inner,
             store: self.store.clone(),
             allow_query_key: self.allow_query_key,
+            limiter: self.limiter.clone(),
         }
     }
 }
@@ -41,6 +44,7 @@ pub struct AuthenticateEndpoint<E> {
     inner: E,
     store: Store,
     allow_query_key: bool,
+    limiter: std::sync::Arc<RateLimiter>,
 }
 
 /// Every 401 says how to authenticate (RFC 9110 §11.6.1).
@@ -117,6 +121,13 @@ impl<E: Endpoint> Endpoint for AuthenticateEndpoint<E> {
         if !(path == "/v1" || path.starts_with("/v1/")) {
             return self.inner.call(req).await.map(IntoResponse::into_response);
         }
+        let client = req.remote_addr().as_socket_addr().map(|a| a.ip());
+        if let Some(v) = client.and_then(|ip| self.limiter.check_address(ip)) {
+            metrics::global().rate_limited();
+            return Ok(v
+                .refusal("too many failed authentications from this address; wait and retry")
+                .into_response());
+        }
         let outcome = match presented(&req, self.allow_query_key) {
             None => Err((
                 unauthorized("send an API key in `X-API-Key` or `Authorization: Bearer`"),
@@ -142,10 +153,32 @@ impl<E: Endpoint> Endpoint for AuthenticateEndpoint<E> {
         };
         match outcome {
             Ok(principal) => {
+                let verdict = self
+                    .limiter
+                    .check_key(principal.key_id, principal.rate_limit);
+                if let Some(v) = verdict.filter(|v| !v.allowed) {
+                    metrics::global().rate_limited();
+                    return Ok(v
+                        .refusal("this API key is over its rate limit; wait and retry")
+                        .into_response());
+                }
                 req.set_data(principal);
-                self.inner.call(req).await.map(IntoResponse::into_response)
+                let mut resp = self.inner.call(req).await?.into_response();
+                if let Some(v) = verdict {
+                    for (name, value) in v.headers() {
+                        resp.headers_mut().insert(name, value);
+                    }
+                }
+                Ok(resp)
             }
             Err((problem, reason)) => {
+                // A request without a key guesses nothing; every presented
+                // key that fails counts against the client's address.
+                if reason != "missing"
+                    && let Some(ip) = client
+                {
+                    self.limiter.failed(ip);
+                }
                 metrics::global().auth_failure(match problem.code {
                     ErrorCode::KeyInactive => AuthFailureCode::KeyInactive,
                     ErrorCode::KeyExpired => AuthFailureCode::KeyExpired,

@@ -71,6 +71,9 @@ pub struct KeyDto {
     pub created_at: OffsetDateTime,
     /// When the key stops working; null: never.
     pub expires_at: Nullable<OffsetDateTime>,
+    /// Requests per second this key may make; null: the server's
+    /// `--rate-limit`; 0: unlimited.
+    pub rate_limit: Nullable<u32>,
     /// Null until first used.
     pub last_used_at: Nullable<OffsetDateTime>,
     pub use_count: u64,
@@ -86,6 +89,7 @@ impl From<ApiKey> for KeyDto {
             active: k.active,
             created_at: k.created_at.to_offset_date_time(),
             expires_at: k.expires_at.map(Timestamp::to_offset_date_time).into(),
+            rate_limit: k.rate_limit.into(),
             last_used_at: k.last_used_at.map(Timestamp::to_offset_date_time).into(),
             use_count: k.use_count,
         }
@@ -112,6 +116,10 @@ struct NewKeyBody {
     /// server's `--key-ttl`, or never. A time already past makes a key that
     /// is expired from the start.
     expires_at: MaybeUndefined<Nullable<OffsetDateTime>>,
+    /// Requests per second for this key; null or left out: the server's
+    /// `--rate-limit`; 0: unlimited.
+    #[oai(validator(minimum(value = "0"), maximum(value = "1000000")))]
+    rate_limit: Option<Nullable<u32>>,
 }
 
 #[derive(Debug, Object)]
@@ -122,6 +130,9 @@ struct KeyPatchBody {
     /// A new expiry (renew); null: never expires. A time already past expires
     /// the key at once (409 `last_admin` for the last usable admin key).
     expires_at: MaybeUndefined<Nullable<OffsetDateTime>>,
+    /// A new rate limit (requests per second); null: the server's; 0: unlimited.
+    #[oai(validator(minimum(value = "0"), maximum(value = "1000000")))]
+    rate_limit: MaybeUndefined<Nullable<u32>>,
 }
 
 #[derive(Debug, Object)]
@@ -232,6 +243,7 @@ impl KeysApi {
                 name,
                 role: body.role.into(),
                 expires_at,
+                rate_limit: body.rate_limit.and_then(|r| r.0),
             })
             .await?;
         let location = format!("/v1/keys/{}", k.id);
@@ -287,7 +299,18 @@ impl KeysApi {
         };
         let k = self
             .store
-            .update_key(id.0, KeyPatch { name, expires_at })
+            .update_key(
+                id.0,
+                KeyPatch {
+                    name,
+                    expires_at,
+                    rate_limit: match body.rate_limit {
+                        MaybeUndefined::Undefined => None,
+                        MaybeUndefined::Null => Some(None),
+                        MaybeUndefined::Value(Nullable(v)) => Some(v),
+                    },
+                },
+            )
             .await?;
         Ok(Json(k.into()))
     }

@@ -14,6 +14,7 @@ mod operations;
 mod packages;
 mod pagination;
 pub mod problem;
+mod ratelimit;
 mod types;
 
 use poem::middleware::{CatchPanic, Cors};
@@ -57,6 +58,11 @@ pub struct ApiOptions {
     pub key_ttl: Option<std::time::Duration>,
     /// Long polls (`?wait=`) allowed to wait at once.
     pub max_waiting: usize,
+    /// Requests per second per key without a limit of its own; `None`: off.
+    pub rate_limit: Option<u32>,
+    /// Failed authentications per client address before 429 (refilling one
+    /// a second); 0: no throttle.
+    pub auth_failure_burst: u32,
 }
 
 type Apis = (
@@ -176,6 +182,10 @@ pub fn app(state: AppState, options: &ApiOptions) -> impl Endpoint + 'static {
                 .with(auth::Authenticate {
                     store: state.store.clone(),
                     allow_query_key: options.allow_query_key,
+                    limiter: Arc::new(ratelimit::RateLimiter::new(
+                        options.rate_limit,
+                        options.auth_failure_burst,
+                    )),
                 }),
         );
     let cors = (!options.cors_origins.is_empty()).then(|| {
@@ -190,7 +200,14 @@ pub fn app(state: AppState, options: &ApiOptions) -> impl Endpoint + 'static {
                 "idempotency-key",
                 "x-request-id",
             ])
-            .expose_headers(["etag", "location", "x-request-id", "retry-after"])
+            .expose_headers([
+                "etag",
+                "location",
+                "x-request-id",
+                "retry-after",
+                "ratelimit",
+                "ratelimit-policy",
+            ])
             .max_age(600)
     });
     routes

@@ -168,6 +168,9 @@ pub struct ApiKey {
     pub use_count: u64,
     /// The secret replaced by the last rotation, valid until the grace ends.
     pub previous: Option<(SecretHash, Timestamp)>,
+    /// This key's own request rate limit (per second), overriding the
+    /// server's: `None` takes the server's, `Some(0)` means unlimited.
+    pub rate_limit: Option<u32>,
 }
 
 /// Why a known key may not be used right now.
@@ -268,6 +271,7 @@ mod tests {
             last_used_at: None,
             use_count: 0,
             previous: Some((SecretHash::of("old"), Timestamp::from_micros(100))),
+            rate_limit: None,
         }
     }
 

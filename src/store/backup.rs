@@ -101,6 +101,7 @@ mod tests {
                 name: "k".into(),
                 role: crate::domain::key::Role::Admin,
                 expires_at: None,
+                rate_limit: None,
             })
             .await
             .unwrap();

@@ -15,9 +15,20 @@ use super::{Page, Store, StoreError};
 use crate::domain::Timestamp;
 use crate::domain::key::{self, ApiKey, FormatError, KeyRefusal, Role, SecretHash};
 
+/// Versions of a stored key. V1 (schema 1) had no rate limit; the
+/// migration to schema 2 rewrites every V1 record as V2, and reading still
+/// accepts V1 so the migration itself can decode them.
 #[derive(Debug, Serialize, Deserialize)]
 enum KeyRecord {
     V1(KeyV1),
+    V2(KeyV2),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct KeyV2 {
+    v1: KeyV1,
+    /// Requests per second; `None`: the server's limit; `Some(0)`: none.
+    rate_limit: Option<u32>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -52,7 +63,14 @@ fn role_from_code(c: u8) -> Result<Role, StoreError> {
 }
 
 fn to_record(k: &ApiKey) -> KeyRecord {
-    KeyRecord::V1(KeyV1 {
+    KeyRecord::V2(KeyV2 {
+        v1: to_v1(k),
+        rate_limit: k.rate_limit,
+    })
+}
+
+fn to_v1(k: &ApiKey) -> KeyV1 {
+    KeyV1 {
         name: k.name.clone(),
         role: role_code(k.role),
         prefix: k.prefix.clone(),
@@ -63,11 +81,14 @@ fn to_record(k: &ApiKey) -> KeyRecord {
         last_used_at: k.last_used_at.map(Timestamp::as_micros),
         use_count: k.use_count,
         previous: k.previous.map(|(h, t)| (h.0, t.as_micros())),
-    })
+    }
 }
 
 fn from_record(id: u128, bytes: &[u8]) -> Result<ApiKey, StoreError> {
-    let KeyRecord::V1(r) = decode::<KeyRecord>("keys", bytes)?;
+    let (r, rate_limit) = match decode::<KeyRecord>("keys", bytes)? {
+        KeyRecord::V1(r) => (r, None),
+        KeyRecord::V2(KeyV2 { v1, rate_limit }) => (v1, rate_limit),
+    };
     Ok(ApiKey {
         id: Uuid::from_u128(id),
         name: r.name,
@@ -82,7 +103,23 @@ fn from_record(id: u128, bytes: &[u8]) -> Result<ApiKey, StoreError> {
         previous: r
             .previous
             .map(|(h, t)| (SecretHash(h), Timestamp::from_micros(t))),
+        rate_limit,
     })
+}
+
+/// Schema 1 -> 2: every key record is rewritten as V2 (no rate limit of its
+/// own), inside the migration's transaction.
+pub(super) fn migrate_keys_to_v2(wtx: &WriteTransaction) -> Result<usize, StoreError> {
+    let mut table = wtx.open_table(KEYS)?;
+    let rows: Vec<(u128, Vec<u8>)> = table
+        .iter()?
+        .map(|r| r.map(|(k, v)| (k.value(), v.value().to_vec())))
+        .collect::<Result<_, _>>()?;
+    for (id, bytes) in &rows {
+        let key = from_record(*id, bytes)?;
+        table.insert(*id, encode(&to_record(&key))?.as_slice())?;
+    }
+    Ok(rows.len())
 }
 
 /// Who made a request: the key that authenticated it.
@@ -90,6 +127,8 @@ fn from_record(id: u128, bytes: &[u8]) -> Result<ApiKey, StoreError> {
 pub struct Principal {
     pub key_id: Uuid,
     pub role: Role,
+    /// The key's own rate limit, if it has one (`Some(0)`: unlimited).
+    pub rate_limit: Option<u32>,
 }
 
 /// Why a presented secret did not authenticate.
@@ -176,6 +215,7 @@ impl KeyCache {
                 Ok(Principal {
                     key_id: cached.key.id,
                     role: cached.key.role,
+                    rate_limit: cached.key.rate_limit,
                 })
             }
         }
@@ -220,6 +260,7 @@ pub struct NewKey {
     pub name: String,
     pub role: Role,
     pub expires_at: Option<Timestamp>,
+    pub rate_limit: Option<u32>,
 }
 
 /// A PATCH of a key: rename, or move `expires_at` (`Some(None)`: never expires).
@@ -227,6 +268,8 @@ pub struct NewKey {
 pub struct KeyPatch {
     pub name: Option<String>,
     pub expires_at: Option<Option<Timestamp>>,
+    /// `Some(None)`: back to the server's limit.
+    pub rate_limit: Option<Option<u32>>,
 }
 
 /// The outcome of startup's bootstrap step.
@@ -331,6 +374,7 @@ impl Store {
             last_used_at: None,
             use_count: 0,
             previous: None,
+            rate_limit: new.rate_limit,
         };
         let k = self
             .write(move |wtx| {
@@ -392,6 +436,9 @@ impl Store {
             }
             if let Some(name) = patch.name {
                 k.name = name;
+            }
+            if let Some(rate_limit) = patch.rate_limit {
+                k.rate_limit = rate_limit;
             }
             Ok(k)
         })
@@ -494,6 +541,7 @@ impl Store {
                             name: "bootstrap".into(),
                             role: Role::Admin,
                             expires_at: None,
+                            rate_limit: None,
                         },
                         secret,
                     )
@@ -506,6 +554,7 @@ impl Store {
                         name: "admin".into(),
                         role: Role::Admin,
                         expires_at: None,
+                        rate_limit: None,
                     })
                     .await?;
                 Ok(Bootstrap::Generated(k.id, secret))
@@ -559,5 +608,83 @@ impl Store {
     /// Number of keys, for tests and the CLI.
     pub fn key_count(&self) -> Result<u64, StoreError> {
         self.read(|rtx| Ok(rtx.open_table(KEYS)?.len()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file written by schema 1 (keys without a rate limit) opens, is
+    /// migrated to schema 2 in one transaction, and its keys still work.
+    #[tokio::test]
+    async fn schema_1_keys_are_migrated_to_v2() {
+        use redb::ReadableDatabase;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.redb");
+        let id = Uuid::now_v7();
+        let secret = "packd-schema-1-secret-0123456789abcdef";
+        {
+            let db = redb::Database::create(&path).unwrap();
+            let wtx = db.begin_write().unwrap();
+            wtx.open_table(super::super::tables::META)
+                .unwrap()
+                .insert(super::super::tables::SCHEMA_VERSION_KEY, 1)
+                .unwrap();
+            let v1 = KeyRecord::V1(KeyV1 {
+                name: "old".into(),
+                role: 2,
+                prefix: "packd-schem".into(),
+                hash: SecretHash::of(secret).0,
+                active: true,
+                created_at: 1,
+                expires_at: None,
+                last_used_at: None,
+                use_count: 7,
+                previous: None,
+            });
+            wtx.open_table(KEYS)
+                .unwrap()
+                .insert(id.as_u128(), encode(&v1).unwrap().as_slice())
+                .unwrap();
+            wtx.open_table(KEYS_BY_HASH)
+                .unwrap()
+                .insert(&SecretHash::of(secret).0, id.as_u128())
+                .unwrap();
+            wtx.commit().unwrap();
+        }
+        let store = Store::open(&path, &crate::store::StoreOptions::default()).unwrap();
+        let k = store.get_key(id).unwrap();
+        assert_eq!(
+            (k.name.as_str(), k.use_count, k.rate_limit),
+            ("old", 7, None)
+        );
+        assert_eq!(store.authenticate(secret).unwrap().key_id, id);
+        store.close();
+        drop(store);
+
+        let db = redb::Database::builder().open_read_only(&path).unwrap();
+        let rtx = db.begin_read().unwrap();
+        let version = rtx
+            .open_table(super::super::tables::META)
+            .unwrap()
+            .get(super::super::tables::SCHEMA_VERSION_KEY)
+            .unwrap()
+            .unwrap()
+            .value();
+        assert_eq!(version, 2);
+        let row = rtx
+            .open_table(KEYS)
+            .unwrap()
+            .get(id.as_u128())
+            .unwrap()
+            .unwrap();
+        assert!(matches!(
+            decode::<KeyRecord>("keys", row.value()).unwrap(),
+            KeyRecord::V2(KeyV2 {
+                rate_limit: None,
+                ..
+            })
+        ));
     }
 }

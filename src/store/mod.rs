@@ -28,7 +28,7 @@ pub use self::packages::{ListPackages, NewPackage};
 use self::writer::Writer;
 
 /// The layout version this binary writes and understands.
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// Default size of redb's page cache.
 pub const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
@@ -485,13 +485,31 @@ fn init_or_check_schema(db: &Database, path: &Path) -> Result<(), OpenError> {
     // Creating every table (a no-op for those that exist) keeps readers free
     // of "no such table" whatever version wrote the file.
     tables::create_all(&wtx).map_err(|e| other(path, &e))?;
-    if let Schema::Empty = schema {
+    let migrate_from = match schema {
+        Schema::Version(v) if v < SCHEMA_VERSION => Some(v),
+        _ => None,
+    };
+    if let Some(from) = migrate_from {
+        migrate(&wtx, from).map_err(|e| other(path, &e))?;
+        tracing::info!(from, to = SCHEMA_VERSION, db = %path.display(), "migrated the database");
+    }
+    if matches!(schema, Schema::Empty) || migrate_from.is_some() {
         wtx.open_table(tables::META)
             .map_err(|e| other(path, &e))?
             .insert(tables::SCHEMA_VERSION_KEY, SCHEMA_VERSION)
             .map_err(|e| other(path, &e))?;
     }
+    // The migration and the new version commit together, or neither does.
     wtx.commit().map_err(|e| other(path, &e))?;
+    Ok(())
+}
+
+/// Brings a file from schema `from` to `SCHEMA_VERSION`, one step at a time.
+fn migrate(wtx: &redb::WriteTransaction, from: u64) -> Result<(), StoreError> {
+    if from < 2 {
+        // 1 -> 2: keys gained a rate limit of their own.
+        keys::migrate_keys_to_v2(wtx)?;
+    }
     Ok(())
 }
 
@@ -529,7 +547,7 @@ mod tests {
             .err()
             .expect("must refuse");
         assert!(
-            matches!(err, OpenError::NewerSchema { found: 2, .. }),
+            matches!(err, OpenError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1),
             "{err}"
         );
         assert!(err.to_string().contains("upgrade packd"));

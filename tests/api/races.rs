@@ -86,7 +86,8 @@ fn concurrent_downloads_of_one_package_start_one_operation() {
 
 #[test]
 fn a_rotated_secret_is_refused_from_the_moment_rotation_answers() {
-    let s = TestServer::start();
+    // Every refusal here is deliberate: no address throttle, so each is a 401.
+    let s = TestServer::start_with(&["--auth-failure-burst", "0"], &[]);
     let created = s.json("POST", "/v1/keys", &json!({"name": "busy", "role": "read"}));
     created.assert_status(201);
     let id = created.json()["id"].as_str().unwrap().to_string();
