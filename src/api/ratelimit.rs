@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use poem::http::{HeaderValue, StatusCode, header};
@@ -98,6 +99,9 @@ pub struct RateLimiter {
     /// Failed authentications an address may make at once; 0: no throttle.
     failure_burst: f64,
     failures: Mutex<HashMap<IpAddr, Bucket>>,
+    /// Entries in `failures`, read without the lock: on the usual path no
+    /// address has failed and every request skips the map.
+    tracked: AtomicUsize,
 }
 
 impl RateLimiter {
@@ -107,6 +111,7 @@ impl RateLimiter {
             keys: Mutex::default(),
             failure_burst: f64::from(failure_burst),
             failures: Mutex::default(),
+            tracked: AtomicUsize::new(0),
         }
     }
 
@@ -133,6 +138,9 @@ impl RateLimiter {
 
     /// Whether this address may try to authenticate now.
     pub fn check_address(&self, addr: IpAddr) -> Option<Verdict> {
+        if self.tracked.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
         let now = Instant::now();
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let bucket = failures.get_mut(&addr)?;
@@ -166,6 +174,7 @@ impl RateLimiter {
             .or_insert_with(|| Bucket::full(self.failure_burst, now));
         bucket.refill(self.failure_burst, AUTH_FAILURE_REFILL, now);
         bucket.tokens = (bucket.tokens - 1.0).max(0.0);
+        self.tracked.store(failures.len(), Ordering::Relaxed);
     }
 }
 
