@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use poem::http::uri::Scheme;
 use poem::listener::Acceptor;
 use poem::web::{LocalAddr, RemoteAddr};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use crate::metrics;
 
@@ -60,6 +60,15 @@ impl<A: Acceptor> Acceptor for LimitedAcceptor<A> {
                 tokio::spawn(async move {
                     let _ = io.write_all(&refusal()).await;
                     let _ = io.shutdown().await;
+                    // Read what the client sends for a moment before closing:
+                    // closing with unread input would reset the connection and
+                    // could destroy the answer before the client reads it.
+                    let mut sink = [0u8; 1024];
+                    let drain =
+                        async { while matches!(io.read(&mut sink).await, Ok(n) if n > 0) {} };
+                    // Short, so a flood past the limit cannot pile up open descriptors.
+                    let _ =
+                        tokio::time::timeout(std::time::Duration::from_millis(250), drain).await;
                 });
                 continue;
             }

@@ -30,7 +30,7 @@ impl Store {
     }
 
     fn write_snapshot(&self, tmp: &Path) -> Result<(), StoreError> {
-        let rtx = self.inner.db.begin_read()?;
+        let rtx = self.inner.db.get()?.begin_read()?;
         let copy = Database::builder()
             .create(tmp)
             .map_err(|e| StoreError::Internal(format!("cannot create {}: {e}", tmp.display())))?;

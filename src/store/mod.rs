@@ -9,6 +9,7 @@
 mod audit;
 mod backup;
 mod codec;
+mod handle;
 mod keys;
 mod operations;
 mod packages;
@@ -233,7 +234,7 @@ pub struct Store {
 }
 
 struct Inner {
-    db: Arc<Database>,
+    db: Arc<handle::Handle>,
     writer: Writer,
     path: PathBuf,
     keys: keys::KeyCache,
@@ -255,7 +256,9 @@ impl Store {
         std::panic::set_hook(Box::new(|_| {}));
         let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let db = open_database(path, options)?;
-            Self::from_database(db, path.to_path_buf())
+            let (again, with) = (path.to_path_buf(), options.clone());
+            let opener = Box::new(move || open_database(&again, &with).map_err(|e| e.to_string()));
+            Self::from_database(db, path.to_path_buf(), Some(opener))
         }));
         std::panic::set_hook(hook);
         opened.unwrap_or_else(|panic| {
@@ -281,12 +284,16 @@ impl Store {
                 path: path.clone(),
                 reason: e.to_string(),
             })?;
-        Self::from_database(db, path)
+        Self::from_database(db, path, None)
     }
 
-    fn from_database(db: Database, path: PathBuf) -> Result<Store, OpenError> {
-        let db = Arc::new(db);
+    fn from_database(
+        db: Database,
+        path: PathBuf,
+        opener: Option<Box<dyn Fn() -> Result<Database, String> + Send + Sync>>,
+    ) -> Result<Store, OpenError> {
         init_or_check_schema(&db, &path)?;
+        let db = Arc::new(handle::Handle::new(db, opener));
         let writer = Writer::start(db.clone()).map_err(|source| OpenError::Io {
             path: path.clone(),
             source,
@@ -322,7 +329,7 @@ impl Store {
         &self,
         f: impl FnOnce(&ReadTransaction) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let rtx = self.inner.db.begin_read()?;
+        let rtx = self.inner.db.get()?.begin_read()?;
         f(&rtx)
     }
 

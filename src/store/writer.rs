@@ -13,12 +13,13 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use redb::{Database, Durability, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
+use super::handle::Handle;
 use crate::metrics;
 
 /// What a job hands back after running: the reply to send once the batch's
@@ -40,7 +41,7 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn start(db: Arc<Database>) -> std::io::Result<Self> {
+    pub(crate) fn start(db: Arc<Handle>) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel::<Job>(QUEUE_DEPTH);
         let thread = std::thread::Builder::new()
             .name("packd-writer".into())
@@ -91,8 +92,15 @@ impl Writer {
     }
 }
 
-fn run(db: &Database, mut rx: mpsc::Receiver<Job>) {
+/// After a failed write, how long new writes are refused outright before the
+/// writer tries the disk again (by reopening the file).
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
+
+fn run(db: &Handle, mut rx: mpsc::Receiver<Job>) {
     let mut batch: Vec<Job> = Vec::with_capacity(64);
+    // Set when a write failed: redb then refuses writes until the file is
+    // opened again.
+    let mut failed_at: Option<Instant> = None;
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -101,11 +109,38 @@ fn run(db: &Database, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        commit_batch(db, &mut batch);
+        if let Some(at) = failed_at {
+            let recovered = at.elapsed() >= RETRY_AFTER_FAILURE && db.reopen().is_ok();
+            if !recovered {
+                if at.elapsed() >= RETRY_AFTER_FAILURE {
+                    failed_at = Some(Instant::now());
+                }
+                let e = StoreError::Unavailable(
+                    "the last write failed (is the disk full?); retrying shortly".into(),
+                );
+                for job in batch.drain(..) {
+                    job(None)(Err(e.clone()));
+                }
+                continue;
+            }
+            failed_at = None;
+        }
+        let outcome = match db.get() {
+            Ok(handle) => commit_batch(&handle, &mut batch),
+            Err(e) => {
+                for job in batch.drain(..) {
+                    job(None)(Err(e.clone()));
+                }
+                Err(e)
+            }
+        };
+        if matches!(outcome, Err(StoreError::Unavailable(_))) {
+            failed_at = Some(Instant::now());
+        }
     }
 }
 
-fn commit_batch(db: &Database, batch: &mut Vec<Job>) {
+fn commit_batch(db: &Database, batch: &mut Vec<Job>) -> Result<(), StoreError> {
     let started = Instant::now();
     let jobs = batch.len();
     let wtx = match begin(db) {
@@ -116,7 +151,7 @@ fn commit_batch(db: &Database, batch: &mut Vec<Job>) {
                 job(None)(Err(e.clone()));
             }
             metrics::global().commit(jobs, started.elapsed(), false);
-            return;
+            return Err(e);
         }
     };
     let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
@@ -147,6 +182,7 @@ fn commit_batch(db: &Database, batch: &mut Vec<Job>) {
     for reply in replies {
         reply(outcome.clone());
     }
+    outcome
 }
 
 fn begin(db: &Database) -> Result<WriteTransaction, StoreError> {

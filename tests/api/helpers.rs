@@ -96,9 +96,27 @@ impl TestServer {
     /// Starts a server on an existing path; `Err` carries what it printed if it
     /// exited instead of listening.
     pub fn spawn(db: &Path, args: &[&str], envs: &[(&str, &str)]) -> Result<Self, String> {
+        Self::spawn_in(&[], db, args, envs)
+    }
+
+    /// `spawn`, with the binary run by `wrapper` (a command that ends by
+    /// executing its arguments, such as `unshare ... sh -c '...; exec "$@"'`).
+    pub fn spawn_in(
+        wrapper: &[&str],
+        db: &Path,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Result<Self, String> {
         let stderr_path = db.with_extension(format!("stderr.{}", unique()));
         let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
-        let mut cmd = Command::new(BIN);
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--db"])
             .arg(db)
             .args(args)
@@ -162,6 +180,11 @@ impl TestServer {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// The process id of the running server.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     pub fn stderr(&self) -> String {

@@ -4,6 +4,7 @@
 mod backup;
 mod crash;
 mod errors;
+mod faults;
 mod helpers;
 mod keys;
 mod limits;

@@ -1,0 +1,80 @@
+//! The database handle, replaceable while the process runs.
+//!
+//! After a write fails (a full disk, an I/O error) redb refuses every later
+//! write on the same handle (`PreviousIo`) until the file is opened again;
+//! reads keep working meanwhile. The writer therefore reopens the file when
+//! writes come in after a failure (at most once a second), so the service
+//! recovers by itself once the disk has room, with nothing lost: the failed
+//! transaction was never acknowledged, and the file holds the last commit.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use redb::Database;
+
+use super::StoreError;
+
+type Opener = Box<dyn Fn() -> Result<Database, String> + Send + Sync>;
+
+pub(crate) struct Handle {
+    db: RwLock<Option<Arc<Database>>>,
+    /// How to open the file again; `None` for an in-memory store.
+    opener: Option<Opener>,
+}
+
+/// How long a reopen waits for reads in flight on the old handle.
+const DRAIN: Duration = Duration::from_secs(1);
+
+impl Handle {
+    pub(crate) fn new(db: Database, opener: Option<Opener>) -> Self {
+        Self {
+            db: RwLock::new(Some(Arc::new(db))),
+            opener,
+        }
+    }
+
+    pub(crate) fn get(&self) -> Result<Arc<Database>, StoreError> {
+        self.db
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| StoreError::Unavailable("the database is being reopened".into()))
+    }
+
+    /// Closes the handle and opens the file again. Reads arriving meanwhile
+    /// get `Unavailable` for the few milliseconds this takes.
+    pub(crate) fn reopen(&self) -> Result<(), StoreError> {
+        let Some(open) = &self.opener else {
+            return Err(StoreError::Unavailable(
+                "an in-memory store cannot be reopened".into(),
+            ));
+        };
+        let old = self.db.write().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(mut old) = old {
+            // The file lock goes with the last clone: wait for reads in flight.
+            let deadline = Instant::now() + DRAIN;
+            loop {
+                match Arc::try_unwrap(old) {
+                    Ok(db) => {
+                        drop(db);
+                        break;
+                    }
+                    Err(still_shared) if Instant::now() < deadline => {
+                        old = still_shared;
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err(still_shared) => {
+                        *self.db.write().unwrap_or_else(|e| e.into_inner()) = Some(still_shared);
+                        return Err(StoreError::Unavailable(
+                            "reads held the database; reopening later".into(),
+                        ));
+                    }
+                }
+            }
+        }
+        let db = open().map_err(StoreError::Unavailable)?;
+        *self.db.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(db));
+        tracing::info!("database reopened after a failed write");
+        Ok(())
+    }
+}
