@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::ApiTags;
 use super::auth::AdminAccess;
-use super::pagination::{self, decode_cursor, encode_cursor};
+use super::pagination::{self, CursorParam, cursor_param, encode_cursor};
 use super::problem::Errors;
 use super::problem::status::{BODY, COMMON, S404, S409};
 use super::types::{Nullable, Text};
@@ -261,10 +261,9 @@ impl KeysApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
         limit: Query<Option<u32>>,
         /// The `next_cursor` of the previous page.
-        #[oai(validator(pattern = r"^A[Q-Za-f][A-Za-z0-9_-]{20}[AEIMQUYcgkosw048]$"))]
-        cursor: Query<Option<String>>,
+        cursor: Query<Option<CursorParam>>,
     ) -> Result<Json<KeyList>, ListErrors> {
-        let after = decode_cursor(cursor.0.as_deref())?;
+        let after = cursor_param(cursor.0.as_ref())?;
         let page = self.store.list_keys(after, pagination::limit(limit.0))?;
         Ok(Json(KeyList {
             items: page.items.into_iter().map(Into::into).collect(),
@@ -393,10 +392,9 @@ impl KeysApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
         limit: Query<Option<u32>>,
         /// The `next_cursor` of the previous page.
-        #[oai(validator(pattern = r"^A[Q-Za-f][A-Za-z0-9_-]{20}[AEIMQUYcgkosw048]$"))]
-        cursor: Query<Option<String>>,
+        cursor: Query<Option<CursorParam>>,
     ) -> Result<Json<AuditList>, ListErrors> {
-        let after = decode_cursor(cursor.0.as_deref())?;
+        let after = cursor_param(cursor.0.as_ref())?;
         let page = self.store.list_audit(after, pagination::limit(limit.0))?;
         Ok(Json(AuditList {
             items: page.items.into_iter().map(Into::into).collect(),

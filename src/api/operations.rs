@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::ApiTags;
 use super::auth::{ReadAccess, WriteAccess};
 use super::packages::OperationKindDto;
-use super::pagination::{self, decode_cursor, encode_cursor};
+use super::pagination::{self, CursorParam, cursor_param, encode_cursor};
 use super::problem::status::{COMMON, S404, S409, S422};
 use super::problem::{ErrorCode, Errors, Problem};
 use super::types::{IdempotencyKey, Nullable};
@@ -319,13 +319,12 @@ impl OperationsApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
         limit: Query<Option<u32>>,
         /// The `next_cursor` of the previous page.
-        #[oai(validator(pattern = r"^A[Q-Za-f][A-Za-z0-9_-]{20}[AEIMQUYcgkosw048]$"))]
-        cursor: Query<Option<String>>,
+        cursor: Query<Option<CursorParam>>,
     ) -> Result<Json<OperationList>, ListErrors> {
         let q = ListOperations {
             package_id: package_id.0,
             state: state.0.map(Into::into),
-            after: decode_cursor(cursor.0.as_deref())?,
+            after: cursor_param(cursor.0.as_ref())?,
             limit: pagination::limit(limit.0),
         };
         let page = self.store.list_operations(&q)?;

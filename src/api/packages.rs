@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::ApiTags;
 use super::auth::{ReadAccess, WriteAccess};
 use super::json::FastJson;
-use super::pagination::{self, decode_cursor, encode_cursor};
+use super::pagination::{self, CursorParam, cursor_param, encode_cursor};
 use super::problem::status::{BODY, COMMON, S404, S409, S412};
 use super::problem::{ErrorCode, Errors, Problem};
 use super::types::{Nullable, Text, field};
@@ -278,13 +278,12 @@ impl PackagesApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
         limit: Query<Option<u32>>,
         /// The `next_cursor` of the previous page.
-        #[oai(validator(pattern = r"^A[Q-Za-f][A-Za-z0-9_-]{20}[AEIMQUYcgkosw048]$"))]
-        cursor: Query<Option<String>>,
+        cursor: Query<Option<CursorParam>>,
     ) -> Result<FastJson<PackageList>, ListErrors> {
         let q = ListPackages {
             status: status.0.map(Into::into),
             name: name.0,
-            after: decode_cursor(cursor.0.as_deref())?,
+            after: cursor_param(cursor.0.as_ref())?,
             limit: pagination::limit(limit.0),
         };
         let page = self.store.list_packages(&q)?;

@@ -3,7 +3,11 @@
 //! A cursor is the last id of the previous page, versioned and base64url
 //! encoded: opaque to clients, cheap to decode, and stable across restarts.
 
+use std::borrow::Cow;
+
 use base64::Engine;
+use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
+use poem_openapi::types::{ParseFromParameter, ParseResult, Type};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use uuid::Uuid;
 
@@ -18,6 +22,54 @@ pub fn encode_cursor(after: Uuid) -> String {
     bytes[0] = CURSOR_V1;
     bytes[1..].copy_from_slice(after.as_bytes());
     URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The shape of every cursor this server hands out: base64url of the version
+/// byte 1 and 16 id bytes (23 characters; the last carries two zero bits).
+const CURSOR_PATTERN: &str = "^A[Q-Za-f][A-Za-z0-9_-]{20}[AEIMQUYcgkosw048]$";
+
+/// The `cursor` query parameter: its exact shape is in the description, and
+/// `decode_cursor` checks it. (poem-openapi's `pattern` validator would
+/// compile the regular expression on every request.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CursorParam(pub String);
+
+impl Type for CursorParam {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> Cow<'static, str> {
+        "cursor".into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        MetaSchemaRef::Inline(Box::new(MetaSchema {
+            pattern: Some(CURSOR_PATTERN.to_string()),
+            ..MetaSchema::new("string")
+        }))
+    }
+
+    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+        Some(self)
+    }
+
+    fn raw_element_iter<'a>(
+        &'a self,
+    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+        Box::new(self.as_raw_value().into_iter())
+    }
+}
+
+impl ParseFromParameter for CursorParam {
+    fn parse_from_parameter(value: &str) -> ParseResult<Self> {
+        Ok(CursorParam(value.to_string()))
+    }
+}
+
+/// Decodes the `cursor` parameter, if any.
+pub fn cursor_param(cursor: Option<&CursorParam>) -> Result<Option<Uuid>, Problem> {
+    decode_cursor(cursor.map(|c| c.0.as_str()))
 }
 
 pub fn decode_cursor(cursor: Option<&str>) -> Result<Option<Uuid>, Problem> {
@@ -55,6 +107,20 @@ mod tests {
         for bad in ["", "!!", "AQ", "AAAAAAAAAAAAAAAAAAAAAAA", &"A".repeat(100)] {
             let p = decode_cursor(Some(bad)).unwrap_err();
             assert_eq!(p.status.as_u16(), 400, "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_cursor_handed_out_matches_the_described_pattern() {
+        // The pattern is checked here by hand: a regex crate is not worth a
+        // dependency for one test.
+        for _ in 0..1000 {
+            let c = encode_cursor(Uuid::now_v7());
+            let b = c.as_bytes();
+            assert_eq!(b.len(), 23, "{c}");
+            assert_eq!(b[0], b'A', "{c}");
+            assert!(matches!(b[1], b'Q'..=b'Z' | b'a'..=b'f'), "{c}");
+            assert!(b"AEIMQUYcgkosw048".contains(&b[22]), "{c}");
         }
     }
 }
