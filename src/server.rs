@@ -140,7 +140,9 @@ fn spawn_upkeep(store: Store, audit_retention: Duration, operation_retention: Du
     });
 }
 
-pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+/// Runs the service until a signal; `on_ready` runs once it serves (the
+/// binary uses it to give start-up memory back).
+pub async fn serve(args: ServeArgs, on_ready: impl FnOnce()) -> anyhow::Result<()> {
     let store = Store::open(
         &args.db,
         &StoreOptions {
@@ -225,6 +227,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     )?;
     out.flush()?;
     drop(out);
+    on_ready();
     notify::notify(&format!("READY=1\nSTATUS=listening on {local}"));
     if let Some(every) = notify::watchdog_interval() {
         // Sent from the async runtime, so a wedged runtime stops the pings and
