@@ -153,7 +153,7 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<()> {
             let base = args
                 .url
                 .clone()
-                .unwrap_or_else(|| crate::healthcheck::base_url(args.listen));
+                .unwrap_or_else(|| crate::healthcheck::base_url(args.server.listen));
             let key = args.key.clone().context(
                 "an admin key is needed: --key or PACKD_API_KEY (or --db for an offline backup)",
             )?;

@@ -63,6 +63,15 @@ pub struct BackupArgs {
     #[arg(long, env = "PACKD_API_KEY", hide_env_values = true)]
     pub key: Option<String>,
 
+    #[command(flatten)]
+    pub server: ServerAddress,
+}
+
+/// Where a running server listens, for commands that talk to it: the same
+/// `PACKD_LISTEN` the server reads, so in a container or a unit the commands
+/// find it without flags.
+#[derive(Debug, Args)]
+pub struct ServerAddress {
     /// Where the server listens; only used to build the default URL.
     #[arg(
         long,
@@ -109,14 +118,8 @@ pub struct HealthcheckArgs {
     #[arg(long, env = "PACKD_HEALTHCHECK_URL")]
     pub url: Option<String>,
 
-    /// Where the server listens; only used to build the default URL.
-    #[arg(
-        long,
-        env = "PACKD_LISTEN",
-        default_value = "127.0.0.1:8080",
-        hide = true
-    )]
-    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub server: ServerAddress,
 
     /// How long to wait for the whole answer.
     #[arg(long, default_value = "3s", value_parser = parse_duration)]

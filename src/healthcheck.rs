@@ -99,7 +99,10 @@ pub fn probe(url: &str, timeout: Duration) -> anyhow::Result<u16> {
 
 /// Runs the command: Ok when the answer is 200.
 pub fn run(args: &HealthcheckArgs) -> anyhow::Result<()> {
-    let url = args.url.clone().unwrap_or_else(|| default_url(args.listen));
+    let url = args
+        .url
+        .clone()
+        .unwrap_or_else(|| default_url(args.server.listen));
     match probe(&url, args.timeout)? {
         200 => {
             println!("packd: {url} is healthy");
