@@ -7,11 +7,11 @@ use std::borrow::Cow;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
-use poem_openapi::types::{ParseFromParameter, ParseResult, Type};
+
 use uuid::Uuid;
 
 use super::problem::Problem;
+use super::types::{Described, StringRules};
 
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 1000;
@@ -32,40 +32,18 @@ const CURSOR_PATTERN: &str = "^A[Q-Za-f][A-Za-z0-9_-]{20}[AEIMQUYcgkosw048]$";
 /// `decode_cursor` checks it. (poem-openapi's `pattern` validator would
 /// compile the regular expression on every request.)
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CursorParam(pub String);
+pub struct CursorRules;
 
-impl Type for CursorParam {
-    const IS_REQUIRED: bool = true;
-    type RawValueType = Self;
-    type RawElementValueType = Self;
-
+impl StringRules for CursorRules {
     fn name() -> Cow<'static, str> {
         "cursor".into()
     }
-
-    fn schema_ref() -> MetaSchemaRef {
-        MetaSchemaRef::Inline(Box::new(MetaSchema {
-            pattern: Some(CURSOR_PATTERN.to_string()),
-            ..MetaSchema::new("string")
-        }))
-    }
-
-    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
-        Some(self)
-    }
-
-    fn raw_element_iter<'a>(
-        &'a self,
-    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
-        Box::new(self.as_raw_value().into_iter())
-    }
+    const MIN: usize = 23;
+    const MAX: usize = 23;
+    const PATTERN: &'static str = CURSOR_PATTERN;
 }
 
-impl ParseFromParameter for CursorParam {
-    fn parse_from_parameter(value: &str) -> ParseResult<Self> {
-        Ok(CursorParam(value.to_string()))
-    }
-}
+pub type CursorParam = Described<CursorRules>;
 
 /// Decodes the `cursor` parameter, if any.
 pub fn cursor_param(cursor: Option<&CursorParam>) -> Result<Option<Uuid>, Problem> {

@@ -1,6 +1,7 @@
 //! JSON field types stricter than poem-openapi's defaults.
 
 use std::borrow::Cow;
+use std::marker::PhantomData;
 
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
 use poem_openapi::types::{
@@ -17,35 +18,45 @@ use crate::domain::ValidationError;
 pub const PRINTABLE_TRIMMED: &str =
     r"^[^\s\x00-\x1f\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$";
 
-/// A JSON string, and only a string (poem-openapi's `String` also takes
-/// numbers and booleans: `5` becomes `"5"`, which hides client bugs), of 1 to
-/// `MAX` printable characters without surrounding white space. The rules are
-/// in the description; parsing takes any string, so that the domain's
-/// validation answers 422 `validation_failed` with the field, not a
-/// framework 400.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Text<const MAX: usize>(pub String);
-
-fn string_schema(min: usize, max: usize, pattern: &str) -> MetaSchemaRef {
-    MetaSchemaRef::Inline(Box::new(MetaSchema {
-        min_length: Some(min),
-        max_length: Some(max),
-        pattern: Some(pattern.to_string()),
-        ..MetaSchema::new("string")
-    }))
+/// The rules of a string field or parameter, as the description states
+/// them. The server checks them itself (the domain, or the handler), so a
+/// breach answers 422 `validation_failed` naming the field, not a framework
+/// 400, and no regular expression is compiled per request.
+pub trait StringRules: Send + Sync + 'static {
+    fn name() -> Cow<'static, str>;
+    const MIN: usize;
+    const MAX: usize;
+    const PATTERN: &'static str;
 }
 
-impl<const MAX: usize> Type for Text<MAX> {
+/// A string described by `R`. As a JSON value it must be a string, and only
+/// a string (poem-openapi's `String` also takes numbers and booleans: `5`
+/// becomes `"5"`, which hides client bugs); any string parses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Described<R>(pub String, PhantomData<R>);
+
+impl<R> Described<R> {
+    pub fn new(value: String) -> Self {
+        Self(value, PhantomData)
+    }
+}
+
+impl<R: StringRules> Type for Described<R> {
     const IS_REQUIRED: bool = true;
     type RawValueType = Self;
     type RawElementValueType = Self;
 
     fn name() -> Cow<'static, str> {
-        format!("text({MAX})").into()
+        R::name()
     }
 
     fn schema_ref() -> MetaSchemaRef {
-        string_schema(1, MAX, PRINTABLE_TRIMMED)
+        MetaSchemaRef::Inline(Box::new(MetaSchema {
+            min_length: Some(R::MIN),
+            max_length: Some(R::MAX),
+            pattern: Some(R::PATTERN.to_string()),
+            ..MetaSchema::new("string")
+        }))
     }
 
     fn as_raw_value(&self) -> Option<&Self::RawValueType> {
@@ -59,30 +70,62 @@ impl<const MAX: usize> Type for Text<MAX> {
     }
 }
 
-impl<const MAX: usize> ParseFromJSON for Text<MAX> {
+impl<R: StringRules> ParseFromJSON for Described<R> {
     fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
         match value {
-            Some(Value::String(s)) => Ok(Text(s)),
+            Some(Value::String(s)) => Ok(Self::new(s)),
             other => Err(ParseError::expected_type(other.unwrap_or_default())),
         }
     }
 }
 
-impl<const MAX: usize> ToJSON for Text<MAX> {
+impl<R: StringRules> ParseFromParameter for Described<R> {
+    fn parse_from_parameter(value: &str) -> ParseResult<Self> {
+        Ok(Self::new(value.to_string()))
+    }
+}
+
+impl<R: StringRules> ToJSON for Described<R> {
     fn to_json(&self) -> Option<Value> {
         Some(Value::String(self.0.clone()))
     }
 }
 
+/// 1 to `MAX` printable characters without surrounding white space: what
+/// `check_text` accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Printable<const MAX: usize>;
+
+impl<const MAX: usize> StringRules for Printable<MAX> {
+    fn name() -> Cow<'static, str> {
+        format!("text({MAX})").into()
+    }
+    const MIN: usize = 1;
+    const MAX: usize = MAX;
+    const PATTERN: &'static str = PRINTABLE_TRIMMED;
+}
+
+/// Names, versions: see `Printable`.
+pub type Text<const MAX: usize> = Described<Printable<MAX>>;
+
 /// Longest `Idempotency-Key` accepted.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
-/// What an `Idempotency-Key` may hold: visible ASCII and inner spaces.
-pub const IDEMPOTENCY_KEY_PATTERN: &str = r"^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$";
 
-/// The `Idempotency-Key` header: described with its rules, checked by the
-/// handler (422 `validation_failed`, `field` naming the header).
+/// Visible ASCII and inner spaces, 1 to 255 characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdempotencyKey(pub String);
+pub struct IdempotencyKeyRules;
+
+impl StringRules for IdempotencyKeyRules {
+    fn name() -> Cow<'static, str> {
+        "idempotency_key".into()
+    }
+    const MIN: usize = 1;
+    const MAX: usize = MAX_IDEMPOTENCY_KEY_LEN;
+    const PATTERN: &'static str = r"^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$";
+}
+
+/// The `Idempotency-Key` header, checked by the handler.
+pub type IdempotencyKey = Described<IdempotencyKeyRules>;
 
 impl IdempotencyKey {
     pub fn is_valid(&self) -> bool {
@@ -92,36 +135,6 @@ impl IdempotencyKey {
             && k.iter().all(|b| (0x20..=0x7e).contains(b))
             && k.first() != Some(&b' ')
             && k.last() != Some(&b' ')
-    }
-}
-
-impl Type for IdempotencyKey {
-    const IS_REQUIRED: bool = true;
-    type RawValueType = Self;
-    type RawElementValueType = Self;
-
-    fn name() -> Cow<'static, str> {
-        "idempotency_key".into()
-    }
-
-    fn schema_ref() -> MetaSchemaRef {
-        string_schema(1, MAX_IDEMPOTENCY_KEY_LEN, IDEMPOTENCY_KEY_PATTERN)
-    }
-
-    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
-        Some(self)
-    }
-
-    fn raw_element_iter<'a>(
-        &'a self,
-    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
-        Box::new(self.as_raw_value().into_iter())
-    }
-}
-
-impl ParseFromParameter for IdempotencyKey {
-    fn parse_from_parameter(value: &str) -> ParseResult<Self> {
-        Ok(IdempotencyKey(value.to_string()))
     }
 }
 
