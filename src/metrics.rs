@@ -303,8 +303,12 @@ impl Metrics {
             .unwrap_or_default();
         series.sort_by(|a, b| (&a.1.label, a.0).cmp(&(&b.1.label, b.0)));
 
-        out.push_str("# HELP packd_http_requests_total HTTP requests answered, by method, route and status; route \"unmatched\" counts those answered before routing (unknown paths, refused keys).\n");
-        out.push_str("# TYPE packd_http_requests_total counter\n");
+        family(
+            out,
+            "packd_http_requests_total",
+            "counter",
+            "HTTP requests answered, by method, route and status; route \"unmatched\" counts those answered before routing (unknown paths, refused keys).",
+        );
         for (method, s) in &series {
             let route = escape(&s.label);
             for (i, n) in s.by_status.iter().enumerate() {
@@ -318,8 +322,12 @@ impl Metrics {
                 }
             }
         }
-        out.push_str("# HELP packd_http_request_duration_seconds Time from the request's arrival to its answer, by method and route.\n");
-        out.push_str("# TYPE packd_http_request_duration_seconds histogram\n");
+        family(
+            out,
+            "packd_http_request_duration_seconds",
+            "histogram",
+            "Time from the request's arrival to its answer, by method and route.",
+        );
         for (method, s) in &series {
             let labels = format!("method=\"{method}\",route=\"{}\",", escape(&s.label));
             s.latency
@@ -328,31 +336,45 @@ impl Metrics {
     }
 
     fn render_connections(&self, out: &mut String) {
-        out.push_str("# HELP packd_connections_open HTTP connections open now.\n");
-        out.push_str("# TYPE packd_connections_open gauge\n");
+        family(
+            out,
+            "packd_connections_open",
+            "gauge",
+            "HTTP connections open now.",
+        );
         let _ = writeln!(
             out,
             "packd_connections_open {}",
             self.connections_open.load(Ordering::Relaxed)
         );
-        out.push_str(
-            "# HELP packd_long_polls_waiting Requests waiting in GET /v1/operations/{id}?wait=.\n",
+        family(
+            out,
+            "packd_long_polls_waiting",
+            "gauge",
+            "Requests waiting in GET /v1/operations/{id}?wait=.",
         );
-        out.push_str("# TYPE packd_long_polls_waiting gauge\n");
         let _ = writeln!(
             out,
             "packd_long_polls_waiting {}",
             self.long_polls_waiting.load(Ordering::Relaxed)
         );
-        out.push_str("# HELP packd_rate_limited_total Requests answered 429 (a key over its limit, or an address after failed authentications).\n");
-        out.push_str("# TYPE packd_rate_limited_total counter\n");
+        family(
+            out,
+            "packd_rate_limited_total",
+            "counter",
+            "Requests answered 429 (a key over its limit, or an address after failed authentications).",
+        );
         let _ = writeln!(
             out,
             "packd_rate_limited_total {}",
             self.rate_limited.load(Ordering::Relaxed)
         );
-        out.push_str("# HELP packd_connections_refused_total Connections answered 503 because --max-connections were open.\n");
-        out.push_str("# TYPE packd_connections_refused_total counter\n");
+        family(
+            out,
+            "packd_connections_refused_total",
+            "counter",
+            "Connections answered 503 because --max-connections were open.",
+        );
         let _ = writeln!(
             out,
             "packd_connections_refused_total {}",
@@ -361,10 +383,12 @@ impl Metrics {
     }
 
     fn render_auth(&self, out: &mut String) {
-        out.push_str(
-            "# HELP packd_auth_failures_total Refused authentications, by the code of the 401.\n",
+        family(
+            out,
+            "packd_auth_failures_total",
+            "counter",
+            "Refused authentications, by the code of the 401.",
         );
-        out.push_str("# TYPE packd_auth_failures_total counter\n");
         for (code, n) in ["unauthorized", "key_inactive", "key_expired"]
             .iter()
             .zip(&self.auth_failures)
@@ -375,14 +399,20 @@ impl Metrics {
     }
 
     fn render_operations(&self, out: &mut String, store: &StoreGauges) {
-        out.push_str(
-            "# HELP packd_queue_depth Operations waiting in the queue (due now or later).\n",
+        family(
+            out,
+            "packd_queue_depth",
+            "gauge",
+            "Operations waiting in the queue (due now or later).",
         );
-        out.push_str("# TYPE packd_queue_depth gauge\n");
         let _ = writeln!(out, "packd_queue_depth {}", store.queue_depth);
 
-        out.push_str("# HELP packd_operations Operations not yet finished, by kind and state.\n");
-        out.push_str("# TYPE packd_operations gauge\n");
+        family(
+            out,
+            "packd_operations",
+            "gauge",
+            "Operations not yet finished, by kind and state.",
+        );
         for kind in KINDS {
             for state in [OperationState::Queued, OperationState::Running] {
                 let n = store
@@ -397,17 +427,23 @@ impl Metrics {
             }
         }
 
-        out.push_str(
-            "# HELP packd_operations_started_total Operations accepted since start, by kind.\n",
+        family(
+            out,
+            "packd_operations_started_total",
+            "counter",
+            "Operations accepted since start, by kind.",
         );
-        out.push_str("# TYPE packd_operations_started_total counter\n");
         for (kind, n) in KINDS.iter().zip(&self.operations_started) {
             let n = n.load(Ordering::Relaxed);
             let _ = writeln!(out, "packd_operations_started_total{{kind=\"{kind}\"}} {n}");
         }
 
-        out.push_str("# HELP packd_operations_finished_total Operations finished since start, by kind and final state.\n");
-        out.push_str("# TYPE packd_operations_finished_total counter\n");
+        family(
+            out,
+            "packd_operations_finished_total",
+            "counter",
+            "Operations finished since start, by kind and final state.",
+        );
         for (kind, row) in KINDS.iter().zip(&self.operations_finished) {
             for (state, n) in FINISHED.iter().zip(row) {
                 let n = n.load(Ordering::Relaxed);
@@ -418,8 +454,12 @@ impl Metrics {
             }
         }
 
-        out.push_str("# HELP packd_operation_retries_total Failed attempts put back in the queue for a retry, by kind.\n");
-        out.push_str("# TYPE packd_operation_retries_total counter\n");
+        family(
+            out,
+            "packd_operation_retries_total",
+            "counter",
+            "Failed attempts put back in the queue for a retry, by kind.",
+        );
         for (kind, n) in KINDS.iter().zip(&self.operation_retries) {
             let n = n.load(Ordering::Relaxed);
             let _ = writeln!(out, "packd_operation_retries_total{{kind=\"{kind}\"}} {n}");
@@ -427,19 +467,31 @@ impl Metrics {
     }
 
     fn render_store(&self, out: &mut String) {
-        out.push_str("# HELP packd_store_commit_duration_seconds Time to run and durably commit one write transaction (one group commit).\n");
-        out.push_str("# TYPE packd_store_commit_duration_seconds histogram\n");
+        family(
+            out,
+            "packd_store_commit_duration_seconds",
+            "histogram",
+            "Time to run and durably commit one write transaction (one group commit).",
+        );
         self.commit_latency
             .render(out, "packd_store_commit_duration_seconds", "");
-        out.push_str("# HELP packd_store_writes_total Writes committed; divided by packd_store_commit_duration_seconds_count, the mean group-commit batch.\n");
-        out.push_str("# TYPE packd_store_writes_total counter\n");
+        family(
+            out,
+            "packd_store_writes_total",
+            "counter",
+            "Writes committed; divided by packd_store_commit_duration_seconds_count, the mean group-commit batch.",
+        );
         let _ = writeln!(
             out,
             "packd_store_writes_total {}",
             self.writes.load(Ordering::Relaxed)
         );
-        out.push_str("# HELP packd_store_commit_failures_total Write transactions that failed (disk full, I/O error).\n");
-        out.push_str("# TYPE packd_store_commit_failures_total counter\n");
+        family(
+            out,
+            "packd_store_commit_failures_total",
+            "counter",
+            "Write transactions that failed (disk full, I/O error).",
+        );
         let _ = writeln!(
             out,
             "packd_store_commit_failures_total {}",
@@ -448,23 +500,30 @@ impl Metrics {
     }
 }
 
+/// The HELP and TYPE lines that open a metric family.
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
 /// Standard process metrics, read from `/proc` where there is one.
 fn render_process(out: &mut String) {
-    out.push_str("# HELP packd_build_info The running version.\n");
-    out.push_str("# TYPE packd_build_info gauge\n");
+    family(out, "packd_build_info", "gauge", "The running version.");
     let _ = writeln!(
         out,
         "packd_build_info{{version=\"{}\"}} 1",
         env!("CARGO_PKG_VERSION")
     );
     if let Some(rss) = resident_bytes() {
-        out.push_str("# HELP process_resident_memory_bytes Resident memory size in bytes.\n");
-        out.push_str("# TYPE process_resident_memory_bytes gauge\n");
+        family(
+            out,
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+        );
         let _ = writeln!(out, "process_resident_memory_bytes {rss}");
     }
     if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
-        out.push_str("# HELP process_open_fds Open file descriptors.\n");
-        out.push_str("# TYPE process_open_fds gauge\n");
+        family(out, "process_open_fds", "gauge", "Open file descriptors.");
         let _ = writeln!(out, "process_open_fds {}", fds.count());
     }
 }
