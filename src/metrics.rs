@@ -336,49 +336,33 @@ impl Metrics {
     }
 
     fn render_connections(&self, out: &mut String) {
-        family(
+        single(
             out,
             "packd_connections_open",
             "gauge",
             "HTTP connections open now.",
+            self.connections_open.load(Ordering::Relaxed),
         );
-        let _ = writeln!(
-            out,
-            "packd_connections_open {}",
-            self.connections_open.load(Ordering::Relaxed)
-        );
-        family(
+        single(
             out,
             "packd_long_polls_waiting",
             "gauge",
             "Requests waiting in GET /v1/operations/{id}?wait=.",
+            self.long_polls_waiting.load(Ordering::Relaxed),
         );
-        let _ = writeln!(
-            out,
-            "packd_long_polls_waiting {}",
-            self.long_polls_waiting.load(Ordering::Relaxed)
-        );
-        family(
+        single(
             out,
             "packd_rate_limited_total",
             "counter",
             "Requests answered 429 (a key over its limit, or an address after failed authentications).",
+            self.rate_limited.load(Ordering::Relaxed),
         );
-        let _ = writeln!(
-            out,
-            "packd_rate_limited_total {}",
-            self.rate_limited.load(Ordering::Relaxed)
-        );
-        family(
+        single(
             out,
             "packd_connections_refused_total",
             "counter",
             "Connections answered 503 because --max-connections were open.",
-        );
-        let _ = writeln!(
-            out,
-            "packd_connections_refused_total {}",
-            self.connections_refused.load(Ordering::Relaxed)
+            self.connections_refused.load(Ordering::Relaxed),
         );
     }
 
@@ -399,13 +383,13 @@ impl Metrics {
     }
 
     fn render_operations(&self, out: &mut String, store: &StoreGauges) {
-        family(
+        single(
             out,
             "packd_queue_depth",
             "gauge",
             "Operations waiting in the queue (due now or later).",
+            store.queue_depth,
         );
-        let _ = writeln!(out, "packd_queue_depth {}", store.queue_depth);
 
         family(
             out,
@@ -475,27 +459,19 @@ impl Metrics {
         );
         self.commit_latency
             .render(out, "packd_store_commit_duration_seconds", "");
-        family(
+        single(
             out,
             "packd_store_writes_total",
             "counter",
             "Writes committed; divided by packd_store_commit_duration_seconds_count, the mean group-commit batch.",
+            self.writes.load(Ordering::Relaxed),
         );
-        let _ = writeln!(
-            out,
-            "packd_store_writes_total {}",
-            self.writes.load(Ordering::Relaxed)
-        );
-        family(
+        single(
             out,
             "packd_store_commit_failures_total",
             "counter",
             "Write transactions that failed (disk full, I/O error).",
-        );
-        let _ = writeln!(
-            out,
-            "packd_store_commit_failures_total {}",
-            self.commit_failures.load(Ordering::Relaxed)
+            self.commit_failures.load(Ordering::Relaxed),
         );
     }
 }
@@ -503,6 +479,12 @@ impl Metrics {
 /// The HELP and TYPE lines that open a metric family.
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// A family of one unlabelled sample.
+fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    family(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
 }
 
 /// Standard process metrics, read from `/proc` where there is one.
@@ -523,8 +505,13 @@ fn render_process(out: &mut String) {
         let _ = writeln!(out, "process_resident_memory_bytes {rss}");
     }
     if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
-        family(out, "process_open_fds", "gauge", "Open file descriptors.");
-        let _ = writeln!(out, "process_open_fds {}", fds.count());
+        single(
+            out,
+            "process_open_fds",
+            "gauge",
+            "Open file descriptors.",
+            fds.count(),
+        );
     }
 }
 
