@@ -249,6 +249,23 @@ pub struct ServeArgs {
     #[arg(long, env = "PACKD_MAX_CONNECTIONS", default_value_t = 512)]
     pub max_connections: usize,
 
+    /// Open HTTP connections from one client address at most; past it a new
+    /// one from that address gets 503 and is closed. 0: no cap (behind a
+    /// reverse proxy every client has the proxy's address).
+    #[arg(long, env = "PACKD_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 64)]
+    pub max_connections_per_client: usize,
+
+    /// How long a client may take to send a request's headers; an idle
+    /// keep-alive connection is closed after it too.
+    #[arg(long, env = "PACKD_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
+    pub header_timeout: Duration,
+
+    /// Also serve HTTP/2 over cleartext (prior knowledge). Off by default:
+    /// HTTP/1.1 is all the API needs, and HTTP/2 lets one connection carry
+    /// many requests at once (it runs with at most 32 streams a connection).
+    #[arg(long, env = "PACKD_HTTP2")]
+    pub http2: bool,
+
     /// Long polls (`GET /v1/operations/{id}?wait=`) waiting at once at most;
     /// past it a request that would wait gets 503.
     #[arg(long, env = "PACKD_MAX_WAITING", default_value_t = 256)]
@@ -278,6 +295,13 @@ fn parse_rate(s: &str) -> Result<f64, String> {
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 3s, 2m)"))
+}
+
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err("must be more than zero".into()),
+        d => Ok(d),
+    }
 }
 
 #[cfg(test)]

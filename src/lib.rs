@@ -8,7 +8,8 @@
 //!   health checks.
 //! - [`server`]: starts and stops the service: opens the store, binds the
 //!   socket, serves until SIGTERM or Ctrl-C, then drains and closes;
-//!   [`notify`] tells systemd when it is ready and when it stops.
+//!   [`notify`] tells systemd when it is ready and when it stops;
+//!   [`shutdown`] is the signal every long-lived task listens for.
 //! - [`api`]: the only module that knows HTTP: routes, the OpenAPI
 //!   description, request ids, logging, and every error as RFC 9457 problem+json.
 //! - [`store`]: the only module that knows redb and the byte encoding; one
@@ -26,5 +27,6 @@ pub mod healthcheck;
 pub mod metrics;
 pub mod notify;
 pub mod server;
+pub mod shutdown;
 pub mod store;
 pub mod worker;

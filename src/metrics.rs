@@ -107,6 +107,22 @@ fn kind_index(kind: OperationKind) -> usize {
     KINDS.iter().position(|k| *k == kind).unwrap_or(0)
 }
 
+/// Why a connection was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    MaxConnections = 0,
+    PerClient = 1,
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::MaxConnections => "max_connections",
+            Refusal::PerClient => "per_client",
+        }
+    }
+}
+
 pub struct Metrics {
     http: RwLock<HashMap<RouteKey, Arc<RouteSeries>>>,
     auth_failures: [AtomicU64; 3],
@@ -117,7 +133,7 @@ pub struct Metrics {
     operations_finished: [[AtomicU64; FINISHED.len()]; KINDS.len()],
     operation_retries: [AtomicU64; KINDS.len()],
     connections_open: AtomicU64,
-    connections_refused: AtomicU64,
+    connections_refused: [AtomicU64; 2],
     long_polls_waiting: AtomicU64,
     rate_limited: AtomicU64,
 }
@@ -195,7 +211,7 @@ impl Metrics {
             operations_finished: Default::default(),
             operation_retries: Default::default(),
             connections_open: AtomicU64::new(0),
-            connections_refused: AtomicU64::new(0),
+            connections_refused: Default::default(),
             long_polls_waiting: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
         }
@@ -252,8 +268,8 @@ impl Metrics {
         self.connections_open.fetch_sub(1, Ordering::Relaxed);
     }
 
-    pub fn connection_refused(&self) {
-        self.connections_refused.fetch_add(1, Ordering::Relaxed);
+    pub fn connection_refused(&self, why: Refusal) {
+        self.connections_refused[why as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn auth_failure(&self, code: AuthFailureCode) {
@@ -357,13 +373,20 @@ impl Metrics {
             "Requests answered 429 (a key over its limit, or an address after failed authentications).",
             self.rate_limited.load(Ordering::Relaxed),
         );
-        single(
+        family(
             out,
             "packd_connections_refused_total",
             "counter",
-            "Connections answered 503 because --max-connections were open.",
-            self.connections_refused.load(Ordering::Relaxed),
+            "Connections answered 503 and closed, by the limit they hit: --max-connections (reason \"max_connections\") or --max-connections-per-client (\"per_client\").",
         );
+        for why in [Refusal::MaxConnections, Refusal::PerClient] {
+            let n = self.connections_refused[why as usize].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "packd_connections_refused_total{{reason=\"{}\"}} {n}",
+                why.as_str()
+            );
+        }
     }
 
     fn render_auth(&self, out: &mut String) {

@@ -5,18 +5,16 @@ use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-use poem::Server;
-use poem::listener::{Acceptor, Listener, TcpListener};
-
-use crate::api::connections::LimitedAcceptor;
+use crate::api::serve::ServeOptions;
 use crate::api::{self, ApiOptions, AppState, Readiness};
 use crate::config::{LogFormat, ServeArgs};
 use crate::domain::Timestamp;
 use crate::domain::key::MIN_SECRET_LEN;
 use crate::notify;
+use crate::shutdown::Shutdown;
 use crate::store::{Bootstrap, Store, StoreOptions};
 use crate::worker::{QueueConfig, StubConfig, StubExecutor, Workers};
+use anyhow::Context;
 
 /// Sets up logging on standard error, in the chosen format.
 pub fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
@@ -61,9 +59,6 @@ async fn shutdown_signal() {
         () = term => tracing::info!("SIGTERM received, shutting down"),
     }
 }
-
-/// Connections silent this long are closed: above the 60 s long poll.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 
 /// How often counted key usage is written to the file.
 const USAGE_FLUSH_EVERY: Duration = Duration::from_secs(10);
@@ -181,12 +176,12 @@ pub async fn serve(args: ServeArgs, on_ready: impl FnOnce()) -> anyhow::Result<(
         },
     );
 
-    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let (trigger, shutdown) = Shutdown::new();
     let readiness = Readiness::new(workers.liveness());
     let state = AppState {
         store: store.clone(),
         readiness: readiness.clone(),
-        shutdown: shutdown_rx,
+        shutdown: shutdown.clone(),
     };
     let app = api::app(
         state,
@@ -200,15 +195,11 @@ pub async fn serve(args: ServeArgs, on_ready: impl FnOnce()) -> anyhow::Result<(
         },
     );
 
-    let acceptor = TcpListener::bind(args.listen)
-        .into_acceptor()
+    let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let acceptor = LimitedAcceptor::new(acceptor, args.max_connections);
-    let local = acceptor
+    let local = listener
         .local_addr()
-        .first()
-        .and_then(|a| a.as_socket_addr().copied())
         .context("the listener has no address")?;
 
     readiness.set_serving(true);
@@ -242,19 +233,26 @@ pub async fn serve(args: ServeArgs, on_ready: impl FnOnce()) -> anyhow::Result<(
     }
 
     let ready = readiness.clone();
-    let signal = async move {
+    tokio::spawn(async move {
         shutdown_signal().await;
         notify::notify("STOPPING=1\nSTATUS=draining requests and saving operations");
         ready.set_serving(false);
-        let _ = shutdown_tx.send(true);
-    };
-    Server::new_with_acceptor(acceptor)
-        // Closes connections that send nothing for this long (slow or idle
-        // clients holding a connection); longer than the longest long poll.
-        .idle_timeout(IDLE_TIMEOUT)
-        .run_with_graceful_shutdown(app, signal, Some(args.shutdown_timeout))
-        .await
-        .context("the HTTP server failed")?;
+        trigger.fire();
+    });
+    api::serve::run(
+        listener,
+        app,
+        &ServeOptions {
+            max_connections: args.max_connections,
+            max_per_client: args.max_connections_per_client,
+            header_timeout: args.header_timeout,
+            http2: args.http2,
+            shutdown_timeout: args.shutdown_timeout,
+        },
+        shutdown,
+    )
+    .await
+    .context("the HTTP server failed")?;
 
     // Workers stop at their next step and put their operations back in the
     // queue with the progress saved so far.

@@ -19,6 +19,10 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// client of this API sends (a key, a few small headers), far below what
 /// would let one request hold much memory.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// How long a request's body may take to arrive. The header deadline is the
+/// server's (`--header-timeout`); this one stops a client that trickles a
+/// body byte by byte from holding its connection and the buffer.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Longest client-sent request id echoed back; longer ones are replaced.
 const MAX_REQUEST_ID_LEN: usize = 128;
 
@@ -126,7 +130,18 @@ async fn limit_body(req: &mut Request) -> std::result::Result<(), Problem> {
         return Err(Problem::payload_too_large(MAX_BODY_BYTES));
     }
     let body = req.take_body();
-    match body.into_bytes_limit(MAX_BODY_BYTES).await {
+    let read = tokio::time::timeout(BODY_TIMEOUT, body.into_bytes_limit(MAX_BODY_BYTES)).await;
+    let Ok(read) = read else {
+        return Err(Problem::new(
+            poem::http::StatusCode::REQUEST_TIMEOUT,
+            problem::ErrorCode::BadRequest,
+            format!(
+                "the request body did not arrive within {} s",
+                BODY_TIMEOUT.as_secs()
+            ),
+        ));
+    };
+    match read {
         Ok(bytes) => {
             req.set_body(bytes);
             Ok(())

@@ -5,7 +5,6 @@
 mod audit;
 mod auth;
 mod backup;
-pub mod connections;
 mod health;
 mod json;
 mod keys;
@@ -15,6 +14,7 @@ mod packages;
 mod pagination;
 pub mod problem;
 mod ratelimit;
+pub mod serve;
 mod types;
 
 use poem::middleware::{CatchPanic, Cors};
@@ -44,7 +44,7 @@ pub struct AppState {
     pub store: Store,
     pub readiness: Readiness,
     /// Turns true when shutdown starts, so long polls answer at once.
-    pub shutdown: tokio::sync::watch::Receiver<bool>,
+    pub shutdown: crate::shutdown::Shutdown,
 }
 
 /// Settings of the HTTP layer.
@@ -120,7 +120,7 @@ pub fn openapi_json() -> Result<String, crate::store::OpenError> {
     let state = AppState {
         store: Store::in_memory()?,
         readiness: Readiness::default(),
-        shutdown: tokio::sync::watch::channel(false).1,
+        shutdown: crate::shutdown::Shutdown::never(),
     };
     let spec = described(&service(&state, &ApiOptions::default()));
     state.store.close();
@@ -158,21 +158,35 @@ fn described(api: &OpenApiService<Apis, ()>) -> serde_json::Value {
     spec
 }
 
+/// An endpoint that answers every request with the same bytes, shared
+/// rather than copied.
+fn shared_body(
+    body: bytes::Bytes,
+    content_type: &'static str,
+) -> impl Endpoint<Output = poem::Response> {
+    poem::endpoint::make_sync(move |_| {
+        poem::Response::builder()
+            .content_type(content_type)
+            .body(body.clone())
+    })
+}
+
 /// The whole application: every route behind the edge middleware.
 pub fn app(state: AppState, options: &ApiOptions) -> impl Endpoint + 'static {
     let api = service(&state, options);
     let description = described(&api);
     let allowed = middleware::AllowedMethods::from_spec(&description);
-    let spec_json = description.to_string();
-    let spec = poem::endpoint::make_sync(move |_| {
-        poem::Response::builder()
-            .content_type("application/json; charset=utf-8")
-            .body(spec_json.clone())
-    });
-    let docs = api.swagger_ui();
+    let spec = shared_body(
+        description.to_string().into(),
+        "application/json; charset=utf-8",
+    );
+    // The explorer page is 1.6 MB (its script is inlined, so it works
+    // offline). poem-openapi's own endpoint copies it for every request; one
+    // shared buffer means a client that asks and never reads holds nothing.
+    let docs = shared_body(api.swagger_ui_html().into(), "text/html; charset=utf-8");
     let routes = Route::new()
         .at("/openapi.json", poem::get(spec))
-        .nest("/docs", docs)
+        .at("/docs", poem::get(docs))
         .nest(
             "/",
             api.into_endpoint()

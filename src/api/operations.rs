@@ -130,7 +130,7 @@ enum Accepted {
 
 pub struct OperationsApi {
     pub store: Store,
-    pub shutdown: tokio::sync::watch::Receiver<bool>,
+    pub shutdown: crate::shutdown::Shutdown,
     /// Long polls that may wait at once (`--max-waiting`): each holds a
     /// connection and a task, so their number is bounded like connections.
     pub waiting: Arc<tokio::sync::Semaphore>,
@@ -290,7 +290,7 @@ impl OperationsApi {
                     }
                 }
                 () = tokio::time::sleep_until(deadline) => break,
-                _ = shutdown.wait_for(|s| *s) => break,
+                () = shutdown.wait() => break,
             }
             op = self.store.get_operation(id.0)?;
             if op.state.is_finished() {

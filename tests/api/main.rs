@@ -6,6 +6,7 @@ mod crash;
 mod errors;
 mod faults;
 mod helpers;
+mod hostile;
 mod keys;
 mod limits;
 mod operations;
