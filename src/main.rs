@@ -17,7 +17,7 @@ fn main() -> ExitCode {
         Some(Command::Openapi) => packd::api::openapi_json()
             .map(|spec| println!("{spec}"))
             .map_err(Into::into),
-        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Serve(args)) => serve(*args),
         Some(Command::Keys(args)) => runtime().and_then(|rt| rt.block_on(packd::cli::keys(args))),
         Some(Command::Backup(args)) => {
             runtime().and_then(|rt| rt.block_on(packd::cli::backup(args)))
