@@ -487,23 +487,28 @@ impl Store {
     }
 
     /// A worker stops (shutdown) before the operation is done: back to the
-    /// queue, progress kept, due at once on the next start.
-    pub async fn requeue(&self, id: Uuid) -> Result<(), StoreError> {
-        let now = Timestamp::now();
+    /// queue with its progress, in its original place (by creation, so it
+    /// runs before operations queued after it), and the attempt it was on
+    /// given back: a pause is not a failure.
+    pub async fn pause(&self, id: Uuid) -> Result<(), StoreError> {
         self.write(move |wtx| {
             let before = load(wtx, id)?;
             if before.state != OperationState::Running {
                 return Ok(());
             }
-            back_to_queue(wtx, &before, now).map(|_| ())
+            let mut paused = before.clone();
+            paused.attempts = paused.attempts.saturating_sub(1);
+            back_to_queue(wtx, &paused, before.created_at).map(|_| ())
         })
         .await
     }
 
     /// At start-up, before any worker runs: every operation left `running`
-    /// by a crash goes back to the queue, keeping its progress (only this
-    /// process can hold the file, so nothing else owns them). One asked to
-    /// cancel is cancelled now.
+    /// by a crash goes back to the queue in its original place, keeping its
+    /// progress (only this process can hold the file, so nothing else owns
+    /// them). The attempt it was on stays counted: after a crash nothing
+    /// tells whether the attempt itself caused it. One asked to cancel is
+    /// cancelled now.
     pub async fn recover_operations(&self) -> Result<usize, StoreError> {
         let now = Timestamp::now();
         let n = self
@@ -522,7 +527,7 @@ impl Store {
                         finish(wtx, &before, OperationState::Cancelled, None, now)?;
                         continue;
                     }
-                    back_to_queue(wtx, &before, now)?;
+                    back_to_queue(wtx, &before, before.created_at)?;
                 }
                 Ok(running.len())
             })

@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 pub use self::executor::{ExecError, Executor, Steps, StubConfig, StubExecutor, Work};
 use crate::domain::Timestamp;
 use crate::domain::operation::backoff;
-use crate::store::{Claim, Continue, Store};
+use crate::store::{Claim, Continue, Store, StoreError};
 
 /// Settings of the queue.
 #[derive(Debug, Clone)]
@@ -197,8 +197,7 @@ impl<E: Executor> Worker<E> {
         let outcome = match result {
             Ok(()) => {
                 let claim_next = !*self.stop.borrow();
-                self.store
-                    .complete_and_claim(id, claim_next)
+                self.record(id, || self.store.complete_and_claim(id, claim_next))
                     .await
                     .map(|(op, claim)| {
                         if let Some(Claim::Work(op)) = claim {
@@ -208,11 +207,10 @@ impl<E: Executor> Worker<E> {
                     })
             }
             Err(ExecError::Stopped) if *self.stop.borrow() => self
-                .store
-                .requeue(id)
+                .record(id, || self.store.pause(id))
                 .await
                 .map(|()| "paused for shutdown".into()),
-            Err(ExecError::Stopped) => Ok("cancelled".into()),
+            Err(ExecError::Stopped) => Some("cancelled".into()),
             Err(ExecError::Failed(error)) => {
                 let delay = backoff(
                     self.config.retry_base,
@@ -221,22 +219,59 @@ impl<E: Executor> Worker<E> {
                     rand::random::<f64>(),
                 );
                 tracing::warn!(operation = %id, %error, attempt = op.attempts, "operation attempt failed");
-                self.store
-                    .fail_attempt(id, error, self.config.max_attempts, delay)
-                    .await
-                    .map(|op| op.state.to_string())
+                let max = self.config.max_attempts;
+                self.record(id, || {
+                    self.store.fail_attempt(id, error.clone(), max, delay)
+                })
+                .await
+                .map(|op| op.state.to_string())
             }
         };
-        match outcome {
-            Ok(state) => tracing::info!(operation = %id, state, "operation stopped"),
-            // The operation stays `running` in the file; the next start requeues it.
-            Err(e) => {
-                tracing::error!(operation = %id, error = %e, "cannot record an operation's outcome")
-            }
+        if let Some(state) = outcome {
+            tracing::info!(operation = %id, state, "operation stopped");
         }
         next
     }
+
+    /// Records an operation's outcome, trying again for as long as the store
+    /// cannot take writes (a full disk): an outcome left unrecorded would
+    /// keep the operation `running`, and its package locked, until a
+    /// restart. Gives up on shutdown (the next start puts the operation back
+    /// in the queue) or on an error a retry cannot mend.
+    async fn record<T, Fut>(&self, id: uuid::Uuid, write: impl Fn() -> Fut) -> Option<T>
+    where
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let mut delay = RECORD_RETRY_FIRST;
+        loop {
+            match write().await {
+                Ok(v) => return Some(v),
+                Err(StoreError::Unavailable(e)) if *self.stop.borrow() => {
+                    tracing::warn!(operation = %id, error = %e, "stopping with an outcome not recorded; the next start requeues the operation");
+                    return None;
+                }
+                Err(StoreError::Unavailable(e)) => {
+                    tracing::warn!(operation = %id, error = %e, retry_in = ?delay, "operation outcome not recorded; retrying");
+                    // A stop ends the wait early: one more try, then give up.
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = stopped(self.stop.clone()) => {}
+                    }
+                    delay = (delay * 2).min(RECORD_RETRY_MAX);
+                }
+                Err(e) => {
+                    tracing::error!(operation = %id, error = %e, "cannot record an operation's outcome");
+                    return None;
+                }
+            }
+        }
+    }
 }
+
+/// How soon an outcome the store refused is tried again, and the most the
+/// delay grows to.
+const RECORD_RETRY_FIRST: Duration = Duration::from_millis(100);
+const RECORD_RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// Steps closer together than this are not each saved: a save is a durable
 /// commit, and for quick steps it would cost more than the step (an
@@ -266,6 +301,14 @@ impl Steps for StoreSteps {
             Ok(Continue::Yes) if *self.stop.borrow() => Err(ExecError::Stopped),
             Ok(Continue::Yes) => Ok(()),
             Ok(Continue::Cancelled) => Err(ExecError::Stopped),
+            // Progress is a checkpoint, not the outcome: the work goes on
+            // (a resume would only repeat more of it), and the outcome is
+            // recorded once the store takes writes again.
+            Err(StoreError::Unavailable(e)) if !*self.stop.borrow() => {
+                tracing::warn!(operation = %self.id, error = %e, "progress not saved; going on");
+                Ok(())
+            }
+            Err(StoreError::Unavailable(_)) => Err(ExecError::Stopped),
             Err(e) => Err(ExecError::Failed(format!("cannot save progress: {e}"))),
         }
     }

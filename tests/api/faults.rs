@@ -22,8 +22,9 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-#[test]
-fn a_full_disk_answers_503_keeps_reads_and_recovers() {
+/// A server whose database is on a 3 MiB tmpfs of its own, and the path (as
+/// seen from here) of a file that fills that disk.
+fn on_small_disk(args: &[&str]) -> (TestServer, String, tempfile::TempDir) {
     let mount_dir = tempfile::tempdir().unwrap();
     let dir = mount_dir.path().to_str().unwrap().to_string();
     let script = r#"mount -t tmpfs -o size=3m tmpfs "$0" && exec "$@""#;
@@ -33,26 +34,39 @@ fn a_full_disk_answers_503_keeps_reads_and_recovers() {
     }
     wrapper.extend(["sh", "-c", script, dir.as_str()]);
     let db = mount_dir.path().join("packd.redb");
-    let s = TestServer::spawn_in(&wrapper, &db, &[], &[]).unwrap_or_else(|e| {
+    let s = TestServer::spawn_in(&wrapper, &db, args, &[]).unwrap_or_else(|e| {
         panic!("this test needs root or unprivileged user namespaces (unshare): {e}")
     });
-    s.create_package("before", "1.0");
+    let filler = format!("/proc/{}/root{dir}/filler", s.pid());
+    (s, filler, mount_dir)
+}
 
-    // Fill the server's disk, as seen from inside its namespace.
-    let filler_path = format!("/proc/{}/root{dir}/filler", s.pid());
-    let mut filler = std::fs::File::create(&filler_path).expect("filler in the tmpfs");
+/// Fills the server's disk, as seen from inside its namespace.
+fn fill(filler_path: &str) {
+    let mut filler = std::fs::File::create(filler_path).expect("filler in the tmpfs");
     let chunk = vec![0u8; 64 * 1024];
     while filler.write_all(&chunk).is_ok() {}
-    drop(filler);
+}
 
-    let refused = wait_for("a write refused for lack of space", || {
+/// Waits until the server refuses a write for lack of space.
+fn wait_until_full(s: &TestServer) -> crate::helpers::Resp {
+    wait_for("a write refused for lack of space", || {
         let r = s.json(
             "POST",
             "/v1/packages",
             &json!({"name": "full", "version": "1"}),
         );
         (r.status != 201).then_some(r)
-    });
+    })
+}
+
+#[test]
+fn a_full_disk_answers_503_keeps_reads_and_recovers() {
+    let (s, filler_path, _dir) = on_small_disk(&[]);
+    s.create_package("before", "1.0");
+    fill(&filler_path);
+
+    let refused = wait_until_full(&s);
     refused.assert_problem(503, "unavailable");
     assert_eq!(refused.header("retry-after"), Some("1"));
     // Reads go on.
@@ -85,4 +99,79 @@ fn a_full_disk_answers_503_keeps_reads_and_recovers() {
         s.stderr()
             .contains("database reopened after a failed write")
     );
+}
+
+/// Operations whose outcome could not be written while the disk was full
+/// finish by themselves once it has room again, and cancel works on them.
+#[test]
+fn operations_finish_on_their_own_after_a_full_disk() {
+    let (s, filler_path, _dir) = on_small_disk(&["--download-duration", "1s"]);
+    let quick = s.create_package("quick", "1")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let op = s.send("POST", &format!("/v1/packages/{quick}/download"), &[], None);
+    op.assert_status(202);
+    let op = op.json()["id"].as_str().unwrap().to_string();
+    fill(&filler_path);
+    wait_until_full(&s);
+    // The download ends while nothing can be written.
+    wait_for("the outcome to be refused by the disk", || {
+        s.stderr()
+            .contains("operation outcome not recorded; retrying")
+            .then_some(())
+    });
+    assert_eq!(
+        s.get(&format!("/v1/operations/{op}")).json()["state"],
+        "running"
+    );
+
+    std::fs::remove_file(&filler_path).unwrap();
+    let done = wait_for("the operation to finish without a restart", || {
+        let o = s.get(&format!("/v1/operations/{op}")).json();
+        (o["state"] != "running").then_some(o)
+    });
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let p = s.get(&format!("/v1/packages/{quick}")).json();
+    assert_eq!(p["status"], "downloaded");
+    assert_eq!(p["operation_id"], serde_json::Value::Null);
+}
+
+#[test]
+fn cancel_works_on_an_operation_that_ran_through_a_full_disk() {
+    let (s, filler_path, _dir) = on_small_disk(&["--download-duration", "20s"]);
+    let slow = s.create_package("slow", "1")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let op = s.send("POST", &format!("/v1/packages/{slow}/download"), &[], None);
+    let op = op.json()["id"].as_str().unwrap().to_string();
+    wait_for("the operation to run", || {
+        (s.get(&format!("/v1/operations/{op}")).json()["state"] == "running").then_some(())
+    });
+    fill(&filler_path);
+    wait_until_full(&s);
+    // A cancel that cannot be written is refused, not silently lost.
+    s.send("POST", &format!("/v1/operations/{op}/cancel"), &[], None)
+        .assert_problem(503, "unavailable");
+    wait_for("a progress save refused by the disk", || {
+        s.stderr()
+            .contains("progress not saved; going on")
+            .then_some(())
+    });
+
+    std::fs::remove_file(&filler_path).unwrap();
+    let cancel = wait_for("cancel to be taken", || {
+        let r = s.send("POST", &format!("/v1/operations/{op}/cancel"), &[], None);
+        (r.status == 200).then_some(r)
+    });
+    assert_eq!(cancel.json()["cancel_requested"], true);
+    let done = wait_for("the cancel to stop the operation", || {
+        let o = s.get(&format!("/v1/operations/{op}")).json();
+        (o["state"] != "running").then_some(o)
+    });
+    assert_eq!(done["state"], "cancelled", "{done}");
+    let p = s.get(&format!("/v1/packages/{slow}")).json();
+    assert_eq!(p["status"], "created");
+    assert_eq!(p["operation_id"], serde_json::Value::Null);
 }

@@ -412,3 +412,46 @@ fn sigterm_pauses_work_and_the_next_start_resumes_it() {
     assert_eq!(done["state"], "succeeded");
     assert_eq!(package(&s, &id)["status"], "downloaded");
 }
+
+/// A SIGTERM pause is not a failed attempt, and a paused operation keeps its
+/// place in the queue: three stops in a row leave it on its first attempt,
+/// running before the one queued after it.
+#[test]
+fn sigterm_pauses_use_no_attempt_and_keep_the_queue_order() {
+    let mut s = TestServer::start_with(SLOW, &[]);
+    let first = s.create_package("first", "1")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let second = s.create_package("second", "1")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let first_op = start(&s, &first, "download")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let second_op = start(&s, &second, "download")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for round in 0..3 {
+        let running = wait_for("the first operation to run", || {
+            let o = s.get(&format!("/v1/operations/{first_op}")).json();
+            (o["state"] == "running").then_some(o)
+        });
+        assert_eq!(running["attempts"], 1, "round {round}: {running}");
+        assert_eq!(
+            s.get(&format!("/v1/operations/{second_op}")).json()["state"],
+            "queued",
+            "round {round}: the one behind it must still wait"
+        );
+        assert!(s.terminate().success());
+        s.restart(SLOW, &[]);
+    }
+    let o = wait_for("the first operation to run again", || {
+        let o = s.get(&format!("/v1/operations/{first_op}")).json();
+        (o["state"] == "running").then_some(o)
+    });
+    assert_eq!(o["attempts"], 1, "{o}");
+}
