@@ -7,11 +7,43 @@ use std::io::Write;
 
 use anyhow::Context;
 
-use crate::config::{BackupArgs, DevArgs, DevCommand, KeysArgs, KeysCommand};
+use crate::config::{BackupArgs, CheckArgs, DevArgs, DevCommand, KeysArgs, KeysCommand};
 use crate::domain::Timestamp;
 use crate::domain::key::{Role, parse_key_name};
 use crate::domain::package::{OperationKind, Status};
-use crate::store::{ListPackages, NewKey, Store, StoreOptions};
+use crate::store::{CheckError, ListPackages, NewKey, Store, StoreOptions};
+
+/// `packd check`: the verdict on one line, and an exit status scripts can
+/// branch on: 0 intact, 1 damaged, 2 not checked.
+pub fn check(args: &CheckArgs) -> std::process::ExitCode {
+    let started = std::time::Instant::now();
+    let path = args.db.display();
+    match crate::store::check_file(&args.db) {
+        Ok(r) => {
+            println!(
+                "{path}: intact (schema {}, {} packages, {} keys, {} operations, {} audit entries; checked in {:.1?})",
+                r.schema_version,
+                r.packages,
+                r.keys,
+                r.operations,
+                r.audit_entries,
+                started.elapsed()
+            );
+            std::process::ExitCode::SUCCESS
+        }
+        Err(CheckError::Damaged(reason)) => {
+            println!(
+                "{path}: DAMAGED: {reason}\n\
+                 The file was not changed. Restore the last backup (README: Backup and restore)."
+            );
+            std::process::ExitCode::from(1)
+        }
+        Err(CheckError::Unusable(e)) => {
+            eprintln!("packd: cannot check: {e}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
 
 pub async fn keys(args: KeysArgs) -> anyhow::Result<()> {
     let store = Store::open(&args.db, &StoreOptions::default())?;
@@ -198,7 +230,8 @@ fn download_backup(base: &str, key: &str, out: &std::path::Path) -> anyhow::Resu
         .and_then(|v| v.parse().ok());
     let tmp = crate::store::temporary_path(out);
     let result = (|| -> anyhow::Result<u64> {
-        let mut file = std::fs::File::create(&tmp)
+        let _ = std::fs::remove_file(&tmp);
+        let mut file = crate::store::create_private_file(&tmp)
             .with_context(|| format!("cannot create {}", tmp.display()))?;
         let mut body = resp.body_mut().with_config().limit(u64::MAX).reader();
         let written = std::io::copy(&mut body, &mut file)?;

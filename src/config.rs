@@ -35,6 +35,10 @@ pub enum Command {
     /// Write a backup: through the running server's API (admin key), or with
     /// --db straight from a database file no server holds.
     Backup(BackupArgs),
+    /// Check every page of a database file no server holds: exit 0 intact,
+    /// 1 damaged, 2 cannot be checked. The file is only read (the check
+    /// runs on a copy beside it, which needs as much free space).
+    Check(CheckArgs),
     /// Tools for benchmarks and trials, working offline on a database file.
     Dev(DevArgs),
     /// Exit 0 if the server's `/healthz` answers 200, non-zero otherwise (for
@@ -80,6 +84,13 @@ pub struct ServerAddress {
         hide = true
     )]
     pub listen: SocketAddr,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The database file.
+    #[arg(long, env = "PACKD_DB", default_value = "./packd.redb")]
+    pub db: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         }
         Some(Command::Dev(args)) => runtime().and_then(|rt| rt.block_on(packd::cli::dev(args))),
         Some(Command::Healthcheck(args)) => packd::healthcheck::run(&args),
+        Some(Command::Check(args)) => return packd::cli::check(&args),
         None => serve(cli.serve),
     };
     match result {

@@ -136,6 +136,7 @@ pub struct Metrics {
     connections_refused: [AtomicU64; 2],
     long_polls_waiting: AtomicU64,
     rate_limited: AtomicU64,
+    database_damaged: AtomicU64,
 }
 
 /// Counts a long poll as waiting until dropped.
@@ -212,6 +213,7 @@ impl Metrics {
             operation_retries: Default::default(),
             connections_open: AtomicU64::new(0),
             connections_refused: Default::default(),
+            database_damaged: AtomicU64::new(0),
             long_polls_waiting: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
         }
@@ -270,6 +272,10 @@ impl Metrics {
 
     pub fn connection_refused(&self, why: Refusal) {
         self.connections_refused[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn database_damaged(&self) {
+        self.database_damaged.store(1, Ordering::Relaxed);
     }
 
     pub fn auth_failure(&self, code: AuthFailureCode) {
@@ -495,6 +501,13 @@ impl Metrics {
             "counter",
             "Write transactions that failed (disk full, I/O error).",
             self.commit_failures.load(Ordering::Relaxed),
+        );
+        single(
+            out,
+            "packd_database_damaged",
+            "gauge",
+            "1 once damage was met in the database file (writes are then refused and /readyz answers 503; the log says what), else 0.",
+            self.database_damaged.load(Ordering::Relaxed),
         );
     }
 }

@@ -67,10 +67,16 @@ const AUDIT_PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Makes sure an administrator can get in, as the contract's Bootstrap says.
 async fn bootstrap(store: &Store, key: Option<&str>) -> anyhow::Result<()> {
-    if let Some(k) = key
-        && k.chars().count() < MIN_SECRET_LEN
-    {
-        anyhow::bail!("PACKD_BOOTSTRAP_KEY must be at least {MIN_SECRET_LEN} characters");
+    if let Some(k) = key {
+        if k.chars().count() < MIN_SECRET_LEN {
+            anyhow::bail!("PACKD_BOOTSTRAP_KEY must be at least {MIN_SECRET_LEN} characters");
+        }
+        // Clients' headers are trimmed, so such a key could never be sent.
+        if k.trim() != k {
+            anyhow::bail!(
+                "PACKD_BOOTSTRAP_KEY must not start or end with white space (a key sent in a header is trimmed, so it could never be used)"
+            );
+        }
     }
     match store.bootstrap(key).await? {
         Bootstrap::AdminExists => {}
@@ -177,7 +183,7 @@ pub async fn serve(args: ServeArgs, on_ready: impl FnOnce()) -> anyhow::Result<(
     );
 
     let (trigger, shutdown) = Shutdown::new();
-    let readiness = Readiness::new(workers.liveness());
+    let readiness = Readiness::new(workers.liveness(), store.damage());
     let state = AppState {
         store: store.clone(),
         readiness: readiness.clone(),

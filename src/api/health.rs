@@ -10,7 +10,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use super::ApiTags;
 use super::problem::{ErrorCode, Problem, ProblemBody};
 use crate::metrics::{self, StoreGauges};
-use crate::store::Store;
+use crate::store::{Damage, Store};
 use crate::worker::Liveness;
 
 /// Whether the service takes work: serving is set once the store is open
@@ -20,13 +20,15 @@ use crate::worker::Liveness;
 pub struct Readiness {
     serving: Arc<AtomicBool>,
     workers: Liveness,
+    damage: Damage,
 }
 
 impl Readiness {
-    pub fn new(workers: Liveness) -> Self {
+    pub fn new(workers: Liveness, damage: Damage) -> Self {
         Self {
             serving: Arc::default(),
             workers,
+            damage,
         }
     }
 
@@ -36,6 +38,11 @@ impl Readiness {
 
     /// `None` when ready, otherwise why not.
     fn not_ready(&self) -> Option<String> {
+        if let Some(reason) = self.damage.found() {
+            return Some(format!(
+                "the database file is damaged ({reason}); writes are refused"
+            ));
+        }
         if !self.serving.load(Ordering::SeqCst) {
             return Some("the service is starting or stopping".into());
         }
@@ -144,11 +151,11 @@ mod tests {
 
     #[test]
     fn ready_only_while_serving_with_every_worker_running() {
-        let r = Readiness::new(Liveness::fixed(4, 4));
+        let r = Readiness::new(Liveness::fixed(4, 4), Damage::default());
         assert!(r.not_ready().is_some(), "not serving yet");
         r.set_serving(true);
         assert_eq!(r.not_ready(), None);
-        let r = Readiness::new(Liveness::fixed(3, 4));
+        let r = Readiness::new(Liveness::fixed(3, 4), Damage::default());
         r.set_serving(true);
         assert_eq!(r.not_ready().as_deref(), Some("3 of 4 workers are running"));
         // Without workers (the offline OpenAPI dump) the service is never ready.

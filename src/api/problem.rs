@@ -248,6 +248,12 @@ impl From<StoreError> for Problem {
                 )
                 .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
             }
+            StoreError::Damaged(_) => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                "the database file is damaged, so the service refuses writes; \
+                 an operator must restore it (README: a damaged file)",
+            ),
             StoreError::Corrupt(_) | StoreError::Internal(_) => {
                 tracing::error!(error = %e, "store error");
                 Problem::internal()

@@ -31,6 +31,10 @@ impl Store {
 
     fn write_snapshot(&self, tmp: &Path) -> Result<(), StoreError> {
         let rtx = self.inner.db.get()?.begin_read()?;
+        // A leftover of an earlier attempt of this same process id.
+        let _ = std::fs::remove_file(tmp);
+        // Made owner-only first; redb fills the empty file.
+        drop(super::create_private_file(tmp).map_err(io_error)?);
         let copy = Database::builder()
             .create(tmp)
             .map_err(|e| StoreError::Internal(format!("cannot create {}: {e}", tmp.display())))?;

@@ -7,7 +7,7 @@
 //! recovers by itself once the disk has room, with nothing lost: the failed
 //! transaction was never acknowledged, and the file holds the last commit.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use redb::Database;
@@ -20,6 +20,32 @@ pub(crate) struct Handle {
     db: RwLock<Option<Arc<Database>>>,
     /// How to open the file again; `None` for an in-memory store.
     opener: Option<Opener>,
+    pub(crate) damage: Damage,
+}
+
+/// Damage met in the file (a page the storage library could not read, a
+/// record that does not decode). Set once and never cleared while the
+/// process runs: from then on every write is refused, so nothing is added
+/// on top of the damage, and readiness says why.
+#[derive(Debug, Clone, Default)]
+pub struct Damage(Arc<OnceLock<String>>);
+
+impl Damage {
+    /// What was found, once anything was.
+    pub fn found(&self) -> Option<&str> {
+        self.0.get().map(String::as_str)
+    }
+
+    pub(crate) fn mark(&self, reason: &str) {
+        if self.0.set(reason.to_string()).is_ok() {
+            crate::metrics::global().database_damaged();
+            tracing::error!(
+                reason,
+                "the database file is damaged: writes are refused from now on. \
+                 Stop packd, run `packd check --db FILE`, and restore the last backup"
+            );
+        }
+    }
 }
 
 /// How long a reopen waits for reads in flight on the old handle.
@@ -30,6 +56,7 @@ impl Handle {
         Self {
             db: RwLock::new(Some(Arc::new(db))),
             opener,
+            damage: Damage::default(),
         }
     }
 

@@ -307,17 +307,27 @@ fn all_keys<T: ReadableTable<u128, &'static [u8]>>(table: &T) -> Result<Vec<ApiK
         .collect()
 }
 
-/// Refuses a change that would leave no usable admin key.
-fn ensure_other_admin(wtx: &WriteTransaction, target: &ApiKey) -> Result<(), StoreError> {
+/// Refuses a change of `before` into `after` (`None`: deleted) that would
+/// leave no usable admin key now, or that would give up the last admin key
+/// that never expires: admins that all expire lock everyone out later,
+/// when nobody is looking.
+fn ensure_admin_remains(
+    wtx: &WriteTransaction,
+    before: &ApiKey,
+    after: Option<&ApiKey>,
+) -> Result<(), StoreError> {
     let now = Timestamp::now();
-    if !target.is_live_admin(now) {
-        return Ok(());
-    }
-    let others = all_keys(&wtx.open_table(KEYS)?)?
-        .into_iter()
-        .filter(|k| k.id != target.id && k.is_live_admin(now))
-        .count();
-    if others == 0 {
+    let live = |k: &ApiKey| k.is_live_admin(now);
+    let lasting = |k: &ApiKey| k.is_lasting_admin();
+    let keeps = |rule: &dyn Fn(&ApiKey) -> bool| -> Result<bool, StoreError> {
+        if !rule(before) || after.is_some_and(rule) {
+            return Ok(true);
+        }
+        Ok(all_keys(&wtx.open_table(KEYS)?)?
+            .iter()
+            .any(|k| k.id != before.id && rule(k)))
+    };
+    if !keeps(&live)? || !keeps(&lasting)? {
         return Err(StoreError::LastAdmin);
     }
     Ok(())
@@ -427,12 +437,11 @@ impl Store {
     pub async fn update_key(&self, id: Uuid, patch: KeyPatch) -> Result<ApiKey, StoreError> {
         self.change_key(id, move |wtx, mut k| {
             if let Some(expires_at) = patch.expires_at {
-                // Expiring the last usable admin key now is a lock-out, as
-                // deactivating it would be.
-                if expires_at.is_some_and(|e| e <= Timestamp::now()) {
-                    ensure_other_admin(wtx, &k)?;
-                }
+                // Expiring the last usable admin key, now or later, is a
+                // lock-out, as deactivating it would be.
+                let before = k.clone();
                 k.expires_at = expires_at;
+                ensure_admin_remains(wtx, &before, Some(&k))?;
             }
             if let Some(name) = patch.name {
                 k.name = name;
@@ -447,10 +456,9 @@ impl Store {
 
     pub async fn set_key_active(&self, id: Uuid, active: bool) -> Result<ApiKey, StoreError> {
         self.change_key(id, move |wtx, mut k| {
-            if !active {
-                ensure_other_admin(wtx, &k)?;
-            }
+            let before = k.clone();
             k.active = active;
+            ensure_admin_remains(wtx, &before, Some(&k))?;
             Ok(k)
         })
         .await
@@ -495,7 +503,7 @@ impl Store {
     pub async fn delete_key(&self, id: Uuid) -> Result<(), StoreError> {
         self.write(move |wtx| {
             let k = load(wtx, id)?;
-            ensure_other_admin(wtx, &k)?;
+            ensure_admin_remains(wtx, &k, None)?;
             let mut index = wtx.open_table(KEYS_BY_HASH)?;
             index.remove(&k.hash.0)?;
             if let Some((old, _)) = k.previous {

@@ -8,6 +8,7 @@
 
 mod audit;
 mod backup;
+mod check;
 mod codec;
 mod handle;
 mod keys;
@@ -23,6 +24,8 @@ use redb::{Database, ReadTransaction, ReadableDatabase};
 
 pub use self::audit::AuditEntry;
 pub use self::backup::{sync_directory, temporary_path};
+pub use self::check::{CheckError, CheckReport, check_file};
+pub use self::handle::Damage;
 pub use self::keys::{AuthFailure, Bootstrap, KeyPatch, NewKey, Principal};
 pub use self::operations::{Claim, Continue, Idempotency, ListOperations};
 pub use self::packages::{ListPackages, NewPackage};
@@ -143,6 +146,9 @@ pub enum StoreError {
     Unavailable(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// Damage was met in the file earlier: writes are refused for good.
+    #[error("the database file is damaged ({0}); writes are refused")]
+    Damaged(String),
     #[error("the store is shutting down")]
     Closed,
     #[error("internal store error: {0}")]
@@ -209,6 +215,12 @@ pub enum OpenError {
          away to start empty."
     )]
     Corrupt { path: PathBuf, reason: String },
+    #[error(
+        "the database file {0} is empty (0 bytes), so it is not a packd database: a restore \
+         or copy may have been cut short. packd left it as it is. Restore the backup again, \
+         or remove the file to start with an empty database."
+    )]
+    Empty(PathBuf),
     #[error("cannot open the database file {path}: {reason}")]
     Other { path: PathBuf, reason: String },
 }
@@ -255,21 +267,20 @@ impl Store {
         let hook = std::panic::take_hook();
         std::panic::set_hook(Box::new(|_| {}));
         let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let db = open_database(path, options)?;
+            let db = open_database(path, options, Integrity::Check)?;
             let (again, with) = (path.to_path_buf(), options.clone());
-            let opener = Box::new(move || open_database(&again, &with).map_err(|e| e.to_string()));
+            // A reopen (after a failed write) trusts the pages checked at
+            // start: checking them again would stall reads for as long.
+            let opener = Box::new(move || {
+                open_database(&again, &with, Integrity::Trust).map_err(|e| e.to_string())
+            });
             Self::from_database(db, path.to_path_buf(), Some(opener))
         }));
         std::panic::set_hook(hook);
         opened.unwrap_or_else(|panic| {
-            let reason = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "an unreadable page".into());
             Err(OpenError::Corrupt {
                 path: path.to_path_buf(),
-                reason,
+                reason: panic_message(&*panic),
             })
         })
     }
@@ -325,12 +336,39 @@ impl Store {
         self.inner.writer.shutdown();
     }
 
+    /// Runs a read in a read transaction. The storage library panics on
+    /// some damaged pages: the panic is caught here, and it or a corrupt
+    /// record marks the file damaged (writes stop; readiness says why).
     fn read<T>(
         &self,
         f: impl FnOnce(&ReadTransaction) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let rtx = self.inner.db.get()?.begin_read()?;
-        f(&rtx)
+        let db = self.inner.db.get()?;
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let rtx = db.begin_read()?;
+            f(&rtx)
+        }));
+        let damage = &self.inner.db.damage;
+        match outcome {
+            Ok(Err(StoreError::Corrupt(reason))) => {
+                damage.mark(&reason);
+                Err(StoreError::Damaged(reason))
+            }
+            Ok(result) => result,
+            Err(panic) => {
+                let reason = format!(
+                    "a read failed inside the storage library: {}",
+                    panic_message(&*panic)
+                );
+                damage.mark(&reason);
+                Err(StoreError::Damaged(reason))
+            }
+        }
+    }
+
+    /// Damage met in the file so far, if any.
+    pub fn damage(&self) -> Damage {
+        self.inner.db.damage.clone()
     }
 
     async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
@@ -348,7 +386,38 @@ impl Store {
     }
 }
 
-fn open_database(path: &Path, options: &StoreOptions) -> Result<Database, OpenError> {
+/// Creates an empty file that only its owner may read or write (the
+/// database and its backups hold key hashes and the whole catalogue).
+/// Fails if the file exists.
+pub fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
+}
+
+/// The message a panic carried, for an operator.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "an unreadable page".into())
+}
+
+/// Whether an open verifies every page of the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Integrity {
+    Check,
+    Trust,
+}
+
+fn open_database(
+    path: &Path,
+    options: &StoreOptions,
+    integrity: Integrity,
+) -> Result<Database, OpenError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
         && !parent.exists()
     {
@@ -367,8 +436,24 @@ fn open_database(path: &Path, options: &StoreOptions) -> Result<Database, OpenEr
     // must refuse is first looked at read-only, which changes nothing. A file
     // left by a crash cannot be opened read-only until repaired; it is then
     // checked right after the writable open, before any packd write.
-    let non_empty = std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
-    if non_empty {
+    let exists = match std::fs::metadata(path) {
+        Ok(m) if m.len() == 0 => return Err(OpenError::Empty(path.to_path_buf())),
+        Ok(_) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(source) => {
+            return Err(OpenError::Io {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    if !exists {
+        create_private_file(path).map_err(|source| OpenError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    } else {
+        make_private(path);
         match builder.open_read_only(path) {
             Ok(ro) => {
                 let rtx = ro.begin_read().map_err(|e| other(path, &e))?;
@@ -378,9 +463,41 @@ fn open_database(path: &Path, options: &StoreOptions) -> Result<Database, OpenEr
             Err(e) => return Err(classify_open_error(e, path)),
         }
     }
-    builder
-        .create(path)
-        .map_err(|e| classify_open_error(e, path))
+    // Every page's checksum is verified at each open (about a second for a
+    // million packages; README: a damaged file): damage in the file is
+    // refused at start with a clear message rather than met by a request.
+    builder.set_check_integrity_on_open(integrity == Integrity::Check);
+    builder.create(path).map_err(|e| match e {
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(reason)) => OpenError::Corrupt {
+            path: path.to_path_buf(),
+            reason,
+        },
+        other => classify_open_error(other, path),
+    })
+}
+
+/// Takes group and other permissions off a database file that has them
+/// (files made before packd created them owner-only). Best effort: a file
+/// the process does not own keeps its mode, and a warning says so.
+fn make_private(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(meta) = std::fs::metadata(path) else {
+            return;
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            match std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700)) {
+                Ok(()) => {
+                    tracing::info!(db = %path.display(), "the database file is now owner-only (was {mode:o})")
+                }
+                Err(e) => {
+                    tracing::warn!(db = %path.display(), error = %e, "the database file can be read by others (mode {mode:o}) and cannot be changed")
+                }
+            }
+        }
+    }
 }
 
 /// Checks, without changing it, that `path` is a complete packd database this

@@ -19,7 +19,7 @@ use redb::{Database, Durability, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
-use super::handle::Handle;
+use super::handle::{Damage, Handle};
 use crate::metrics;
 
 /// What a job hands back after running: the reply to send once the batch's
@@ -109,6 +109,13 @@ fn run(db: &Handle, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
+        if let Some(reason) = db.damage.found() {
+            let e = StoreError::Damaged(reason.to_string());
+            for job in batch.drain(..) {
+                job(None)(Err(e.clone()));
+            }
+            continue;
+        }
         if let Some(at) = failed_at {
             let recovered = at.elapsed() >= RETRY_AFTER_FAILURE && db.reopen().is_ok();
             if !recovered {
@@ -126,7 +133,7 @@ fn run(db: &Handle, mut rx: mpsc::Receiver<Job>) {
             failed_at = None;
         }
         let outcome = match db.get() {
-            Ok(handle) => commit_batch(&handle, &mut batch),
+            Ok(handle) => commit_batch(&handle, &mut batch, &db.damage),
             Err(e) => {
                 for job in batch.drain(..) {
                     job(None)(Err(e.clone()));
@@ -140,7 +147,7 @@ fn run(db: &Handle, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
-fn commit_batch(db: &Database, batch: &mut Vec<Job>) -> Result<(), StoreError> {
+fn commit_batch(db: &Database, batch: &mut Vec<Job>, damage: &Damage) -> Result<(), StoreError> {
     let started = Instant::now();
     let jobs = batch.len();
     let wtx = match begin(db) {
@@ -155,26 +162,32 @@ fn commit_batch(db: &Database, batch: &mut Vec<Job>) -> Result<(), StoreError> {
         }
     };
     let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
-    let mut panicked = false;
+    let mut panicked = None;
     for job in batch.drain(..) {
         match catch_unwind(AssertUnwindSafe(|| job(Some(&wtx)))) {
             Ok(reply) => replies.push(reply),
-            Err(_) => {
-                // A bug in a job: its writes may be half done, so nothing of this
-                // batch may commit. Its own reply was dropped (the caller sees Closed).
-                panicked = true;
+            Err(panic) => {
+                // The storage library panics on damaged pages (or a job has a
+                // bug): its writes may be half done, so nothing of this batch
+                // may commit. Its own reply was dropped (the caller sees Closed).
+                panicked = Some(super::panic_message(&*panic));
             }
         }
     }
-    let outcome = if panicked {
+    let outcome = if let Some(message) = panicked {
         tracing::error!("a store job panicked; the whole batch is rolled back");
         let _ = wtx.abort();
-        Err(StoreError::Internal(
-            "a write failed and was rolled back".into(),
-        ))
+        // Writing on after an unexplained failure inside a write could add
+        // to damage; the service stops writing until an operator looks.
+        let reason = format!("a write failed inside the storage library: {message}");
+        damage.mark(&reason);
+        Err(StoreError::Damaged(reason))
     } else {
         wtx.commit().map_err(StoreError::from)
     };
+    if let Err(StoreError::Corrupt(reason)) = &outcome {
+        damage.mark(reason);
+    }
     metrics::global().commit(jobs, started.elapsed(), outcome.is_ok());
     if let Err(e) = &outcome {
         tracing::error!(error = %e, jobs = replies.len(), "write transaction failed");

@@ -115,21 +115,26 @@ fn operations_finish_on_their_own_after_a_full_disk() {
     let op = op.json()["id"].as_str().unwrap().to_string();
     fill(&filler_path);
     wait_until_full(&s);
-    // The download ends while nothing can be written.
+    // The download ends while nothing can be written. (Creates keep the
+    // disk full: redb can reuse pages freed inside its file.)
+    let mut n = 0;
     wait_for("the outcome to be refused by the disk", || {
+        n += 1;
+        s.json(
+            "POST",
+            "/v1/packages",
+            &json!({"name": format!("pressure-{n}"), "version": "1"}),
+        );
         s.stderr()
             .contains("operation outcome not recorded; retrying")
             .then_some(())
     });
-    assert_eq!(
-        s.get(&format!("/v1/operations/{op}")).json()["state"],
-        "running"
-    );
 
     std::fs::remove_file(&filler_path).unwrap();
+    // (A read may meet the moment the writer reopens the file: 503, retry.)
     let done = wait_for("the operation to finish without a restart", || {
         let o = s.get(&format!("/v1/operations/{op}")).json();
-        (o["state"] != "running").then_some(o)
+        (o["state"].is_string() && o["state"] != "running").then_some(o)
     });
     assert_eq!(done["state"], "succeeded", "{done}");
     let p = s.get(&format!("/v1/packages/{quick}")).json();
@@ -151,24 +156,24 @@ fn cancel_works_on_an_operation_that_ran_through_a_full_disk() {
     });
     fill(&filler_path);
     wait_until_full(&s);
-    // A cancel that cannot be written is refused, not silently lost.
-    s.send("POST", &format!("/v1/operations/{op}/cancel"), &[], None)
-        .assert_problem(503, "unavailable");
-    wait_for("a progress save refused by the disk", || {
-        s.stderr()
-            .contains("progress not saved; going on")
-            .then_some(())
-    });
+    // While the disk is full a cancel is either taken (a small write can fit
+    // in the file's free pages) or refused with 503: never lost in silence.
+    let during = s.send("POST", &format!("/v1/operations/{op}/cancel"), &[], None);
+    if during.status != 200 {
+        during.assert_problem(503, "unavailable");
+    }
 
     std::fs::remove_file(&filler_path).unwrap();
     let cancel = wait_for("cancel to be taken", || {
         let r = s.send("POST", &format!("/v1/operations/{op}/cancel"), &[], None);
-        (r.status == 200).then_some(r)
+        (r.status == 200 || r.status == 409).then_some(r)
     });
-    assert_eq!(cancel.json()["cancel_requested"], true);
+    if cancel.status == 200 {
+        assert_eq!(cancel.json()["cancel_requested"], true);
+    }
     let done = wait_for("the cancel to stop the operation", || {
         let o = s.get(&format!("/v1/operations/{op}")).json();
-        (o["state"] != "running").then_some(o)
+        (o["state"].is_string() && o["state"] != "running").then_some(o)
     });
     assert_eq!(done["state"], "cancelled", "{done}");
     let p = s.get(&format!("/v1/packages/{slow}")).json();

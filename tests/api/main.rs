@@ -3,6 +3,7 @@
 
 mod backup;
 mod crash;
+mod damage;
 mod errors;
 mod faults;
 mod helpers;
