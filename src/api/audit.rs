@@ -80,8 +80,11 @@ impl<E: Endpoint> Endpoint for AuditEndpoint<E> {
                 resp.data::<PathPattern>().map(|p| p.0.to_string()),
                 target(&path, resp),
             ),
+            // The status the client receives: the edge answers errors as
+            // `from_poem_error` maps them (a malformed id is a 404, not
+            // the parser's 400).
             Err(err) => (
-                err.status().as_u16(),
+                super::problem::from_poem_error(err).status.as_u16(),
                 err.data::<PathPattern>().map(|p| p.0.to_string()),
                 target(&path, &Response::default()),
             ),

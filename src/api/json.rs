@@ -72,3 +72,107 @@ pub fn both_encodings<T: ToJSON + Serialize>(value: &T) -> (serde_json::Value, s
         serde_json::to_value(value).expect("serializable"),
     )
 }
+
+/// The first member name that appears twice in one object of `body`, if any.
+/// serde_json keeps the last of duplicates, so `{"name":"a","name":"b"}`
+/// would pass as `b` while a reviewer of the request reads `a`; the edge
+/// refuses such bodies instead. Bodies that are not valid JSON are left to
+/// the handlers' own parsing (and its error).
+pub fn duplicate_member(body: &[u8]) -> Option<String> {
+    use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+
+    struct Unique;
+
+    impl<'de> Deserialize<'de> for Unique {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(UniqueVisitor)
+        }
+    }
+
+    struct UniqueVisitor;
+
+    const PREFIX: &str = "duplicate member ";
+
+    impl<'de> Visitor<'de> for UniqueVisitor {
+        type Value = Unique;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Unique, A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(name) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if !seen.insert(name.clone()) {
+                    return Err(de::Error::custom(format!("{PREFIX}{name}")));
+                }
+                map.next_value::<Unique>()?;
+            }
+            Ok(Unique)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Unique, A::Error> {
+            while seq.next_element::<Unique>()?.is_some() {}
+            Ok(Unique)
+        }
+
+        fn visit_bool<E>(self, _: bool) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_unit<E>(self) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+    }
+
+    match serde_json::from_slice::<Unique>(body) {
+        Err(e) if e.is_data() => {
+            let message = e.to_string();
+            let rest = message.strip_prefix(PREFIX)?;
+            // serde_json appends " at line L column C".
+            let name = rest.rsplit_once(" at line ").map_or(rest, |(n, _)| n);
+            Some(name.to_string())
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod duplicate_tests {
+    use super::duplicate_member;
+
+    #[test]
+    fn finds_duplicates_at_any_depth_and_only_those() {
+        assert_eq!(
+            duplicate_member(br#"{"name":"a","version":"1","name":"b"}"#),
+            Some("name".into())
+        );
+        assert_eq!(
+            duplicate_member(br#"{"source":{"url":"x","url":"y"}}"#),
+            Some("url".into())
+        );
+        assert_eq!(
+            duplicate_member(br#"[{"a":1},{"a":1,"a":2}]"#),
+            Some("a".into())
+        );
+        // Escapes spell the same name.
+        assert_eq!(
+            duplicate_member(br#"{"name":1,"n\u0061me":2}"#),
+            Some("name".into())
+        );
+        assert_eq!(duplicate_member(br#"{"a":{"a":1},"b":[1,2]}"#), None);
+        assert_eq!(duplicate_member(b"{not json"), None);
+        assert_eq!(duplicate_member(b""), None);
+    }
+}

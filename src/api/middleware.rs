@@ -143,6 +143,20 @@ async fn limit_body(req: &mut Request) -> std::result::Result<(), Problem> {
     };
     match read {
         Ok(bytes) => {
+            let json = req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| {
+                    let essence = v.split(';').next().unwrap_or("").trim();
+                    essence.eq_ignore_ascii_case("application/json")
+                        || essence.to_ascii_lowercase().ends_with("+json")
+                });
+            if json && let Some(name) = super::json::duplicate_member(&bytes) {
+                return Err(Problem::bad_request(format!(
+                    "the JSON body has the member {name:?} twice in one object"
+                )));
+            }
             req.set_body(bytes);
             Ok(())
         }

@@ -144,10 +144,13 @@ impl OperationsApi {
         kind: OperationKind,
         idempotency_key: Option<IdempotencyKey>,
     ) -> Result<Accepted, StartErrors> {
+        // A header whose bytes are not visible ASCII reaches the handler as
+        // no header at all; it must not silently lose its meaning.
+        let sent = req.headers().contains_key("idempotency-key");
         let idempotency = match idempotency_key {
-            None => None,
-            Some(key) => {
-                if !key.is_valid() {
+            None if !sent => None,
+            key => {
+                if !key.as_ref().is_some_and(IdempotencyKey::is_valid) {
                     let mut p = Problem::new(
                         StatusCode::UNPROCESSABLE_ENTITY,
                         ErrorCode::ValidationFailed,
@@ -162,7 +165,7 @@ impl OperationsApi {
                     .ok_or_else(|| Problem::bad_request("no principal"))?;
                 Some(Idempotency {
                     key_id: principal.key_id,
-                    key: key.0,
+                    key: key.map(|k| k.0).unwrap_or_default(),
                 })
             }
         };

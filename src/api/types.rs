@@ -11,12 +11,29 @@ use serde_json::Value;
 
 use crate::domain::ValidationError;
 
+/// The Basic Multilingual Plane's format characters (`FORMAT_CHARS` in the
+/// domain), as a character-class fragment.
+macro_rules! bmp_format_chars {
+    () => {
+        r"\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+    };
+}
+
 /// What `check_text` accepts, as a JSON Schema pattern: no control
-/// characters (C0, DEL, C1) and no white space at either end. Published so
-/// clients (and schemathesis) know the rule; the domain enforces it with a 422
-/// that names the field.
-pub const PRINTABLE_TRIMMED: &str =
-    r"^[^\s\x00-\x1f\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$";
+/// characters (C0, DEL, C1), no format characters (Unicode Cf: those of the
+/// Basic Multilingual Plane here, since a pattern without the `u` flag
+/// cannot name the others; the server refuses all of them) and no white
+/// space at either end. Published so clients (and schemathesis) know the
+/// rule; the domain enforces it with a 422 that names the field.
+pub const PRINTABLE_TRIMMED: &str = concat!(
+    r"^[^\s\x00-\x1f\x7f-\x9f",
+    bmp_format_chars!(),
+    r"](?:[^\x00-\x1f\x7f-\x9f",
+    bmp_format_chars!(),
+    r"]*[^\s\x00-\x1f\x7f-\x9f",
+    bmp_format_chars!(),
+    r"])?$"
+);
 
 /// The rules of a string field or parameter, as the description states
 /// them. The server checks them itself (the domain, or the handler), so a

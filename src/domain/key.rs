@@ -204,6 +204,11 @@ impl ApiKey {
     pub fn is_live_admin(&self, now: Timestamp) -> bool {
         self.role == Role::Admin && self.active && self.expires_at.is_none_or(|e| e > now)
     }
+
+    /// An active admin key that never expires: one that stays usable.
+    pub fn is_lasting_admin(&self) -> bool {
+        self.role == Role::Admin && self.active && self.expires_at.is_none()
+    }
 }
 
 #[cfg(test)]

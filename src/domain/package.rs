@@ -34,6 +34,16 @@ pub(crate) fn check_text(
             "must not contain control characters",
         ));
     }
+    if let Some(c) = value.chars().find(|c| is_format_char(*c)) {
+        return Err(ValidationError::new(
+            field,
+            format!(
+                "must not contain invisible format characters (Unicode category Cf, such as \
+                 bidirectional overrides); found U+{:04X}",
+                u32::from(c)
+            ),
+        ));
+    }
     if value.starts_with(char::is_whitespace) || value.ends_with(char::is_whitespace) {
         return Err(ValidationError::new(
             field,
@@ -41,6 +51,37 @@ pub(crate) fn check_text(
         ));
     }
     Ok(())
+}
+
+/// Unicode's format characters (general category Cf, Unicode 16): invisible,
+/// and some (bidirectional overrides, zero-width spaces) make two different
+/// names look the same. std has no category tables, hence the list.
+pub const FORMAT_CHARS: &[(char, char)] = &[
+    ('\u{00AD}', '\u{00AD}'),
+    ('\u{0600}', '\u{0605}'),
+    ('\u{061C}', '\u{061C}'),
+    ('\u{06DD}', '\u{06DD}'),
+    ('\u{070F}', '\u{070F}'),
+    ('\u{0890}', '\u{0891}'),
+    ('\u{08E2}', '\u{08E2}'),
+    ('\u{180E}', '\u{180E}'),
+    ('\u{200B}', '\u{200F}'),
+    ('\u{202A}', '\u{202E}'),
+    ('\u{2060}', '\u{2064}'),
+    ('\u{2066}', '\u{206F}'),
+    ('\u{FEFF}', '\u{FEFF}'),
+    ('\u{FFF9}', '\u{FFFB}'),
+    ('\u{110BD}', '\u{110BD}'),
+    ('\u{110CD}', '\u{110CD}'),
+    ('\u{13430}', '\u{1343F}'),
+    ('\u{1BCA0}', '\u{1BCA3}'),
+    ('\u{1D173}', '\u{1D17A}'),
+    ('\u{E0001}', '\u{E0001}'),
+    ('\u{E0020}', '\u{E007F}'),
+];
+
+fn is_format_char(c: char) -> bool {
+    FORMAT_CHARS.iter().any(|(lo, hi)| (*lo..=*hi).contains(&c))
 }
 
 /// A package name that obeys the contract: 1 to 200 characters, printable, trimmed.

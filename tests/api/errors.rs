@@ -237,3 +237,82 @@ fn cors_is_off_by_default_and_allows_named_origins() {
         Some("https://evil.example")
     );
 }
+
+#[test]
+fn a_json_member_given_twice_is_400() {
+    let s = TestServer::start();
+    let r = s.send(
+        "POST",
+        "/v1/packages",
+        &[("content-type", "application/json")],
+        Some(br#"{"name":"looks-safe","version":"1","name":"evil"}"#),
+    );
+    let body = r.assert_problem(400, "bad_request");
+    assert!(
+        body["detail"].as_str().unwrap().contains("\"name\" twice"),
+        "{body}"
+    );
+    // Nothing was stored under either name.
+    assert_eq!(s.get("/v1/packages").json()["items"], json!([]));
+    let id = s.create_package("p", "1")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.send(
+        "PATCH",
+        &format!("/v1/packages/{id}"),
+        &[("content-type", "application/json; charset=utf-8")],
+        Some(br#"{"version":"2","version":"3"}"#),
+    )
+    .assert_problem(400, "bad_request");
+}
+
+#[test]
+fn names_with_invisible_format_characters_are_422() {
+    let s = TestServer::start();
+    // A right-to-left override, a zero-width space, a byte order mark, and
+    // one outside the Basic Multilingual Plane (a language tag).
+    for (field, bad) in [
+        ("name", "evil\u{202E}gpj.exe"),
+        ("name", "open\u{200B}ssl"),
+        ("version", "1.0\u{FEFF}"),
+        ("name", "tag\u{E0041}"),
+    ] {
+        let mut body = json!({"name": "ok", "version": "1"});
+        body[field] = json!(bad);
+        let r = s.json("POST", "/v1/packages", &body);
+        let problem = r.assert_problem(422, "validation_failed");
+        assert_eq!(problem["field"], field, "{problem}");
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("format characters"),
+            "{problem}"
+        );
+    }
+    // Visible non-ASCII is fine.
+    s.create_package("libé-ünïcode", "1.0-β");
+}
+
+#[test]
+fn an_idempotency_key_that_is_not_visible_ascii_is_422() {
+    let s = TestServer::start();
+    let id = s.create_package("p", "1")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = s.send(
+        "POST",
+        &format!("/v1/packages/{id}/download"),
+        &[("idempotency-key", "clé-1")],
+        None,
+    );
+    let body = r.assert_problem(422, "validation_failed");
+    assert_eq!(body["field"], "Idempotency-Key", "{body}");
+    // Nothing was started.
+    assert_eq!(
+        s.get(&format!("/v1/packages/{id}")).json()["operation_id"],
+        json!(null)
+    );
+}

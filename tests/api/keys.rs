@@ -468,6 +468,49 @@ fn the_last_admin_key_cannot_be_deactivated_or_deleted() {
     get_as(&s, &second_admin, "/v1/keys").assert_status(200);
 }
 
+/// An admin key that will expire does not count as the one that keeps the
+/// service administrable: deactivating, deleting or setting an expiry on the
+/// last admin key that never expires is refused, even from another admin.
+#[test]
+fn an_expiring_admin_key_is_not_a_lasting_admin() {
+    let s = TestServer::start();
+    let keys = s.get("/v1/keys").json();
+    let lasting = keys["items"][0]["id"].as_str().unwrap().to_string();
+    let in_a_day = time::OffsetDateTime::now_utc() + time::Duration::days(1);
+    let in_a_day = in_a_day
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let r = s.json(
+        "POST",
+        "/v1/keys",
+        &json!({"name": "temporary admin", "role": "admin", "expires_at": in_a_day}),
+    );
+    r.assert_status(201);
+    let temporary = r.json()["key"].as_str().unwrap().to_string();
+    let as_temporary = |method: &str, path: &str, body: Option<Value>| {
+        let body = body.map(|b| b.to_string());
+        s.send_as(
+            Some(&temporary),
+            method,
+            path,
+            &[("content-type", "application/json")],
+            body.as_deref().map(str::as_bytes),
+        )
+    };
+    as_temporary("POST", &format!("/v1/keys/{lasting}/deactivate"), None)
+        .assert_problem(409, "last_admin");
+    as_temporary("DELETE", &format!("/v1/keys/{lasting}"), None).assert_problem(409, "last_admin");
+    as_temporary(
+        "PATCH",
+        &format!("/v1/keys/{lasting}"),
+        Some(json!({"expires_at": in_a_day})),
+    )
+    .assert_problem(409, "last_admin");
+    // With another admin key that never expires, it may go.
+    make_key(&s, "admin");
+    as_temporary("POST", &format!("/v1/keys/{lasting}/deactivate"), None).assert_status(200);
+}
+
 #[test]
 fn invalid_key_requests_are_clear_errors() {
     let s = TestServer::start();
@@ -546,12 +589,22 @@ fn audit_records_writes_and_key_changes() {
     )
     .assert_status(200);
     s.get("/v1/packages").assert_status(200);
+    // A path id that is not a UUID is answered 404, and recorded as such.
+    s.send("POST", "/v1/packages/not-a-uuid/download", &[], None)
+        .assert_problem(404, "not_found");
 
-    let entries = wait_for("four audit entries", || {
+    let entries = wait_for("five audit entries", || {
         let page = s.get("/v1/audit").json();
         let items = page["items"].as_array().unwrap().clone();
-        (items.len() >= 4).then_some(items)
+        (items.len() >= 5).then_some(items)
     });
+    assert_eq!(
+        (entries[4]["action"].as_str(), entries[4]["status"].as_u64()),
+        (Some("POST /v1/packages/{id}/download"), Some(404)),
+        "the status the client got: {}",
+        entries[4]
+    );
+    let entries = &entries[..4];
     let actions: Vec<(String, u64)> = entries
         .iter()
         .map(|e| {
@@ -613,6 +666,28 @@ fn bootstrap_generates_an_admin_key_once_when_there_are_none() {
     );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 32"));
+    // So is one that no client could send: headers are trimmed.
+    for padded in [
+        " ".repeat(34),
+        format!(" {ADMIN_KEY}"),
+        format!("{ADMIN_KEY}\t"),
+    ] {
+        let out = run_packd(
+            &[
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--db",
+                dir.path().join("padded.redb").to_str().unwrap(),
+            ],
+            &[("PACKD_BOOTSTRAP_KEY", &padded)],
+        );
+        assert!(!out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("white space"),
+            "{out:?}"
+        );
+    }
 }
 
 #[test]
