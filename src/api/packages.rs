@@ -14,7 +14,7 @@ use super::json::FastJson;
 use super::pagination::{self, CursorParam, cursor_param, encode_cursor};
 use super::problem::status::{BODY, COMMON, S404, S409, S412};
 use super::problem::{ErrorCode, Errors, Problem};
-use super::types::{Nullable, Text, field};
+use super::types::{IfMatch, Nullable, Text, field};
 use crate::domain::Timestamp;
 use crate::domain::package::{
     NAME_MAX_CHARS, OperationKind, Package, PackageName, PackagePatch, PackageVersion, Status,
@@ -210,27 +210,77 @@ enum DeletedResponse {
     Deleted,
 }
 
+fn malformed_if_match() -> Problem {
+    let mut p = Problem::bad_request(
+        "If-Match must be `*` or a comma-separated list of entity tags such as \"3\"",
+    );
+    p.field = Some("If-Match".into());
+    p
+}
+
+/// The request's `If-Match`, read from the raw header: the typed parameter
+/// (kept for the description) turns a value that is not visible ASCII into
+/// no header at all, which would drop the client's condition in silence.
+/// Several field lines form one list (RFC 9110 §5.3).
+fn if_match_of(req: &poem::Request) -> Result<Precondition, Problem> {
+    let mut lines = req
+        .headers()
+        .get_all(poem::http::header::IF_MATCH)
+        .iter()
+        .peekable();
+    if lines.peek().is_none() {
+        return Ok(Precondition::None);
+    }
+    let values: Vec<&str> = lines
+        .map(|v| v.to_str().map_err(|_| malformed_if_match()))
+        .collect::<Result<_, _>>()?;
+    precondition(Some(&values.join(",")))
+}
+
 /// Parses `If-Match` (RFC 9110 §13.1.1): `*`, or a list of entity tags of
-/// which only strong ones can match. Anything else matches nothing, so the
-/// change is refused with 412: the condition the client set is not met.
-fn precondition(if_match: Option<&str>) -> Precondition {
+/// which only strong ones can match. A weak or foreign tag matches nothing,
+/// and neither does an empty list (empty list elements are ignored, §5.6.1),
+/// so the change is refused with 412: the condition the client set is not
+/// met. A value that is not a list of entity tags at all is a 400, as the
+/// description's pattern says.
+fn precondition(if_match: Option<&str>) -> Result<Precondition, Problem> {
     let Some(raw) = if_match.map(str::trim) else {
-        return Precondition::None;
+        return Ok(Precondition::None);
     };
     if raw == "*" {
-        return Precondition::Exists;
+        return Ok(Precondition::Exists);
     }
-    let revisions = raw
-        .split(',')
-        .map(str::trim)
-        .filter_map(|tag| {
-            tag.strip_prefix('"')?
-                .strip_suffix('"')?
-                .parse::<u64>()
-                .ok()
-        })
-        .collect();
-    Precondition::RevisionIn(revisions)
+    let is_ows = |c: char| c == ' ' || c == '\t';
+    let mut revisions = Vec::new();
+    let mut rest = raw;
+    loop {
+        rest = rest.trim_start_matches(|c| is_ows(c) || c == ',');
+        if rest.is_empty() {
+            break;
+        }
+        let (weak, quoted) = match rest.strip_prefix("W/") {
+            Some(r) => (true, r),
+            None => (false, rest),
+        };
+        // An entity tag may itself hold commas: read up to its closing quote.
+        let body = quoted.strip_prefix('"').ok_or_else(malformed_if_match)?;
+        let end = body.find('"').ok_or_else(malformed_if_match)?;
+        let opaque = &body[..end];
+        if !opaque
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x7e).contains(&b))
+        {
+            return Err(malformed_if_match());
+        }
+        if let (false, Ok(revision)) = (weak, opaque.parse::<u64>()) {
+            revisions.push(revision);
+        }
+        rest = body[end + 1..].trim_start_matches(is_ows);
+        if !rest.is_empty() && !rest.starts_with(',') {
+            return Err(malformed_if_match());
+        }
+    }
+    Ok(Precondition::RevisionIn(revisions))
 }
 
 pub struct PackagesApi {
@@ -318,11 +368,12 @@ impl PackagesApi {
     )]
     async fn update(
         &self,
+        req: &poem::Request,
         _auth: WriteAccess,
         id: Path<Uuid>,
         /// The `ETag` last seen: `"<revision>"`, or `*`.
         #[oai(name = "If-Match")]
-        if_match: Header<Option<String>>,
+        _if_match: Header<Option<IfMatch>>,
         body: Json<PackagePatchBody>,
     ) -> Result<PackageResponse, PatchErrors> {
         let body = body.0;
@@ -340,7 +391,7 @@ impl PackagesApi {
             name: field(body.name, "name", PackageName::parse)?,
             version: field(body.version, "version", PackageVersion::parse)?,
         };
-        let precondition = precondition(if_match.0.as_deref());
+        let precondition = if_match_of(req)?;
         let p = self.store.update_package(id.0, patch, precondition).await?;
         Ok(PackageResponse::from(p))
     }
@@ -356,13 +407,14 @@ impl PackagesApi {
     )]
     async fn delete(
         &self,
+        req: &poem::Request,
         _auth: WriteAccess,
         id: Path<Uuid>,
         /// The `ETag` last seen: `"<revision>"`, or `*`.
         #[oai(name = "If-Match")]
-        if_match: Header<Option<String>>,
+        _if_match: Header<Option<IfMatch>>,
     ) -> Result<DeletedResponse, DeleteErrors> {
-        let precondition = precondition(if_match.0.as_deref());
+        let precondition = if_match_of(req)?;
         self.store.delete_package(id.0, precondition).await?;
         Ok(DeletedResponse::Deleted)
     }
@@ -401,19 +453,33 @@ mod tests {
 
     #[test]
     fn if_match_parsing() {
-        assert_eq!(precondition(None), Precondition::None);
-        assert_eq!(precondition(Some("*")), Precondition::Exists);
+        assert_eq!(precondition(None).unwrap(), Precondition::None);
+        assert_eq!(precondition(Some("*")).unwrap(), Precondition::Exists);
         assert_eq!(
-            precondition(Some("\"3\", \"5\"")),
+            precondition(Some("\"3\", \"5\"")).unwrap(),
             Precondition::RevisionIn(vec![3, 5])
         );
-        // Weak, non-numeric and malformed tags never match: 412, not 400.
-        for never in ["W/\"3\", \"abc\"", "3", "", "\"3"] {
+        // Weak and non-numeric tags never match, nor does an empty list: 412.
+        for never in ["W/\"3\", \"abc\"", "", " , "] {
             assert_eq!(
-                precondition(Some(never)),
+                precondition(Some(never)).unwrap(),
                 Precondition::RevisionIn(vec![]),
                 "{never}"
             );
+        }
+        assert_eq!(
+            precondition(Some("\"3\",,\"4\"")).unwrap(),
+            Precondition::RevisionIn(vec![3, 4])
+        );
+        // Commas inside a tag belong to it.
+        assert_eq!(
+            precondition(Some("W/\",a,\" \t, \"7\"")).unwrap(),
+            Precondition::RevisionIn(vec![7])
+        );
+        // What is not a list of entity tags is a 400.
+        for malformed in ["3", "\"3", "{}", "\"a\"b\"", "\"3\",, x"] {
+            let p = precondition(Some(malformed)).unwrap_err();
+            assert_eq!(p.status, poem::http::StatusCode::BAD_REQUEST, "{malformed}");
         }
     }
 

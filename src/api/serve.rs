@@ -54,6 +54,10 @@ pub struct ServeOptions {
 /// which the edge refuses past 16 KiB anyway, so a client that sends more
 /// gets 431 instead of growing the buffer (hyper's default is 400 KiB).
 const H1_MAX_BUF: usize = 32 * 1024;
+/// Header fields hyper parses in one request (its default is 100). Past it
+/// hyper answers 431 with an empty body before packd sees the request; up to
+/// it the edge's own limit (16 KiB in all) answers with a problem.
+const H1_MAX_HEADERS: usize = 512;
 /// Streams one HTTP/2 connection may have open at once.
 pub const H2_MAX_STREAMS: u32 = 32;
 /// HTTP/2 flow-control windows for what clients send: bodies are at most 64 KiB.
@@ -161,7 +165,8 @@ fn builder(options: &ServeOptions) -> auto::Builder<TokioExecutor> {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(options.header_timeout)
-        .max_buf_size(H1_MAX_BUF);
+        .max_buf_size(H1_MAX_BUF)
+        .max_headers(H1_MAX_HEADERS);
     builder
         .http2()
         .timer(TokioTimer::new())

@@ -316,3 +316,67 @@ fn an_idempotency_key_that_is_not_visible_ascii_is_422() {
         json!(null)
     );
 }
+
+/// A header the framework cannot read as text must not vanish: an If-Match
+/// that is not visible ASCII is a 400, not a change without its condition.
+#[test]
+fn an_if_match_that_is_not_visible_ascii_is_400() {
+    let s = TestServer::start();
+    let id = s.create_package("p", "1")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = s.json_with(
+        "PATCH",
+        &format!("/v1/packages/{id}"),
+        &[("if-match", "\"1\u{84}\"")],
+        &json!({"version": "2"}),
+    );
+    let body = r.assert_problem(400, "bad_request");
+    assert_eq!(body["field"], "If-Match", "{body}");
+    s.send(
+        "DELETE",
+        &format!("/v1/packages/{id}"),
+        &[("if-match", "é")],
+        None,
+    )
+    .assert_problem(400, "bad_request");
+    assert_eq!(s.get(&format!("/v1/packages/{id}")).json()["version"], "1");
+}
+
+/// Requests so malformed that the HTTP library refuses them before packd
+/// sees them are answered with their status and closed, and the server goes
+/// on serving. (Their bodies are empty: README, "Errors hyper answers".)
+#[test]
+fn requests_the_http_library_refuses_are_answered_and_closed() {
+    let s = TestServer::start();
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let many: String = (0..600).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let cases: [(&[u8], &str); 6] = [
+        (b"POST /v1/packages HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", "400"),
+        (
+            b"POST /v1/packages HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+            "400",
+        ),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-N: a\x00b\r\n\r\n", "400"),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-F: a\r\n b\r\n\r\n", "400"),
+        (b"GET /healthz\r\n\r\n", "400"),
+        (
+            format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{many}\r\n").leak().as_bytes(),
+            "431",
+        ),
+    ];
+    for (request, status) in cases {
+        let mut c = TcpStream::connect(&addr).unwrap();
+        c.set_read_timeout(Some(crate::helpers::DEADLINE)).unwrap();
+        c.write_all(request).unwrap();
+        let mut out = String::new();
+        let _ = c.read_to_string(&mut out);
+        assert!(
+            out.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{:?} -> {out:?}",
+            String::from_utf8_lossy(request)
+        );
+    }
+    s.get("/healthz").assert_status(200);
+}

@@ -306,14 +306,16 @@ fn if_match_guards_patch_and_delete() {
         &json!({"version": "8"}),
     )
     .assert_status(200);
-    // An unquoted tag is no entity tag: it matches nothing.
-    s.json_with(
+    // An unquoted tag is no entity tag: the header is malformed (the
+    // description's pattern says so), and nothing changes.
+    let r = s.json_with(
         "PATCH",
         &path,
         &[("if-match", "4")],
         &json!({"version": "9"}),
-    )
-    .assert_problem(412, "precondition_failed");
+    );
+    let body = r.assert_problem(400, "bad_request");
+    assert_eq!(body["field"], "If-Match", "{body}");
 
     s.send("DELETE", &path, &[("if-match", "\"3\"")], None)
         .assert_problem(412, "precondition_failed");
