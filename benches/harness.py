@@ -38,7 +38,10 @@ class Server:
     def __init__(self, db, *args, env=None):
         self.db = db
         self.args = list(args)
-        self.env = dict(os.environ, PACKD_BOOTSTRAP_KEY=KEY, PACKD_LOG="warn")
+        # Every load comes from one address (wrk on loopback), as through a
+        # reverse proxy: the per-address connection cap is for real clients.
+        self.env = dict(os.environ, PACKD_BOOTSTRAP_KEY=KEY, PACKD_LOG="warn",
+                        PACKD_MAX_CONNECTIONS_PER_CLIENT="0")
         self.env.update(env or {})
         self.proc = None
         self.base = None
