@@ -389,7 +389,7 @@ impl Store {
         let k = self
             .write(move |wtx| {
                 insert_key(wtx, &k)?;
-                Ok(k)
+                Ok(k.clone())
             })
             .await?;
         self.inner.keys.refresh(k.id, Some(k.clone()));
@@ -418,9 +418,9 @@ impl Store {
     }
 
     /// Applies `change` to key `id` in one writer job and refreshes the cache.
-    async fn change_key<F>(&self, id: Uuid, change: F) -> Result<ApiKey, StoreError>
+    async fn change_key<F>(&self, id: Uuid, mut change: F) -> Result<ApiKey, StoreError>
     where
-        F: FnOnce(&WriteTransaction, ApiKey) -> Result<ApiKey, StoreError> + Send + 'static,
+        F: FnMut(&WriteTransaction, ApiKey) -> Result<ApiKey, StoreError> + Send + 'static,
     {
         let k = self
             .write(move |wtx| {
@@ -443,7 +443,7 @@ impl Store {
                 k.expires_at = expires_at;
                 ensure_admin_remains(wtx, &before, Some(&k))?;
             }
-            if let Some(name) = patch.name {
+            if let Some(name) = patch.name.clone() {
                 k.name = name;
             }
             if let Some(rate_limit) = patch.rate_limit {
@@ -493,7 +493,7 @@ impl Store {
                 }
                 index.insert(&new_hash.0, id.as_u128())?;
                 k.hash = new_hash;
-                k.prefix = prefix;
+                k.prefix = prefix.clone();
                 Ok(k)
             })
             .await?;
@@ -581,7 +581,7 @@ impl Store {
         let batch = pending.clone();
         let result = self
             .write(move |wtx| {
-                for (id, count, last) in batch {
+                for &(id, count, last) in &batch {
                     let Ok(mut k) = load(wtx, id) else {
                         continue; // deleted since: its usage goes with it
                     };

@@ -374,7 +374,7 @@ impl Store {
     async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&redb::WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+        F: FnMut(&redb::WriteTransaction) -> Result<T, StoreError> + Send + 'static,
     {
         self.inner.writer.write(f).await
     }

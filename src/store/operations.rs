@@ -464,11 +464,17 @@ impl Store {
                     return Ok((op, true));
                 }
                 if before.attempts >= max_attempts {
-                    let op = finish(wtx, &before, OperationState::Failed, Some(error), now)?;
+                    let op = finish(
+                        wtx,
+                        &before,
+                        OperationState::Failed,
+                        Some(error.clone()),
+                        now,
+                    )?;
                     return Ok((op, true));
                 }
                 let mut failed = before.clone();
-                failed.error = Some(error);
+                failed.error = Some(error.clone());
                 let due = now.plus(retry_in);
                 // `save` compares with `before` to move the state index entry.
                 Ok((back_to_queue(wtx, &failed, due)?, true))

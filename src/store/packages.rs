@@ -175,7 +175,7 @@ impl Store {
         self.write(move |wtx| {
             check_unique(wtx, &package.name, &package.version, None)?;
             put(wtx, &package)?;
-            Ok(package)
+            Ok(package.clone())
         })
         .await
     }
@@ -298,7 +298,7 @@ impl Store {
         self.write(move |wtx| {
             let before = load_for_change(wtx, id, &precondition)?;
             let mut after = before.clone();
-            if !after.apply_patch(patch, now) {
+            if !after.apply_patch(patch.clone(), now) {
                 return Ok(after);
             }
             check_unique(wtx, &after.name, &after.version, Some(id))?;

@@ -6,9 +6,11 @@
 //! commit), then answers each job. Under load the fsync is shared by the whole
 //! batch; a lone request pays one fsync, as it would anyway.
 //!
-//! Contract for jobs: a job that returns `Err` must not have written anything,
-//! because the transaction it ran in still commits the other jobs of its
-//! batch. Jobs therefore check everything first, then write.
+//! A job that returns `Err` has written nothing that commits: when any job of
+//! a batch fails, the transaction is thrown away and the other jobs run
+//! again in a new one (jobs are `FnMut` for that), so a job that wrote and
+//! then failed cannot leave half its work in the file. A batch with a failure
+//! costs a second run of its jobs, never a second fsync.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -22,12 +24,46 @@ use super::StoreError;
 use super::handle::{Damage, Handle};
 use crate::metrics;
 
-/// What a job hands back after running: the reply to send once the batch's
-/// commit is known.
-type Reply = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
-/// A job gets `None` when its transaction could not even begin: it then only
-/// builds the reply, which carries that error.
-type Job = Box<dyn FnOnce(Option<&WriteTransaction>) -> Reply + Send>;
+/// One write waiting for the writer thread.
+trait Job: Send {
+    /// Runs the write in `wtx` (perhaps again, in a new transaction, if
+    /// another job of its batch failed); false when it failed.
+    fn run(&mut self, wtx: &WriteTransaction) -> bool;
+    /// Answers the caller once the batch's commit is known.
+    fn answer(self: Box<Self>, commit: Result<(), StoreError>);
+}
+
+struct Write<T, F> {
+    f: F,
+    out: Option<Result<T, StoreError>>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> Job for Write<T, F>
+where
+    T: Send,
+    F: FnMut(&WriteTransaction) -> Result<T, StoreError> + Send,
+{
+    fn run(&mut self, wtx: &WriteTransaction) -> bool {
+        let out = (self.f)(wtx);
+        let ok = out.is_ok();
+        self.out = Some(out);
+        ok
+    }
+
+    fn answer(self: Box<Self>, commit: Result<(), StoreError>) {
+        let result = match (self.out, commit) {
+            // A failed job's own error says more than the batch's.
+            (Some(Err(e)), _) | (_, Err(e)) => Err(e),
+            (Some(Ok(out)), Ok(())) => Ok(out),
+            (None, Ok(())) => Err(StoreError::Internal("the job was not run".into())),
+        };
+        // The receiver may be gone (client hung up); the write still happened.
+        let _ = self.reply.send(result);
+    }
+}
+
+type BoxedJob = Box<dyn Job>;
 
 /// Most jobs one transaction takes. Bounds the latency of the first job of a
 /// batch and the size of a transaction.
@@ -36,13 +72,13 @@ const MAX_BATCH: usize = 1024;
 const QUEUE_DEPTH: usize = 4096;
 
 pub(crate) struct Writer {
-    tx: std::sync::Mutex<Option<mpsc::Sender<Job>>>,
+    tx: std::sync::Mutex<Option<mpsc::Sender<BoxedJob>>>,
     thread: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Writer {
     pub(crate) fn start(db: Arc<Handle>) -> std::io::Result<Self> {
-        let (tx, rx) = mpsc::channel::<Job>(QUEUE_DEPTH);
+        let (tx, rx) = mpsc::channel::<BoxedJob>(QUEUE_DEPTH);
         let thread = std::thread::Builder::new()
             .name("packd-writer".into())
             .spawn(move || run(&db, rx))?;
@@ -53,24 +89,18 @@ impl Writer {
     }
 
     /// Runs `f` inside a write transaction and resolves once that transaction
-    /// is durable on disk (or has failed).
+    /// is durable on disk (or has failed). `f` may run more than once (see
+    /// the module's doc); only the run that commits counts.
     pub(crate) async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+        F: FnMut(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
     {
-        let (reply_tx, reply_rx) = oneshot::channel();
-        let job: Job = Box::new(move |wtx| {
-            let out = wtx.map(f);
-            Box::new(move |commit: Result<(), StoreError>| {
-                let result = match (commit, out) {
-                    (Err(e), _) => Err(e),
-                    (Ok(()), Some(out)) => out,
-                    (Ok(()), None) => Err(StoreError::Internal("job was not run".into())),
-                };
-                // The receiver may be gone (client hung up); the write still happened.
-                let _ = reply_tx.send(result);
-            })
+        let (reply, reply_rx) = oneshot::channel();
+        let job: BoxedJob = Box::new(Write {
+            f,
+            out: None,
+            reply,
         });
         let sender = self
             .tx
@@ -96,8 +126,15 @@ impl Writer {
 /// writer tries the disk again (by reopening the file).
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
-fn run(db: &Handle, mut rx: mpsc::Receiver<Job>) {
-    let mut batch: Vec<Job> = Vec::with_capacity(64);
+/// Answers every job of `batch` with `e`.
+fn refuse_all(batch: &mut Vec<BoxedJob>, e: &StoreError) {
+    for job in batch.drain(..) {
+        job.answer(Err(e.clone()));
+    }
+}
+
+fn run(db: &Handle, mut rx: mpsc::Receiver<BoxedJob>) {
+    let mut batch: Vec<BoxedJob> = Vec::with_capacity(64);
     // Set when a write failed: redb then refuses writes until the file is
     // opened again.
     let mut failed_at: Option<Instant> = None;
@@ -110,10 +147,7 @@ fn run(db: &Handle, mut rx: mpsc::Receiver<Job>) {
             }
         }
         if let Some(reason) = db.damage.found() {
-            let e = StoreError::Damaged(reason.to_string());
-            for job in batch.drain(..) {
-                job(None)(Err(e.clone()));
-            }
+            refuse_all(&mut batch, &StoreError::Damaged(reason.to_string()));
             continue;
         }
         if let Some(at) = failed_at {
@@ -125,9 +159,7 @@ fn run(db: &Handle, mut rx: mpsc::Receiver<Job>) {
                 let e = StoreError::Unavailable(
                     "the last write failed (is the disk full?); retrying shortly".into(),
                 );
-                for job in batch.drain(..) {
-                    job(None)(Err(e.clone()));
-                }
+                refuse_all(&mut batch, &e);
                 continue;
             }
             failed_at = None;
@@ -135,9 +167,7 @@ fn run(db: &Handle, mut rx: mpsc::Receiver<Job>) {
         let outcome = match db.get() {
             Ok(handle) => commit_batch(&handle, &mut batch, &db.damage),
             Err(e) => {
-                for job in batch.drain(..) {
-                    job(None)(Err(e.clone()));
-                }
+                refuse_all(&mut batch, &e);
                 Err(e)
             }
         };
@@ -147,53 +177,78 @@ fn run(db: &Handle, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
-fn commit_batch(db: &Database, batch: &mut Vec<Job>, damage: &Damage) -> Result<(), StoreError> {
+/// Runs `batch` in one transaction and commits it; answers every job.
+fn commit_batch(
+    db: &Database,
+    batch: &mut Vec<BoxedJob>,
+    damage: &Damage,
+) -> Result<(), StoreError> {
     let started = Instant::now();
     let jobs = batch.len();
-    let wtx = match begin(db) {
-        Ok(wtx) => wtx,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot begin a write transaction");
-            for job in batch.drain(..) {
-                job(None)(Err(e.clone()));
+    let mut failed: Vec<BoxedJob> = Vec::new();
+    let outcome = loop {
+        let wtx = match begin(db) {
+            Ok(wtx) => wtx,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot begin a write transaction");
+                break Err(e);
             }
-            metrics::global().commit(jobs, started.elapsed(), false);
-            return Err(e);
-        }
-    };
-    let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
-    let mut panicked = None;
-    for job in batch.drain(..) {
-        match catch_unwind(AssertUnwindSafe(|| job(Some(&wtx)))) {
-            Ok(reply) => replies.push(reply),
-            Err(panic) => {
-                // The storage library panics on damaged pages (or a job has a
-                // bug): its writes may be half done, so nothing of this batch
-                // may commit. Its own reply was dropped (the caller sees Closed).
-                panicked = Some(super::panic_message(&*panic));
+        };
+        let mut ran: Vec<BoxedJob> = Vec::with_capacity(batch.len());
+        let mut any_failed = false;
+        let mut panicked = None;
+        let mut pending = std::mem::take(batch).into_iter();
+        while let Some(mut job) = pending.next() {
+            match catch_unwind(AssertUnwindSafe(|| job.run(&wtx))) {
+                Ok(true) => ran.push(job),
+                Ok(false) => {
+                    any_failed = true;
+                    failed.push(job);
+                }
+                Err(panic) => {
+                    // The job's own reply is dropped with it (its caller
+                    // sees Closed); the others are answered below.
+                    panicked = Some(super::panic_message(&*panic));
+                    ran.extend(pending);
+                    break;
+                }
             }
         }
-    }
-    let outcome = if let Some(message) = panicked {
-        tracing::error!("a store job panicked; the whole batch is rolled back");
+        *batch = ran;
+        if let Some(message) = panicked {
+            // The storage library panics on damaged pages (or a job has a
+            // bug): nothing of this batch may commit, and writing on after
+            // an unexplained failure inside a write could add to damage,
+            // so writes stop until an operator looks.
+            tracing::error!("a store job panicked; the whole batch is rolled back");
+            let _ = wtx.abort();
+            let reason = format!("a write failed inside the storage library: {message}");
+            damage.mark(&reason);
+            break Err(StoreError::Damaged(reason));
+        }
+        if !any_failed {
+            break wtx.commit().map_err(StoreError::from);
+        }
+        // A job that failed may have written before it failed: its writes
+        // must not commit with the others. Throw the transaction away and
+        // run the others again in a new one.
         let _ = wtx.abort();
-        // Writing on after an unexplained failure inside a write could add
-        // to damage; the service stops writing until an operator looks.
-        let reason = format!("a write failed inside the storage library: {message}");
-        damage.mark(&reason);
-        Err(StoreError::Damaged(reason))
-    } else {
-        wtx.commit().map_err(StoreError::from)
+        if batch.is_empty() {
+            break Ok(());
+        }
     };
-    if let Err(StoreError::Corrupt(reason)) = &outcome {
-        damage.mark(reason);
-    }
     metrics::global().commit(jobs, started.elapsed(), outcome.is_ok());
     if let Err(e) = &outcome {
-        tracing::error!(error = %e, jobs = replies.len(), "write transaction failed");
+        tracing::error!(error = %e, jobs, "write transaction failed");
+        if let StoreError::Corrupt(reason) = e {
+            damage.mark(reason);
+        }
     }
-    for reply in replies {
-        reply(outcome.clone());
+    for job in batch.drain(..) {
+        job.answer(outcome.clone());
+    }
+    for job in failed {
+        job.answer(Ok(()));
     }
     outcome
 }
@@ -206,4 +261,79 @@ fn begin(db: &Database) -> Result<WriteTransaction, StoreError> {
     // the file after a crash does not walk every page.
     wtx.set_quick_repair(true);
     Ok(wtx)
+}
+
+#[cfg(test)]
+mod tests {
+    use redb::{ReadableDatabase, TableDefinition};
+
+    use super::*;
+
+    const T: TableDefinition<&str, u64> = TableDefinition::new("t");
+
+    fn job<T: Send + 'static>(
+        f: impl FnMut(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+    ) -> (BoxedJob, oneshot::Receiver<Result<T, StoreError>>) {
+        let (reply, rx) = oneshot::channel();
+        (
+            Box::new(Write {
+                f,
+                out: None,
+                reply,
+            }),
+            rx,
+        )
+    }
+
+    #[test]
+    fn a_job_that_fails_after_writing_leaves_nothing_and_the_others_commit() {
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .unwrap();
+        let (before, before_rx) = job(|wtx| {
+            wtx.open_table(T)?.insert("before", 1)?;
+            Ok("first")
+        });
+        let (half, half_rx) = job(|wtx| {
+            wtx.open_table(T)?.insert("half", 2)?;
+            Err::<(), _>(StoreError::Conflict("failed after writing".into()))
+        });
+        let (after, after_rx) = job(|wtx| {
+            wtx.open_table(T)?.insert("after", 3)?;
+            Ok(3)
+        });
+        let mut batch = vec![before, half, after];
+        commit_batch(&db, &mut batch, &Damage::default()).unwrap();
+
+        assert_eq!(before_rx.blocking_recv().unwrap().unwrap(), "first");
+        assert!(matches!(
+            half_rx.blocking_recv().unwrap(),
+            Err(StoreError::Conflict(_))
+        ));
+        assert_eq!(after_rx.blocking_recv().unwrap().unwrap(), 3);
+        let rtx = db.begin_read().unwrap();
+        let t = rtx.open_table(T).unwrap();
+        assert!(t.get("half").unwrap().is_none(), "half a job committed");
+        assert_eq!(t.get("before").unwrap().unwrap().value(), 1);
+        assert_eq!(t.get("after").unwrap().unwrap().value(), 3);
+    }
+
+    #[test]
+    fn a_batch_of_failures_commits_nothing_and_answers_each() {
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .unwrap();
+        let (a, a_rx) = job(|wtx| {
+            wtx.open_table(T)?.insert("a", 1)?;
+            Err::<(), _>(StoreError::NotFound)
+        });
+        let mut batch = vec![a];
+        commit_batch(&db, &mut batch, &Damage::default()).unwrap();
+        assert!(matches!(
+            a_rx.blocking_recv().unwrap(),
+            Err(StoreError::NotFound)
+        ));
+        let rtx = db.begin_read().unwrap();
+        assert!(rtx.open_table(T).is_err(), "the table was never committed");
+    }
 }
