@@ -170,12 +170,16 @@ fn method_label(method: &str) -> &'static str {
     }
 }
 
+/// The route of a request no route matched (unknown paths, and requests
+/// refused before routing), in metrics and logs.
+pub const UNMATCHED: &str = "unmatched";
+
 /// Route patterns name path parameters `:param0`; the metrics say `{id}`
 /// (every path parameter of the API is an id). Unmatched paths share one
 /// label, so scanners cannot grow the series without bound.
-fn route_label(pattern: Option<&str>) -> String {
+pub fn route_label(pattern: Option<&str>) -> String {
     match pattern {
-        None | Some("") => "unmatched".into(),
+        None | Some("") => UNMATCHED.into(),
         Some(p) => p
             .split('/')
             .map(|seg| if seg.starts_with(':') { "{id}" } else { seg })

@@ -26,10 +26,13 @@ pub fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
+        // The request's or operation's span (request id, method, route;
+        // operation, package, attempt) rides along as `span`.
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
-            .with_current_span(false)
+            .with_current_span(true)
+            .with_span_list(false)
             .try_init(),
         LogFormat::Text => builder.try_init(),
     }

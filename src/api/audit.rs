@@ -28,16 +28,6 @@ pub struct AuditEndpoint<E> {
     store: Store,
 }
 
-/// `/v1/packages/:param0/download` -> `/v1/packages/{id}/download`: the
-/// route's shape without ids (every path parameter of the API is an id).
-pub fn route_shape(pattern: &str) -> String {
-    pattern
-        .split('/')
-        .map(|seg| if seg.starts_with(':') { "{id}" } else { seg })
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
 /// The resource acted on: the path up to its id, or where a create put it.
 fn target(path: &str, resp: &Response) -> String {
     let mut out = String::new();
@@ -95,7 +85,7 @@ impl<E: Endpoint> Endpoint for AuditEndpoint<E> {
             key_id: Some(principal.key_id),
             action: format!(
                 "{method} {}",
-                route_shape(pattern.as_deref().unwrap_or(&path))
+                crate::metrics::route_label(Some(pattern.as_deref().unwrap_or(&path)))
             ),
             target,
             status,
@@ -119,10 +109,6 @@ mod tests {
 
     #[test]
     fn shapes_and_targets() {
-        assert_eq!(
-            route_shape("/v1/packages/:param0/download"),
-            "/v1/packages/{id}/download"
-        );
         let id = uuid::Uuid::now_v7();
         assert_eq!(
             target(&format!("/v1/keys/{id}/rotate"), &Response::default()),

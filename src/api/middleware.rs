@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use tracing::Instrument;
+
 use poem::PathPattern;
 use poem::http::{HeaderValue, header};
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
@@ -54,8 +56,17 @@ pub struct EdgeEndpoint<E> {
 /// header a 405 must carry (RFC 9110 §15.5.6); the router does not say.
 #[derive(Debug, Default)]
 pub struct AllowedMethods {
-    /// Path segments (`None` for a `{parameter}`) and the `Allow` value.
-    routes: Vec<(Vec<Option<String>>, String)>,
+    routes: Vec<Route>,
+}
+
+#[derive(Debug)]
+struct Route {
+    /// The description's path, such as `/v1/packages/{id}`.
+    template: String,
+    /// Its segments, `None` for a `{parameter}`.
+    segments: Vec<Option<String>>,
+    /// The `Allow` value.
+    allow: String,
 }
 
 impl AllowedMethods {
@@ -72,24 +83,36 @@ impl AllowedMethods {
                     .as_object()
                     .map(|m| m.keys().map(|k| k.to_ascii_uppercase()).collect())
                     .unwrap_or_default();
-                routes.push((segments, methods.join(", ")));
+                routes.push(Route {
+                    template: path.clone(),
+                    segments,
+                    allow: methods.join(", "),
+                });
             }
         }
         Self { routes }
     }
 
-    fn for_path(&self, path: &str) -> Option<&str> {
+    fn route(&self, path: &str) -> Option<&Route> {
         let segments: Vec<&str> = path.split('/').collect();
-        self.routes
-            .iter()
-            .find(|(pattern, _)| {
-                pattern.len() == segments.len()
-                    && pattern
-                        .iter()
-                        .zip(&segments)
-                        .all(|(p, s)| p.as_deref().is_none_or(|p| p == *s))
-            })
-            .map(|(_, allow)| allow.as_str())
+        self.routes.iter().find(|route| {
+            route.segments.len() == segments.len()
+                && route
+                    .segments
+                    .iter()
+                    .zip(&segments)
+                    .all(|(p, s)| p.as_deref().is_none_or(|p| p == *s))
+        })
+    }
+
+    fn for_path(&self, path: &str) -> Option<&str> {
+        self.route(path).map(|r| r.allow.as_str())
+    }
+
+    /// The description's path a request path falls under, for logs.
+    fn template(&self, path: &str) -> &str {
+        self.route(path)
+            .map_or(crate::metrics::UNMATCHED, |r| r.template.as_str())
     }
 }
 
@@ -195,9 +218,16 @@ impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
         } else {
             limit_body(&mut req).await
         };
+        // Every line logged while serving the request carries these.
+        let span = tracing::info_span!(
+            "request",
+            request_id = %id,
+            method = %method,
+            route = self.allowed.template(uri.path()),
+        );
         let (mut resp, route) = match checked {
             Err(p) => (p.into_response(), None),
-            Ok(()) => match self.inner.call(req).await {
+            Ok(()) => match self.inner.call(req).instrument(span).await {
                 Ok(out) => {
                     let resp = out.into_response();
                     let route = resp.data::<PathPattern>().map(|p| p.0.clone());
@@ -224,10 +254,7 @@ impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
         let took = started.elapsed();
         metrics::global().request(method.as_str(), route.as_ref(), status, took);
         let latency_ms = took.as_secs_f64() * 1000.0;
-        let route = route
-            .as_deref()
-            .filter(|r| !r.is_empty())
-            .map_or_else(|| "(unmatched)".to_string(), super::audit::route_shape);
+        let route = crate::metrics::route_label(route.as_deref());
         tracing::info!(
             target: "packd::access",
             method = %method,

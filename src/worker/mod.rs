@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 pub use self::executor::{ExecError, Executor, Steps, StubConfig, StubExecutor, Work};
 use crate::domain::Timestamp;
@@ -174,6 +175,22 @@ impl<E: Executor> Worker<E> {
     /// Runs one operation and records its outcome; returns the next
     /// operation when the completion claimed one.
     async fn execute(
+        &self,
+        op: crate::domain::operation::Operation,
+    ) -> Option<crate::domain::operation::Operation> {
+        // Every line logged while running it (the executor's, the store's)
+        // carries these.
+        let span = tracing::info_span!(
+            "operation",
+            operation_id = %op.id,
+            package_id = %op.package_id,
+            kind = %op.kind,
+            attempt = op.attempts,
+        );
+        self.execute_in_span(op).instrument(span).await
+    }
+
+    async fn execute_in_span(
         &self,
         op: crate::domain::operation::Operation,
     ) -> Option<crate::domain::operation::Operation> {

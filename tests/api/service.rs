@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::helpers::{TestServer, run_packd};
+use crate::helpers::{TestServer, run_packd, wait_for};
 
 #[test]
 fn healthz_and_readyz() {
@@ -293,4 +293,48 @@ fn systemd_is_told_when_ready_and_when_stopping() {
         .expect("STOPPING=1 within the deadline");
     let stopping = String::from_utf8_lossy(&buf[..n]).to_string();
     assert!(stopping.starts_with("STOPPING=1\n"), "{stopping}");
+}
+
+/// Every line logged while serving a request carries its request id, method
+/// and route (a refused key's warning, say), and every line logged while an
+/// operation runs carries the operation, its package and the attempt.
+#[test]
+fn log_lines_carry_the_request_and_the_operation() {
+    let s = TestServer::start_with(
+        &["--log-format", "json", "--download-duration", "100ms"],
+        &[],
+    );
+    s.send_as(
+        Some("packd_not-a-real-key"),
+        "GET",
+        "/v1/packages",
+        &[("x-request-id", "trace-me-1")],
+        None,
+    )
+    .assert_status(401);
+    let refused = wait_for("the refusal in the log", || {
+        s.stderr()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["message"] == "authentication failed")
+    });
+    assert_eq!(refused["span"]["request_id"], "trace-me-1", "{refused}");
+    assert_eq!(refused["span"]["method"], "GET", "{refused}");
+    assert_eq!(refused["span"]["route"], "/v1/packages", "{refused}");
+
+    let id = s.create_package("traced", "1")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let op = s.send("POST", &format!("/v1/packages/{id}/download"), &[], None);
+    let op = op.json()["id"].as_str().unwrap().to_string();
+    let started = wait_for("the operation in the log", || {
+        s.stderr()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["message"] == "operation stopped")
+    });
+    assert_eq!(started["span"]["operation_id"], op.as_str(), "{started}");
+    assert_eq!(started["span"]["package_id"], id.as_str(), "{started}");
+    assert_eq!(started["span"]["attempt"], 1, "{started}");
 }
