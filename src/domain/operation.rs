@@ -1,5 +1,7 @@
 //! Operations: the long-running status changes of a package, and the rules
-//! of their life (states, retries with backoff).
+//! of their life: what each event (a claim, progress, success, a failed
+//! attempt, a pause, a crash, a cancel) does to one, as a `Change` the store
+//! applies in one transaction, and the backoff between attempts.
 
 use std::fmt;
 use std::time::Duration;
@@ -72,6 +74,160 @@ pub struct Operation {
     pub cancel_requested: bool,
 }
 
+/// What an event does to an operation. The store applies it to the file:
+/// the record, its indexes, the queue entry and, when it finishes, the
+/// package, all in one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// The event does not apply (the operation is not in a state it
+    /// concerns): nothing to write.
+    Nothing,
+    /// Still in flight, with new fields (progress, a cancel request).
+    Update(Operation),
+    /// Back in the queue, due at `due` (its place: the queue runs in due order).
+    Requeue { op: Operation, due: Timestamp },
+    /// Finished: succeeded, failed or cancelled. On success the package
+    /// takes the kind's new status in the same transaction.
+    Finish(Operation),
+}
+
+impl Change {
+    /// The operation as it is after the change, if it changed.
+    pub fn operation(&self) -> Option<&Operation> {
+        match self {
+            Change::Nothing => None,
+            Change::Update(op) | Change::Requeue { op, .. } | Change::Finish(op) => Some(op),
+        }
+    }
+}
+
+/// Why an operation cannot be cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlreadyFinished(pub OperationState);
+
+impl Operation {
+    /// A worker takes it off the queue: running, one more attempt.
+    pub fn claim(&self, now: Timestamp) -> Operation {
+        let mut op = self.clone();
+        op.state = OperationState::Running;
+        op.attempts += 1;
+        op.started_at.get_or_insert(now);
+        op
+    }
+
+    fn finished(&self, state: OperationState, error: Option<String>, now: Timestamp) -> Change {
+        let mut op = self.clone();
+        op.state = state;
+        op.finished_at = Some(now);
+        if error.is_some() {
+            op.error = error;
+        }
+        if state == OperationState::Succeeded {
+            op.progress = 100;
+            op.error = None;
+        }
+        Change::Finish(op)
+    }
+
+    /// A step is done: save its progress, unless a cancel was asked
+    /// meanwhile, which ends it now. Only a running operation takes progress.
+    pub fn report_progress(&self, progress: u8, now: Timestamp) -> Change {
+        if self.state != OperationState::Running {
+            return Change::Nothing;
+        }
+        if self.cancel_requested {
+            return self.finished(OperationState::Cancelled, None, now);
+        }
+        let mut op = self.clone();
+        op.progress = progress.min(100);
+        Change::Update(op)
+    }
+
+    /// The executor finished its work: success, or cancelled if asked meanwhile.
+    pub fn complete(&self, now: Timestamp) -> Change {
+        match (self.state, self.cancel_requested) {
+            (OperationState::Running, false) => self.finished(OperationState::Succeeded, None, now),
+            (OperationState::Running, true) => self.finished(OperationState::Cancelled, None, now),
+            _ => Change::Nothing,
+        }
+    }
+
+    /// An attempt failed: back to the queue after `retry_in`, or with no
+    /// attempts left, failed (keeping `error`). A cancel asked meanwhile wins.
+    pub fn fail_attempt(
+        &self,
+        error: String,
+        max_attempts: u32,
+        retry_in: Duration,
+        now: Timestamp,
+    ) -> Change {
+        if self.state != OperationState::Running {
+            return Change::Nothing;
+        }
+        if self.cancel_requested {
+            return self.finished(OperationState::Cancelled, None, now);
+        }
+        if self.attempts >= max_attempts {
+            return self.finished(OperationState::Failed, Some(error), now);
+        }
+        let mut op = self.clone();
+        op.state = OperationState::Queued;
+        op.error = Some(error);
+        Change::Requeue {
+            op,
+            due: now.plus(retry_in),
+        }
+    }
+
+    /// Shutdown stops a running operation: back to the queue in its
+    /// original place (by creation, before operations queued after it),
+    /// and the attempt it was on given back: a pause is not a failure.
+    pub fn pause(&self) -> Change {
+        if self.state != OperationState::Running {
+            return Change::Nothing;
+        }
+        let mut op = self.clone();
+        op.state = OperationState::Queued;
+        op.attempts = op.attempts.saturating_sub(1);
+        Change::Requeue {
+            due: op.created_at,
+            op,
+        }
+    }
+
+    /// At start-up, for one left running by a crash: back to the queue in
+    /// its original place, or cancelled if that was asked. The attempt
+    /// stays counted: nothing tells whether the attempt caused the crash.
+    pub fn recover(&self, now: Timestamp) -> Change {
+        if self.state != OperationState::Running {
+            return Change::Nothing;
+        }
+        if self.cancel_requested {
+            return self.finished(OperationState::Cancelled, None, now);
+        }
+        let mut op = self.clone();
+        op.state = OperationState::Queued;
+        Change::Requeue {
+            due: op.created_at,
+            op,
+        }
+    }
+
+    /// A client cancels: a queued operation is cancelled at once, a running
+    /// one is asked to stop at its next step.
+    pub fn cancel(&self, now: Timestamp) -> Result<Change, AlreadyFinished> {
+        match self.state {
+            s if s.is_finished() => Err(AlreadyFinished(s)),
+            OperationState::Queued => Ok(self.finished(OperationState::Cancelled, None, now)),
+            _ => {
+                let mut op = self.clone();
+                op.cancel_requested = true;
+                Ok(Change::Update(op))
+            }
+        }
+    }
+}
+
 /// Delay before retry number `attempt` (1 is the first retry): `base` doubled
 /// each time, capped at `max`, then spread by up to ±50 % (`jitter` in 0..1)
 /// so that many failures at once do not retry in lock step.
@@ -84,6 +240,156 @@ pub fn backoff(base: Duration, attempt: u32, max: Duration, jitter: f64) -> Dura
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at(micros: i64) -> Timestamp {
+        Timestamp::from_micros(micros)
+    }
+
+    fn op(state: OperationState) -> Operation {
+        Operation {
+            id: Uuid::now_v7(),
+            package_id: Uuid::now_v7(),
+            kind: OperationKind::Download,
+            state,
+            progress: 40,
+            attempts: 1,
+            error: None,
+            created_at: at(1_000),
+            started_at: Some(at(2_000)),
+            finished_at: None,
+            cancel_requested: false,
+        }
+    }
+
+    fn finished(change: Change) -> Operation {
+        match change {
+            Change::Finish(op) => op,
+            other => panic!("expected a finish, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn claim_starts_an_attempt_and_keeps_the_first_start() {
+        let claimed = op(OperationState::Queued).claim(at(9_000));
+        assert_eq!(claimed.state, OperationState::Running);
+        assert_eq!(claimed.attempts, 2);
+        assert_eq!(claimed.started_at, Some(at(2_000)));
+    }
+
+    #[test]
+    fn progress_applies_to_running_operations_and_a_cancel_ends_them() {
+        let running = op(OperationState::Running);
+        assert_eq!(
+            running
+                .report_progress(250, at(5))
+                .operation()
+                .unwrap()
+                .progress,
+            100
+        );
+        assert_eq!(
+            op(OperationState::Queued).report_progress(50, at(5)),
+            Change::Nothing
+        );
+        let mut asked = running.clone();
+        asked.cancel_requested = true;
+        let done = finished(asked.report_progress(50, at(5)));
+        assert_eq!(done.state, OperationState::Cancelled);
+        assert_eq!(done.finished_at, Some(at(5)));
+        assert_eq!(done.progress, 40, "a cancel keeps the progress it had");
+    }
+
+    #[test]
+    fn completion_succeeds_or_honours_a_cancel() {
+        let mut running = op(OperationState::Running);
+        running.error = Some("an earlier attempt".into());
+        let done = finished(running.complete(at(7)));
+        assert_eq!(
+            (done.state, done.progress, done.error),
+            (OperationState::Succeeded, 100, None)
+        );
+        running.cancel_requested = true;
+        assert_eq!(
+            finished(running.complete(at(7))).state,
+            OperationState::Cancelled
+        );
+        assert_eq!(
+            op(OperationState::Cancelled).complete(at(7)),
+            Change::Nothing
+        );
+    }
+
+    #[test]
+    fn a_failed_attempt_retries_until_the_last_then_fails() {
+        let running = op(OperationState::Running);
+        let Change::Requeue { op: queued, due } =
+            running.fail_attempt("timeout".into(), 3, Duration::from_millis(5), at(10_000))
+        else {
+            panic!("a retry")
+        };
+        assert_eq!(queued.state, OperationState::Queued);
+        assert_eq!(queued.error.as_deref(), Some("timeout"));
+        assert_eq!(due, at(15_000));
+
+        let mut last = running.clone();
+        last.attempts = 3;
+        let failed = finished(last.fail_attempt("404".into(), 3, Duration::ZERO, at(1)));
+        assert_eq!(failed.state, OperationState::Failed);
+        assert_eq!(failed.error.as_deref(), Some("404"));
+
+        let mut asked = running;
+        asked.cancel_requested = true;
+        let cancelled = finished(asked.fail_attempt("x".into(), 3, Duration::ZERO, at(1)));
+        assert_eq!(cancelled.state, OperationState::Cancelled);
+    }
+
+    #[test]
+    fn a_pause_keeps_the_place_and_gives_the_attempt_back() {
+        let Change::Requeue { op: paused, due } = op(OperationState::Running).pause() else {
+            panic!("a requeue")
+        };
+        assert_eq!(
+            (paused.state, paused.attempts, paused.progress),
+            (OperationState::Queued, 0, 40)
+        );
+        assert_eq!(due, at(1_000), "due at its creation: its original place");
+        assert_eq!(op(OperationState::Queued).pause(), Change::Nothing);
+    }
+
+    #[test]
+    fn crash_recovery_requeues_and_keeps_the_attempt_counted() {
+        let Change::Requeue { op: recovered, due } = op(OperationState::Running).recover(at(5))
+        else {
+            panic!("a requeue")
+        };
+        assert_eq!((recovered.attempts, due), (1, at(1_000)));
+        let mut asked = op(OperationState::Running);
+        asked.cancel_requested = true;
+        assert_eq!(
+            finished(asked.recover(at(5))).state,
+            OperationState::Cancelled
+        );
+    }
+
+    #[test]
+    fn cancel_ends_queued_work_asks_running_work_and_refuses_finished_work() {
+        assert_eq!(
+            finished(op(OperationState::Queued).cancel(at(3)).unwrap()).state,
+            OperationState::Cancelled
+        );
+        let Change::Update(asked) = op(OperationState::Running).cancel(at(3)).unwrap() else {
+            panic!("an update")
+        };
+        assert!(asked.cancel_requested);
+        assert_eq!(asked.state, OperationState::Running);
+        for state in [
+            OperationState::Succeeded,
+            OperationState::Failed,
+            OperationState::Cancelled,
+        ] {
+            assert_eq!(op(state).cancel(at(3)), Err(AlreadyFinished(state)));
+        }
+    }
 
     #[test]
     fn backoff_doubles_and_is_capped() {

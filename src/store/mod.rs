@@ -27,7 +27,7 @@ pub use self::backup::{sync_directory, temporary_path};
 pub use self::check::{CheckError, CheckReport, check_file};
 pub use self::handle::Damage;
 pub use self::keys::{AuthFailure, Bootstrap, KeyPatch, NewKey, Principal};
-pub use self::operations::{Claim, Continue, Idempotency, ListOperations};
+pub use self::operations::{AndThen, Claim, Continue, Idempotency, ListOperations};
 pub use self::packages::{ListPackages, NewPackage};
 use self::writer::Writer;
 

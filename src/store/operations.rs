@@ -15,7 +15,7 @@ use super::tables::{
 };
 use super::{Page, Store, StoreError, page_of, paginate};
 use crate::domain::Timestamp;
-use crate::domain::operation::{Operation, OperationState};
+use crate::domain::operation::{AlreadyFinished, Change, Operation, OperationState};
 use crate::domain::package::{OperationKind, Status};
 use crate::metrics;
 
@@ -180,32 +180,56 @@ fn release_package(
     put_package(wtx, &after)
 }
 
-fn finish(
+/// Writes what a rule of `domain::operation` decided: the record and its
+/// indexes, the queue entry, and for a finished operation the package (its
+/// in-flight mark cleared and, on success, its new status). Returns the
+/// operation as it now is, if it changed.
+fn apply(
     wtx: &WriteTransaction,
     before: &Operation,
-    state: OperationState,
-    error: Option<String>,
+    change: Change,
     now: Timestamp,
-) -> Result<Operation, StoreError> {
-    let mut op = before.clone();
-    op.state = state;
-    op.finished_at = Some(now);
-    if error.is_some() {
-        op.error = error;
-    }
-    if state == OperationState::Succeeded {
-        op.progress = 100;
-        op.error = None;
-    }
-    let new_status = (state == OperationState::Succeeded).then(|| op.kind.transition().1);
-    release_package(wtx, &op, new_status, now)?;
+) -> Result<Option<Operation>, StoreError> {
+    let op = match change {
+        Change::Nothing => return Ok(None),
+        Change::Update(op) => op,
+        Change::Requeue { op, due } => {
+            wtx.open_table(OPERATIONS_QUEUE)?
+                .insert((due_key(due), op.id.as_u128()), ())?;
+            op
+        }
+        Change::Finish(op) => {
+            if before.state == OperationState::Queued {
+                remove_from_queue(wtx, op.id)?;
+            }
+            let new_status =
+                (op.state == OperationState::Succeeded).then(|| op.kind.transition().1);
+            release_package(wtx, &op, new_status, now)?;
+            op
+        }
+    };
     save(wtx, Some(before), &op)?;
-    Ok(op)
+    Ok(Some(op))
 }
 
-/// Puts a running operation back in the queue, due at `due`, progress kept.
-/// The claim step, inside a transaction. Checks everything before it
-/// writes, so an error leaves the transaction as it found it.
+/// Removes a queued operation's queue entry. The entry's due time is not on
+/// the record, so it is found by id (cancel of a queued operation only).
+fn remove_from_queue(wtx: &WriteTransaction, id: Uuid) -> Result<(), StoreError> {
+    let mut queue = wtx.open_table(OPERATIONS_QUEUE)?;
+    let entry = queue
+        .iter()?
+        .map(|r| r.map(|(k, _)| k.value()))
+        .find(|r| r.as_ref().is_ok_and(|(_, op)| *op == id.as_u128()))
+        .transpose()?;
+    if let Some(key) = entry {
+        queue.remove(key)?;
+    }
+    Ok(())
+}
+
+/// The claim step, inside a transaction: takes the first due entry off the
+/// queue and marks its operation running. Reads everything it needs before
+/// it writes.
 fn claim_in(wtx: &WriteTransaction, now: Timestamp) -> Result<Claim, StoreError> {
     let first = wtx
         .open_table(OPERATIONS_QUEUE)?
@@ -220,26 +244,10 @@ fn claim_in(wtx: &WriteTransaction, now: Timestamp) -> Result<Claim, StoreError>
         ))));
     }
     let before = load(wtx, Uuid::from_u128(id))?;
+    let op = before.claim(now);
     wtx.open_table(OPERATIONS_QUEUE)?.remove((due, id))?;
-    let mut op = before.clone();
-    op.state = OperationState::Running;
-    op.attempts += 1;
-    op.started_at.get_or_insert(now);
     save(wtx, Some(&before), &op)?;
     Ok(Claim::Work(op))
-}
-
-fn back_to_queue(
-    wtx: &WriteTransaction,
-    before: &Operation,
-    due: Timestamp,
-) -> Result<Operation, StoreError> {
-    let mut op = before.clone();
-    op.state = OperationState::Queued;
-    wtx.open_table(OPERATIONS_QUEUE)?
-        .insert((due_key(due), op.id.as_u128()), ())?;
-    save(wtx, Some(before), &op)?;
-    Ok(op)
 }
 
 /// Who asks, and with which `Idempotency-Key`.
@@ -255,6 +263,15 @@ pub enum Claim {
     Work(Operation),
     /// Nothing due; the earliest queued entry is due then (None: queue empty).
     Idle(Option<Timestamp>),
+}
+
+/// What a completing worker does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AndThen {
+    /// Claim the next due operation in the same transaction.
+    ClaimNext,
+    /// Claim nothing (the worker is stopping).
+    Stop,
 }
 
 /// What a worker learns when it saves progress.
@@ -376,65 +393,52 @@ impl Store {
     /// Saves a step's progress; says whether to go on.
     pub async fn save_progress(&self, id: Uuid, progress: u8) -> Result<Continue, StoreError> {
         let now = Timestamp::now();
-        let outcome = self
+        let change = self
             .write(move |wtx| {
                 let before = load(wtx, id)?;
-                if before.state != OperationState::Running {
-                    return Ok((Continue::Cancelled, None));
-                }
-                if before.cancel_requested {
-                    let op = finish(wtx, &before, OperationState::Cancelled, None, now)?;
-                    return Ok((Continue::Cancelled, Some(op)));
-                }
-                let mut op = before.clone();
-                op.progress = progress.min(100);
-                save(wtx, Some(&before), &op)?;
-                Ok((Continue::Yes, None))
+                let change = before.report_progress(progress, now);
+                apply(wtx, &before, change.clone(), now)?;
+                Ok(change)
             })
             .await?;
-        if let (_, Some(op)) = &outcome {
-            self.finished_now(op);
-        }
-        Ok(outcome.0)
+        Ok(match change {
+            Change::Update(_) => Continue::Yes,
+            Change::Finish(op) => {
+                self.finished_now(&op);
+                Continue::Cancelled
+            }
+            // Not running any more (cancelled while queued, say): stop.
+            Change::Nothing | Change::Requeue { .. } => Continue::Cancelled,
+        })
     }
 
     /// The executor finished: success (or cancelled, if asked meanwhile).
-    pub async fn complete(&self, id: Uuid) -> Result<Operation, StoreError> {
-        Ok(self.complete_and_claim(id, false).await?.0)
-    }
-
-    /// `complete`, and with `claim_next` the claim of the next due operation
-    /// in the same transaction: a busy worker then pays one commit per
-    /// operation instead of two. The claim's own errors are logged and
-    /// answered as `None` (the worker claims again the usual way); the claim
-    /// writes nothing before its checks pass, so the completion still commits.
-    pub async fn complete_and_claim(
+    /// With `AndThen::ClaimNext`, the next due operation is claimed in the
+    /// same transaction, so a busy worker pays one commit per operation
+    /// instead of two. The claim's own errors are logged and answered as
+    /// `None` (the worker claims again the usual way); the claim writes
+    /// nothing before its checks pass, so the completion still commits.
+    pub async fn complete(
         &self,
         id: Uuid,
-        claim_next: bool,
+        then: AndThen,
     ) -> Result<(Operation, Option<Claim>), StoreError> {
         let now = Timestamp::now();
         let (op, finished, next) = self
             .write(move |wtx| {
                 let before = load(wtx, id)?;
-                let (op, finished) = if before.state == OperationState::Running {
-                    let state = if before.cancel_requested {
-                        OperationState::Cancelled
-                    } else {
-                        OperationState::Succeeded
-                    };
-                    (finish(wtx, &before, state, None, now)?, true)
-                } else {
-                    (before, false)
-                };
-                let next = claim_next.then(|| claim_in(wtx, now)).and_then(|claim| {
-                    claim
-                        .inspect_err(
-                            |e| tracing::warn!(error = %e, "cannot claim the next operation"),
-                        )
-                        .ok()
-                });
-                Ok((op, finished, next))
+                let done = apply(wtx, &before, before.complete(now), now)?;
+                let next = (then == AndThen::ClaimNext)
+                    .then(|| claim_in(wtx, now))
+                    .and_then(|claim| {
+                        claim
+                            .inspect_err(
+                                |e| tracing::warn!(error = %e, "cannot claim the next operation"),
+                            )
+                            .ok()
+                    });
+                let finished = done.is_some();
+                Ok((done.unwrap_or(before), finished, next))
             })
             .await?;
         if finished {
@@ -453,68 +457,40 @@ impl Store {
         retry_in: Duration,
     ) -> Result<Operation, StoreError> {
         let now = Timestamp::now();
-        let op = self
+        let (before, after) = self
             .write(move |wtx| {
                 let before = load(wtx, id)?;
-                if before.state != OperationState::Running {
-                    return Ok((before, false));
-                }
-                if before.cancel_requested {
-                    let op = finish(wtx, &before, OperationState::Cancelled, None, now)?;
-                    return Ok((op, true));
-                }
-                if before.attempts >= max_attempts {
-                    let op = finish(
-                        wtx,
-                        &before,
-                        OperationState::Failed,
-                        Some(error.clone()),
-                        now,
-                    )?;
-                    return Ok((op, true));
-                }
-                let mut failed = before.clone();
-                failed.error = Some(error.clone());
-                let due = now.plus(retry_in);
-                // `save` compares with `before` to move the state index entry.
-                Ok((back_to_queue(wtx, &failed, due)?, true))
+                let change = before.fail_attempt(error.clone(), max_attempts, retry_in, now);
+                let after = apply(wtx, &before, change, now)?;
+                Ok((before, after))
             })
             .await?;
-        let (op, changed) = op;
-        match (changed, op.state.is_finished()) {
-            (false, _) => {}
-            (true, true) => self.finished_now(&op),
-            (true, false) => {
-                metrics::global().operation_retry(op.kind);
-                self.notify_queue();
-            }
+        let Some(op) = after else {
+            return Ok(before);
+        };
+        if op.state.is_finished() {
+            self.finished_now(&op);
+        } else {
+            metrics::global().operation_retry(op.kind);
+            self.notify_queue();
         }
         Ok(op)
     }
 
-    /// A worker stops (shutdown) before the operation is done: back to the
-    /// queue with its progress, in its original place (by creation, so it
-    /// runs before operations queued after it), and the attempt it was on
-    /// given back: a pause is not a failure.
+    /// A worker stops (shutdown) before the operation is done: see
+    /// `Operation::pause`.
     pub async fn pause(&self, id: Uuid) -> Result<(), StoreError> {
+        let now = Timestamp::now();
         self.write(move |wtx| {
             let before = load(wtx, id)?;
-            if before.state != OperationState::Running {
-                return Ok(());
-            }
-            let mut paused = before.clone();
-            paused.attempts = paused.attempts.saturating_sub(1);
-            back_to_queue(wtx, &paused, before.created_at).map(|_| ())
+            apply(wtx, &before, before.pause(), now).map(|_| ())
         })
         .await
     }
 
     /// At start-up, before any worker runs: every operation left `running`
-    /// by a crash goes back to the queue in its original place, keeping its
-    /// progress (only this process can hold the file, so nothing else owns
-    /// them). The attempt it was on stays counted: after a crash nothing
-    /// tells whether the attempt itself caused it. One asked to cancel is
-    /// cancelled now.
+    /// by a crash is recovered (`Operation::recover`). Only this process can
+    /// hold the file, so nothing else owns them.
     pub async fn recover_operations(&self) -> Result<usize, StoreError> {
         let now = Timestamp::now();
         let n = self
@@ -529,11 +505,7 @@ impl Store {
                     .collect::<Result<_, _>>()?;
                 for id in &running {
                     let before = load(wtx, Uuid::from_u128(*id))?;
-                    if before.cancel_requested {
-                        finish(wtx, &before, OperationState::Cancelled, None, now)?;
-                        continue;
-                    }
-                    back_to_queue(wtx, &before, before.created_at)?;
+                    apply(wtx, &before, before.recover(now), now)?;
                 }
                 Ok(running.len())
             })
@@ -549,29 +521,10 @@ impl Store {
         let op = self
             .write(move |wtx| {
                 let before = load(wtx, id)?;
-                match before.state {
-                    s if s.is_finished() => Err(StoreError::AlreadyFinished(s)),
-                    OperationState::Queued => {
-                        let mut queue = wtx.open_table(OPERATIONS_QUEUE)?;
-                        // The entry's due time is not on the record; find it by id.
-                        let entry = queue
-                            .iter()?
-                            .map(|r| r.map(|(k, _)| k.value()))
-                            .find(|r| r.as_ref().is_ok_and(|(_, op)| *op == id.as_u128()))
-                            .transpose()?;
-                        if let Some(key) = entry {
-                            queue.remove(key)?;
-                        }
-                        drop(queue);
-                        finish(wtx, &before, OperationState::Cancelled, None, now)
-                    }
-                    _ => {
-                        let mut op = before.clone();
-                        op.cancel_requested = true;
-                        save(wtx, Some(&before), &op)?;
-                        Ok(op)
-                    }
-                }
+                let change = before
+                    .cancel(now)
+                    .map_err(|AlreadyFinished(state)| StoreError::AlreadyFinished(state))?;
+                Ok(apply(wtx, &before, change, now)?.unwrap_or(before))
             })
             .await?;
         // Only a queued operation finishes here; a running one finishes at its
@@ -865,7 +818,17 @@ mod model_tests {
                     let op = running.remove(rng.random_range(0..running.len()));
                     // Half the completions also claim the next operation.
                     let claim_next = rng.random_bool(0.5);
-                    let (done, next) = store.complete_and_claim(op.id, claim_next).await.unwrap();
+                    let (done, next) = store
+                        .complete(
+                            op.id,
+                            if claim_next {
+                                AndThen::ClaimNext
+                            } else {
+                                AndThen::Stop
+                            },
+                        )
+                        .await
+                        .unwrap();
                     if done.state == OperationState::Succeeded {
                         let s = model.status.get_mut(&op.package_id).unwrap();
                         *s = op.kind.apply(*s).expect("valid when enqueued");

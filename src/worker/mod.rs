@@ -15,7 +15,7 @@ use tracing::Instrument;
 pub use self::executor::{ExecError, Executor, Steps, StubConfig, StubExecutor, Work};
 use crate::domain::Timestamp;
 use crate::domain::operation::backoff;
-use crate::store::{Claim, Continue, Store, StoreError};
+use crate::store::{AndThen, Claim, Continue, Store, StoreError};
 
 /// Settings of the queue.
 #[derive(Debug, Clone)]
@@ -213,8 +213,12 @@ impl<E: Executor> Worker<E> {
         let mut next = None;
         let outcome = match result {
             Ok(()) => {
-                let claim_next = !*self.stop.borrow();
-                self.record(id, || self.store.complete_and_claim(id, claim_next))
+                let then = if *self.stop.borrow() {
+                    AndThen::Stop
+                } else {
+                    AndThen::ClaimNext
+                };
+                self.record(id, || self.store.complete(id, then))
                     .await
                     .map(|(op, claim)| {
                         if let Some(Claim::Work(op)) = claim {
