@@ -647,7 +647,7 @@ mod tests {
         let store = Store::open(&dir.path().join("p.redb"), &StoreOptions::default()).unwrap();
         let mut names = store.table_names().unwrap();
         names.sort();
-        let mut expected: Vec<String> = tables::ALL.iter().map(|s| s.to_string()).collect();
+        let mut expected: Vec<String> = tables::all_names().iter().map(|s| s.to_string()).collect();
         expected.sort();
         assert_eq!(names, expected);
         store.close();

@@ -1,5 +1,6 @@
-//! Every redb table packd keeps, with its key and value types. One list, so a
-//! backup or a migration cannot miss a table.
+//! Every redb table packd keeps, with its key and value types, and
+//! `each_table!`, the one list of them that creating, copying and the tests
+//! walk, so a backup or a migration cannot miss a table.
 //!
 //! Ids are UUID v7 stored as `u128`: big-endian numeric order is creation
 //! order, so "oldest first" is plain key order and a cursor is the last id seen.
@@ -47,60 +48,62 @@ pub(crate) const OPERATIONS_BY_STATE: TableDefinition<(u8, u128), ()> =
 pub(crate) const IDEMPOTENCY: TableDefinition<(u128, &str), &[u8]> =
     TableDefinition::new("idempotency");
 
-/// Names of every table of the current schema, for integrity checks and tests.
+/// Runs `$apply!(TABLE)` for every table of the current schema: the one
+/// list that creating, copying (backups) and the tests walk, so a new table
+/// cannot be forgotten by any of them.
+macro_rules! each_table {
+    ($apply:ident) => {
+        $apply!(META);
+        $apply!(PACKAGES);
+        $apply!(PACKAGES_BY_NAME_VERSION);
+        $apply!(PACKAGES_BY_NAME);
+        $apply!(PACKAGES_BY_STATUS);
+        $apply!(KEYS);
+        $apply!(KEYS_BY_HASH);
+        $apply!(AUDIT);
+        $apply!(OPERATIONS);
+        $apply!(OPERATIONS_QUEUE);
+        $apply!(OPERATIONS_BY_PACKAGE);
+        $apply!(OPERATIONS_BY_STATE);
+        $apply!(IDEMPOTENCY);
+    };
+}
+
+/// Names of every table of the current schema, for tests.
 #[cfg(test)]
-pub(crate) const ALL: &[&str] = &[
-    "meta",
-    "packages",
-    "packages_by_name_version",
-    "packages_by_name",
-    "packages_by_status",
-    "keys",
-    "keys_by_hash",
-    "audit",
-    "operations",
-    "operations_queue",
-    "operations_by_package",
-    "operations_by_state",
-    "idempotency",
-];
+pub(crate) fn all_names() -> Vec<&'static str> {
+    use redb::TableHandle;
+    let mut names = Vec::new();
+    macro_rules! name {
+        ($t:ident) => {
+            names.push($t.name())
+        };
+    }
+    each_table!(name);
+    names
+}
 
 /// Opens (and on a new file, creates) every table, so readers never meet a
 /// missing table.
 pub(crate) fn create_all(tx: &redb::WriteTransaction) -> Result<(), redb::TableError> {
-    tx.open_table(META)?;
-    tx.open_table(PACKAGES)?;
-    tx.open_table(PACKAGES_BY_NAME_VERSION)?;
-    tx.open_table(PACKAGES_BY_NAME)?;
-    tx.open_table(PACKAGES_BY_STATUS)?;
-    tx.open_table(KEYS)?;
-    tx.open_table(KEYS_BY_HASH)?;
-    tx.open_table(AUDIT)?;
-    tx.open_table(OPERATIONS)?;
-    tx.open_table(OPERATIONS_QUEUE)?;
-    tx.open_table(OPERATIONS_BY_PACKAGE)?;
-    tx.open_table(OPERATIONS_BY_STATE)?;
-    tx.open_table(IDEMPOTENCY)?;
+    macro_rules! create {
+        ($t:ident) => {
+            tx.open_table($t)?
+        };
+    }
+    each_table!(create);
     Ok(())
 }
 
-/// Copies every table into `dst`, for backups. Keep it in step with
-/// `create_all`: the backup test compares the row count of every table in the
-/// file with the copy's, so a table left out here fails it.
+/// Copies every table into `dst`, for backups. The backup test compares the
+/// row count of every table in the file with the copy's.
 pub(crate) fn copy_all(src: &ReadTransaction, dst: &WriteTransaction) -> Result<(), redb::Error> {
-    copy(src, dst, META)?;
-    copy(src, dst, PACKAGES)?;
-    copy(src, dst, PACKAGES_BY_NAME_VERSION)?;
-    copy(src, dst, PACKAGES_BY_NAME)?;
-    copy(src, dst, PACKAGES_BY_STATUS)?;
-    copy(src, dst, KEYS)?;
-    copy(src, dst, KEYS_BY_HASH)?;
-    copy(src, dst, AUDIT)?;
-    copy(src, dst, OPERATIONS)?;
-    copy(src, dst, OPERATIONS_QUEUE)?;
-    copy(src, dst, OPERATIONS_BY_PACKAGE)?;
-    copy(src, dst, OPERATIONS_BY_STATE)?;
-    copy(src, dst, IDEMPOTENCY)?;
+    macro_rules! copy_table {
+        ($t:ident) => {
+            copy(src, dst, $t)?
+        };
+    }
+    each_table!(copy_table);
     Ok(())
 }
 
