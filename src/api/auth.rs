@@ -113,6 +113,46 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// Why a `/v1` request was not let in.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    /// No key at all.
+    NoKey,
+    /// A key that does not authenticate.
+    Presented(AuthFailure),
+}
+
+impl Refusal {
+    fn problem(self) -> Problem {
+        match self {
+            Refusal::NoKey => {
+                unauthorized("send an API key in `X-API-Key` or `Authorization: Bearer`")
+            }
+            Refusal::Presented(AuthFailure::Refused(KeyRefusal::Inactive)) => {
+                refused(ErrorCode::KeyInactive, "this API key is deactivated")
+            }
+            Refusal::Presented(AuthFailure::Refused(KeyRefusal::Expired)) => {
+                refused(ErrorCode::KeyExpired, "this API key has expired")
+            }
+            Refusal::Presented(AuthFailure::Malformed(_) | AuthFailure::Unknown) => {
+                unauthorized("the API key is not valid")
+            }
+        }
+    }
+
+    /// For the log: why, more precisely than the answer tells the client.
+    fn reason(self) -> &'static str {
+        match self {
+            Refusal::NoKey => "missing",
+            Refusal::Presented(AuthFailure::Malformed(FormatError::TooShort)) => "too_short",
+            Refusal::Presented(AuthFailure::Malformed(FormatError::BadChecksum)) => "bad_checksum",
+            Refusal::Presented(AuthFailure::Unknown) => "unknown",
+            Refusal::Presented(AuthFailure::Refused(KeyRefusal::Inactive)) => "inactive",
+            Refusal::Presented(AuthFailure::Refused(KeyRefusal::Expired)) => "expired",
+        }
+    }
+}
+
 impl<E: Endpoint> Endpoint for AuthenticateEndpoint<E> {
     type Output = Response;
 
@@ -129,27 +169,8 @@ impl<E: Endpoint> Endpoint for AuthenticateEndpoint<E> {
                 .into_response());
         }
         let outcome = match presented(&req, self.allow_query_key) {
-            None => Err((
-                unauthorized("send an API key in `X-API-Key` or `Authorization: Bearer`"),
-                "missing",
-            )),
-            Some(secret) => self.store.authenticate(&secret).map_err(|f| match f {
-                AuthFailure::Malformed(FormatError::TooShort) => {
-                    (unauthorized("the API key is not valid"), "too_short")
-                }
-                AuthFailure::Malformed(FormatError::BadChecksum) => {
-                    (unauthorized("the API key is not valid"), "bad_checksum")
-                }
-                AuthFailure::Unknown => (unauthorized("the API key is not valid"), "unknown"),
-                AuthFailure::Refused(KeyRefusal::Inactive) => (
-                    refused(ErrorCode::KeyInactive, "this API key is deactivated"),
-                    "inactive",
-                ),
-                AuthFailure::Refused(KeyRefusal::Expired) => (
-                    refused(ErrorCode::KeyExpired, "this API key has expired"),
-                    "expired",
-                ),
-            }),
+            None => Err(Refusal::NoKey),
+            Some(secret) => self.store.authenticate(&secret).map_err(Refusal::Presented),
         };
         match outcome {
             Ok(principal) => {
@@ -171,14 +192,14 @@ impl<E: Endpoint> Endpoint for AuthenticateEndpoint<E> {
                 }
                 Ok(resp)
             }
-            Err((problem, reason)) => {
+            Err(refusal) => {
                 // A request without a key guesses nothing; every presented
                 // key that fails counts against the client's address.
-                if reason != "missing"
-                    && let Some(ip) = client
-                {
+                if let (Refusal::Presented(_), Some(ip)) = (refusal, client) {
                     self.limiter.failed(ip);
                 }
+                let problem = refusal.problem();
+                let reason = refusal.reason();
                 metrics::global().auth_failure(match problem.code {
                     ErrorCode::KeyInactive => AuthFailureCode::KeyInactive,
                     ErrorCode::KeyExpired => AuthFailureCode::KeyExpired,
@@ -198,22 +219,34 @@ impl<E: Endpoint> Endpoint for AuthenticateEndpoint<E> {
     }
 }
 
-/// Proof that the request's key has at least role `R` (0 read, 1 write, 2 admin).
-pub struct Access<const R: u8>;
-
-pub type ReadAccess = Access<0>;
-pub type WriteAccess = Access<1>;
-pub type AdminAccess = Access<2>;
-
-const fn role_of(r: u8) -> Role {
-    match r {
-        0 => Role::Read,
-        1 => Role::Write,
-        _ => Role::Admin,
-    }
+/// A role an operation can ask for, as a type: `Access<Write>` in a
+/// handler's arguments is the proof that the key may write.
+pub trait NeedsRole: Send + Sync {
+    const ROLE: Role;
 }
 
-impl<'a, const R: u8> ApiExtractor<'a> for Access<R> {
+pub struct Read;
+pub struct Write;
+pub struct Admin;
+
+impl NeedsRole for Read {
+    const ROLE: Role = Role::Read;
+}
+impl NeedsRole for Write {
+    const ROLE: Role = Role::Write;
+}
+impl NeedsRole for Admin {
+    const ROLE: Role = Role::Admin;
+}
+
+/// Proof that the request's key has at least role `R::ROLE`.
+pub struct Access<R: NeedsRole>(std::marker::PhantomData<R>);
+
+pub type ReadAccess = Access<Read>;
+pub type WriteAccess = Access<Write>;
+pub type AdminAccess = Access<Admin>;
+
+impl<'a, R: NeedsRole> ApiExtractor<'a> for Access<R> {
     const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
     type ParamType = ();
     type ParamRawType = ();
@@ -265,7 +298,7 @@ impl<'a, const R: u8> ApiExtractor<'a> for Access<R> {
             .data::<Principal>()
             .copied()
             .ok_or_else(|| poem::Error::from(unauthorized("no API key was checked")))?;
-        let needed = role_of(R);
+        let needed = R::ROLE;
         if !principal.role.allows(needed) {
             return Err(Problem::new(
                 StatusCode::FORBIDDEN,
@@ -277,7 +310,7 @@ impl<'a, const R: u8> ApiExtractor<'a> for Access<R> {
             )
             .into());
         }
-        Ok(Access)
+        Ok(Access(std::marker::PhantomData))
     }
 }
 

@@ -15,7 +15,6 @@ use super::pagination::{self, CursorParam, cursor_param, encode_cursor};
 use super::problem::status::{BODY, COMMON, S404, S409, S412};
 use super::problem::{ErrorCode, Errors, Problem};
 use super::types::{IfMatch, Nullable, Text, field};
-use crate::domain::Timestamp;
 use crate::domain::package::{
     NAME_MAX_CHARS, OperationKind, Package, PackageName, PackagePatch, PackageVersion, Status,
     VERSION_MAX_CHARS,
@@ -75,10 +74,6 @@ impl From<OperationKind> for OperationKindDto {
     }
 }
 
-pub fn time(t: Timestamp) -> time::OffsetDateTime {
-    t.to_offset_date_time()
-}
-
 /// A package.
 #[derive(Debug, Object, Serialize)]
 #[oai(rename = "Package")]
@@ -106,8 +101,8 @@ impl From<Package> for PackageDto {
             status: p.status.into(),
             operation_id: p.operation_id.into(),
             revision: p.revision,
-            created_at: time(p.created_at),
-            updated_at: time(p.updated_at),
+            created_at: p.created_at.to_offset_date_time(),
+            updated_at: p.updated_at.to_offset_date_time(),
         }
     }
 }
@@ -450,6 +445,7 @@ impl PackagesApi {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Timestamp;
 
     #[test]
     fn if_match_parsing() {
@@ -493,8 +489,8 @@ mod tests {
             status: StatusDto::Downloaded,
             operation_id: operation_id.into(),
             revision: 7,
-            created_at: time(at),
-            updated_at: time(Timestamp::from_micros(1_790_000_000_000_000)),
+            created_at: at.to_offset_date_time(),
+            updated_at: Timestamp::from_micros(1_790_000_000_000_000).to_offset_date_time(),
         };
         let list = PackageList {
             items: vec![package(None), package(Some(Uuid::now_v7()))],
