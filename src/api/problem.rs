@@ -17,6 +17,7 @@ use poem_openapi::{ApiResponse, Enum, Object};
 
 use crate::domain::ValidationError;
 use crate::store::StoreError;
+use crate::store::{Failure, Refusal};
 
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 
@@ -198,21 +199,21 @@ impl From<ValidationError> for Problem {
 impl From<StoreError> for Problem {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound => Problem::not_found("no such resource"),
-            StoreError::Duplicate { .. } => {
+            StoreError::Refused(Refusal::NotFound) => Problem::not_found("no such resource"),
+            StoreError::Refused(Refusal::Duplicate { .. }) => {
                 Problem::new(StatusCode::CONFLICT, ErrorCode::Duplicate, e.to_string())
             }
-            StoreError::PreconditionFailed { current } => Problem::new(
+            StoreError::Refused(Refusal::PreconditionFailed { current }) => Problem::new(
                 StatusCode::PRECONDITION_FAILED,
                 ErrorCode::PreconditionFailed,
                 format!(
                     "If-Match does not match the current revision; the current ETag is \"{current}\""
                 ),
             ),
-            StoreError::LastAdmin => {
+            StoreError::Refused(Refusal::LastAdmin) => {
                 Problem::new(StatusCode::CONFLICT, ErrorCode::LastAdmin, e.to_string())
             }
-            StoreError::IdempotencyMismatch => {
+            StoreError::Refused(Refusal::IdempotencyMismatch) => {
                 let mut p = Problem::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     ErrorCode::ValidationFailed,
@@ -221,25 +222,25 @@ impl From<StoreError> for Problem {
                 p.field = Some("Idempotency-Key".into());
                 p
             }
-            StoreError::InvalidTransition { .. } => Problem::new(
+            StoreError::Refused(Refusal::InvalidTransition { .. }) => Problem::new(
                 StatusCode::CONFLICT,
                 ErrorCode::InvalidTransition,
                 e.to_string(),
             ),
-            StoreError::AlreadyFinished(_) => Problem::new(
+            StoreError::Refused(Refusal::AlreadyFinished(_)) => Problem::new(
                 StatusCode::CONFLICT,
                 ErrorCode::AlreadyFinished,
                 e.to_string(),
             ),
-            StoreError::Conflict(_) => {
+            StoreError::Refused(Refusal::Conflict(_)) => {
                 Problem::new(StatusCode::CONFLICT, ErrorCode::Conflict, e.to_string())
             }
-            StoreError::OperationInProgress { .. } => Problem::new(
+            StoreError::Refused(Refusal::OperationInProgress { .. }) => Problem::new(
                 StatusCode::CONFLICT,
                 ErrorCode::OperationInProgress,
                 e.to_string(),
             ),
-            StoreError::Unavailable(_) | StoreError::Closed => {
+            StoreError::Failed(Failure::Unavailable(_)) | StoreError::Failed(Failure::Closed) => {
                 tracing::warn!(error = %e, "store unavailable");
                 Problem::new(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -248,13 +249,13 @@ impl From<StoreError> for Problem {
                 )
                 .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
             }
-            StoreError::Damaged(_) => Problem::new(
+            StoreError::Failed(Failure::Damaged(_)) => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 ErrorCode::Unavailable,
                 "the database file is damaged, so the service refuses writes; \
                  an operator must restore it (README: a damaged file)",
             ),
-            StoreError::Corrupt(_) | StoreError::Internal(_) => {
+            StoreError::Failed(Failure::Corrupt(_)) | StoreError::Failed(Failure::Internal(_)) => {
                 tracing::error!(error = %e, "store error");
                 Problem::internal()
             }
@@ -510,10 +511,14 @@ mod tests {
 
     #[test]
     fn store_errors_map_to_statuses() {
-        let p = Problem::from(StoreError::PreconditionFailed { current: 4 });
+        let p = Problem::from(StoreError::Refused(Refusal::PreconditionFailed {
+            current: 4,
+        }));
         assert_eq!(p.status, StatusCode::PRECONDITION_FAILED);
         assert!(p.detail.contains("\"4\""));
-        let p = Problem::from(StoreError::Internal("secret path /x".into()));
+        let p = Problem::from(StoreError::Failed(Failure::Internal(
+            "secret path /x".into(),
+        )));
         assert_eq!(p.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert!(!p.detail.contains("/x"), "internal details never leak");
     }

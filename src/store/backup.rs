@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase};
 
+use super::Failure;
 use super::{Store, StoreError, tables};
 
 impl Store {
@@ -35,9 +36,12 @@ impl Store {
         let _ = std::fs::remove_file(tmp);
         // Made owner-only first; redb fills the empty file.
         drop(super::create_private_file(tmp).map_err(io_error)?);
-        let copy = Database::builder()
-            .create(tmp)
-            .map_err(|e| StoreError::Internal(format!("cannot create {}: {e}", tmp.display())))?;
+        let copy = Database::builder().create(tmp).map_err(|e| {
+            StoreError::Failed(Failure::Internal(format!(
+                "cannot create {}: {e}",
+                tmp.display()
+            )))
+        })?;
         let wtx = copy.begin_write()?;
         tables::copy_all(&rtx, &wtx)?;
         // Durable by default: the commit fsyncs the copy before the rename.
@@ -67,7 +71,7 @@ pub fn sync_directory(path: &Path) {
 }
 
 fn io_error(e: std::io::Error) -> StoreError {
-    StoreError::Internal(e.to_string())
+    StoreError::Failed(Failure::Internal(e.to_string()))
 }
 
 #[cfg(test)]

@@ -7,18 +7,20 @@
 
 use serde::{Serialize, de::DeserializeOwned};
 
+use super::Failure;
 use super::StoreError;
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
-    postcard::to_stdvec(value).map_err(|e| StoreError::Internal(format!("encode record: {e}")))
+    postcard::to_stdvec(value)
+        .map_err(|e| StoreError::Failed(Failure::Internal(format!("encode record: {e}"))))
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(table: &str, bytes: &[u8]) -> Result<T, StoreError> {
     postcard::from_bytes(bytes).map_err(|e| {
-        StoreError::Corrupt(format!(
+        StoreError::Failed(Failure::Corrupt(format!(
             "a record in table `{table}` cannot be decoded ({e}); \
              it may come from a newer packd"
-        ))
+        )))
     })
 }
 
@@ -66,7 +68,7 @@ mod tests {
         bytes[0] = 9; // a V10 this binary has never heard of
         let err = decode::<Envelope>("packages", &bytes).unwrap_err();
         assert!(
-            matches!(err, StoreError::Corrupt(ref m) if m.contains("packages")),
+            matches!(err, StoreError::Failed(Failure::Corrupt(ref m)) if m.contains("packages")),
             "{err:?}"
         );
     }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use redb::Database;
 
+use super::Failure;
 use super::StoreError;
 
 type Opener = Box<dyn Fn() -> Result<Database, String> + Send + Sync>;
@@ -65,16 +66,20 @@ impl Handle {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
-            .ok_or_else(|| StoreError::Unavailable("the database is being reopened".into()))
+            .ok_or_else(|| {
+                StoreError::Failed(Failure::Unavailable(
+                    "the database is being reopened".into(),
+                ))
+            })
     }
 
     /// Closes the handle and opens the file again. Reads arriving meanwhile
     /// get `Unavailable` for the few milliseconds this takes.
     pub(crate) fn reopen(&self) -> Result<(), StoreError> {
         let Some(open) = &self.opener else {
-            return Err(StoreError::Unavailable(
+            return Err(StoreError::Failed(Failure::Unavailable(
                 "an in-memory store cannot be reopened".into(),
-            ));
+            )));
         };
         let old = self.db.write().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(mut old) = old {
@@ -92,14 +97,14 @@ impl Handle {
                     }
                     Err(still_shared) => {
                         *self.db.write().unwrap_or_else(|e| e.into_inner()) = Some(still_shared);
-                        return Err(StoreError::Unavailable(
+                        return Err(StoreError::Failed(Failure::Unavailable(
                             "reads held the database; reopening later".into(),
-                        ));
+                        )));
                     }
                 }
             }
         }
-        let db = open().map_err(StoreError::Unavailable)?;
+        let db = open().map_err(|e| StoreError::Failed(Failure::Unavailable(e)))?;
         *self.db.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(db));
         tracing::info!("database reopened after a failed write");
         Ok(())

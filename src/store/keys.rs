@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::codec::{decode, encode};
 use super::tables::{KEYS, KEYS_BY_HASH};
+use super::{Failure, Refusal};
 use super::{Page, Store, StoreError};
 use crate::domain::Timestamp;
 use crate::domain::key::{self, ApiKey, FormatError, KeyRefusal, Role, SecretHash};
@@ -58,7 +59,9 @@ fn role_from_code(c: u8) -> Result<Role, StoreError> {
         0 => Ok(Role::Read),
         1 => Ok(Role::Write),
         2 => Ok(Role::Admin),
-        other => Err(StoreError::Corrupt(format!("unknown role code {other}"))),
+        other => Err(StoreError::Failed(Failure::Corrupt(format!(
+            "unknown role code {other}"
+        )))),
     }
 }
 
@@ -287,7 +290,9 @@ pub enum Bootstrap {
 
 fn load(wtx: &WriteTransaction, id: Uuid) -> Result<ApiKey, StoreError> {
     let table = wtx.open_table(KEYS)?;
-    let row = table.get(id.as_u128())?.ok_or(StoreError::NotFound)?;
+    let row = table
+        .get(id.as_u128())?
+        .ok_or(StoreError::Refused(Refusal::NotFound))?;
     from_record(id.as_u128(), row.value())
 }
 
@@ -328,7 +333,7 @@ fn ensure_admin_remains(
             .any(|k| k.id != before.id && rule(k)))
     };
     if !keeps(&live)? || !keeps(&lasting)? {
-        return Err(StoreError::LastAdmin);
+        return Err(StoreError::Refused(Refusal::LastAdmin));
     }
     Ok(())
 }
@@ -336,9 +341,9 @@ fn ensure_admin_remains(
 fn insert_key(wtx: &WriteTransaction, k: &ApiKey) -> Result<(), StoreError> {
     let mut index = wtx.open_table(KEYS_BY_HASH)?;
     if index.get(&k.hash.0)?.is_some() {
-        return Err(StoreError::Conflict(
+        return Err(StoreError::Refused(Refusal::Conflict(
             "a key with this secret already exists".into(),
-        ));
+        )));
     }
     index.insert(&k.hash.0, k.id.as_u128())?;
     drop(index);
@@ -362,7 +367,8 @@ impl Store {
     /// Creates a key with a new secret; returns the key and the secret, which
     /// is not kept anywhere.
     pub async fn create_key(&self, new: NewKey) -> Result<(ApiKey, String), StoreError> {
-        let secret = key::generate_secret().map_err(StoreError::Internal)?;
+        let secret =
+            key::generate_secret().map_err(|e| StoreError::Failed(Failure::Internal(e)))?;
         let k = self.create_key_with_secret(new, &secret).await?;
         Ok((k, secret))
     }
@@ -399,7 +405,9 @@ impl Store {
     pub fn get_key(&self, id: Uuid) -> Result<ApiKey, StoreError> {
         let k = self.read(|rtx| {
             let table = rtx.open_table(KEYS)?;
-            let row = table.get(id.as_u128())?.ok_or(StoreError::NotFound)?;
+            let row = table
+                .get(id.as_u128())?
+                .ok_or(StoreError::Refused(Refusal::NotFound))?;
             from_record(id.as_u128(), row.value())
         })?;
         Ok(self.inner.keys.with_pending_usage(k))
@@ -472,7 +480,8 @@ impl Store {
         id: Uuid,
         grace: std::time::Duration,
     ) -> Result<(ApiKey, String), StoreError> {
-        let secret = key::generate_secret().map_err(StoreError::Internal)?;
+        let secret =
+            key::generate_secret().map_err(|e| StoreError::Failed(Failure::Internal(e)))?;
         let new_hash = SecretHash::of(&secret);
         let prefix = key::display_prefix(&secret);
         let now = Timestamp::now();
@@ -480,7 +489,9 @@ impl Store {
             .change_key(id, move |wtx, mut k| {
                 let mut index = wtx.open_table(KEYS_BY_HASH)?;
                 if index.get(&new_hash.0)?.is_some() {
-                    return Err(StoreError::Internal("secret collision".into()));
+                    return Err(StoreError::Failed(Failure::Internal(
+                        "secret collision".into(),
+                    )));
                 }
                 if let Some((older, _)) = k.previous.take() {
                     index.remove(&older.0)?;

@@ -105,16 +105,27 @@ impl Precondition {
     fn check(&self, current: u64) -> Result<(), StoreError> {
         match self {
             Precondition::RevisionIn(revs) if !revs.contains(&current) => {
-                Err(StoreError::PreconditionFailed { current })
+                Err(StoreError::Refused(Refusal::PreconditionFailed { current }))
             }
             _ => Ok(()),
         }
     }
 }
 
-/// Why a store call did not do what was asked.
+/// Why a store call did not do what was asked: a rule of the data refused
+/// it (the caller's request is at fault, and repeating it will not help), or
+/// the storage failed (nothing about the request; some failures pass).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error(transparent)]
+    Failed(#[from] Failure),
+}
+
+/// A rule of the data that refused a change.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Refusal {
     #[error("not found")]
     NotFound,
     #[error("a package named {name:?} with version {version:?} already exists ({existing})")]
@@ -125,7 +136,7 @@ pub enum StoreError {
     },
     #[error("the current revision is {current}")]
     PreconditionFailed { current: u64 },
-    #[error("this is the last active admin key; create another admin key first")]
+    #[error("this is the last active admin key that never expires; create another admin key first")]
     LastAdmin,
     #[error("{0}")]
     Conflict(String),
@@ -141,6 +152,11 @@ pub enum StoreError {
     AlreadyFinished(crate::domain::operation::OperationState),
     #[error("operation {operation_id} is in flight for this package")]
     OperationInProgress { operation_id: uuid::Uuid },
+}
+
+/// A failure of the storage itself.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Failure {
     /// The storage could not take a write (disk full, I/O error): retry later.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
@@ -158,13 +174,13 @@ pub enum StoreError {
 impl From<redb::Error> for StoreError {
     fn from(e: redb::Error) -> Self {
         match e {
-            redb::Error::Io(io) => StoreError::Unavailable(io.to_string()),
-            redb::Error::PreviousIo => {
-                StoreError::Unavailable("an earlier write failed; retrying".into())
-            }
-            redb::Error::Corrupted(m) => StoreError::Corrupt(m),
-            redb::Error::DatabaseClosed => StoreError::Closed,
-            other => StoreError::Internal(other.to_string()),
+            redb::Error::Io(io) => StoreError::Failed(Failure::Unavailable(io.to_string())),
+            redb::Error::PreviousIo => StoreError::Failed(Failure::Unavailable(
+                "an earlier write failed; retrying".into(),
+            )),
+            redb::Error::Corrupted(m) => StoreError::Failed(Failure::Corrupt(m)),
+            redb::Error::DatabaseClosed => StoreError::Failed(Failure::Closed),
+            other => StoreError::Failed(Failure::Internal(other.to_string())),
         }
     }
 }
@@ -350,9 +366,9 @@ impl Store {
         }));
         let damage = &self.inner.db.damage;
         match outcome {
-            Ok(Err(StoreError::Corrupt(reason))) => {
+            Ok(Err(StoreError::Failed(Failure::Corrupt(reason)))) => {
                 damage.mark(&reason);
-                Err(StoreError::Damaged(reason))
+                Err(StoreError::Failed(Failure::Damaged(reason)))
             }
             Ok(result) => result,
             Err(panic) => {
@@ -361,7 +377,7 @@ impl Store {
                     panic_message(&*panic)
                 );
                 damage.mark(&reason);
-                Err(StoreError::Damaged(reason))
+                Err(StoreError::Failed(Failure::Damaged(reason)))
             }
         }
     }

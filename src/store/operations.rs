@@ -13,6 +13,7 @@ use super::packages::{get_in as get_package_in, put as put_package, unindex as u
 use super::tables::{
     IDEMPOTENCY, OPERATIONS, OPERATIONS_BY_PACKAGE, OPERATIONS_BY_STATE, OPERATIONS_QUEUE, PACKAGES,
 };
+use super::{Failure, Refusal};
 use super::{Page, Store, StoreError, page_of, paginate};
 use crate::domain::Timestamp;
 use crate::domain::operation::{AlreadyFinished, Change, Operation, OperationState};
@@ -65,9 +66,9 @@ fn kind_from_code(c: u8) -> Result<OperationKind, StoreError> {
         0 => Ok(OperationKind::Download),
         1 => Ok(OperationKind::Activate),
         2 => Ok(OperationKind::Deactivate),
-        other => Err(StoreError::Corrupt(format!(
+        other => Err(StoreError::Failed(Failure::Corrupt(format!(
             "unknown operation kind {other}"
-        ))),
+        )))),
     }
 }
 
@@ -85,7 +86,7 @@ fn state_from_code(c: u8) -> Result<OperationState, StoreError> {
     OperationState::ALL
         .into_iter()
         .find(|s| state_code(*s) == c)
-        .ok_or_else(|| StoreError::Corrupt(format!("unknown operation state {c}")))
+        .ok_or_else(|| StoreError::Failed(Failure::Corrupt(format!("unknown operation state {c}"))))
 }
 
 fn to_record(o: &Operation) -> OperationRecord {
@@ -126,7 +127,9 @@ fn due_key(t: Timestamp) -> u64 {
 
 fn load(wtx: &WriteTransaction, id: Uuid) -> Result<Operation, StoreError> {
     let table = wtx.open_table(OPERATIONS)?;
-    let row = table.get(id.as_u128())?.ok_or(StoreError::NotFound)?;
+    let row = table
+        .get(id.as_u128())?
+        .ok_or(StoreError::Refused(Refusal::NotFound))?;
     from_record(id.as_u128(), row.value())
 }
 
@@ -163,7 +166,7 @@ fn release_package(
     let before = match get_package_in(&wtx.open_table(PACKAGES)?, op.package_id) {
         Ok(p) => p,
         // Deleted packages cannot have an operation in flight; nothing to release.
-        Err(StoreError::NotFound) => return Ok(()),
+        Err(StoreError::Refused(Refusal::NotFound)) => return Ok(()),
         Err(e) => return Err(e),
     };
     if before.operation_id != Some(op.id) {
@@ -325,21 +328,23 @@ impl Store {
                         .transpose()?;
                     if let Some(IdempotencyRecord::V1(r)) = seen {
                         if r.kind != kind_code(kind) || r.package_id != package_id.as_u128() {
-                            return Err(StoreError::IdempotencyMismatch);
+                            return Err(StoreError::Refused(Refusal::IdempotencyMismatch));
                         }
                         return Ok((load(wtx, Uuid::from_u128(r.operation_id))?, false));
                     }
                 }
                 let package = get_package_in(&wtx.open_table(PACKAGES)?, package_id)?;
                 if let Some(operation_id) = package.operation_id {
-                    return Err(StoreError::OperationInProgress { operation_id });
+                    return Err(StoreError::Refused(Refusal::OperationInProgress {
+                        operation_id,
+                    }));
                 }
                 if kind.apply(package.status).is_none() {
-                    return Err(StoreError::InvalidTransition {
+                    return Err(StoreError::Refused(Refusal::InvalidTransition {
                         kind,
                         needed: kind.transition().0,
                         actual: package.status,
-                    });
+                    }));
                 }
                 let op = Operation {
                     id: op_id,
@@ -521,9 +526,9 @@ impl Store {
         let op = self
             .write(move |wtx| {
                 let before = load(wtx, id)?;
-                let change = before
-                    .cancel(now)
-                    .map_err(|AlreadyFinished(state)| StoreError::AlreadyFinished(state))?;
+                let change = before.cancel(now).map_err(|AlreadyFinished(state)| {
+                    StoreError::Refused(Refusal::AlreadyFinished(state))
+                })?;
                 Ok(apply(wtx, &before, change, now)?.unwrap_or(before))
             })
             .await?;
@@ -538,7 +543,9 @@ impl Store {
     pub fn get_operation(&self, id: Uuid) -> Result<Operation, StoreError> {
         self.read(|rtx| {
             let table = rtx.open_table(OPERATIONS)?;
-            let row = table.get(id.as_u128())?.ok_or(StoreError::NotFound)?;
+            let row = table
+                .get(id.as_u128())?
+                .ok_or(StoreError::Refused(Refusal::NotFound))?;
             from_record(id.as_u128(), row.value())
         })
     }
@@ -564,7 +571,9 @@ impl Store {
         self.read(|rtx| {
             let rows = rtx.open_table(OPERATIONS)?;
             let get = |id: u128| -> Result<Operation, StoreError> {
-                let row = rows.get(id)?.ok_or(StoreError::NotFound)?;
+                let row = rows
+                    .get(id)?
+                    .ok_or(StoreError::Refused(Refusal::NotFound))?;
                 from_record(id, row.value())
             };
             let mut items = Vec::with_capacity(q.limit + 1);
@@ -788,8 +797,10 @@ mod model_tests {
                             all_ops.push(op.id);
                         }
                         Ok((_, false)) => unreachable!("no idempotency key"),
-                        Err(StoreError::OperationInProgress { .. })
-                        | Err(StoreError::InvalidTransition { .. }) => assert!(!expect_ok),
+                        Err(StoreError::Refused(Refusal::OperationInProgress { .. }))
+                        | Err(StoreError::Refused(Refusal::InvalidTransition { .. })) => {
+                            assert!(!expect_ok)
+                        }
                         Err(e) => panic!("{e}"),
                     }
                 }
@@ -858,7 +869,7 @@ mod model_tests {
                             model.in_flight.remove(&op.package_id);
                         }
                         Ok(op) => assert!(op.cancel_requested),
-                        Err(StoreError::AlreadyFinished(_)) => {}
+                        Err(StoreError::Refused(Refusal::AlreadyFinished(_))) => {}
                         Err(e) => panic!("{e}"),
                     }
                 }

@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::codec::{decode, encode};
 use super::tables::{PACKAGES, PACKAGES_BY_NAME, PACKAGES_BY_NAME_VERSION, PACKAGES_BY_STATUS};
+use super::{Failure, Refusal};
 use super::{Page, Precondition, Store, StoreError, paginate};
 use crate::domain::Timestamp;
 use crate::domain::package::{Package, PackageName, PackagePatch, PackageVersion, Status};
@@ -42,9 +43,9 @@ fn status_from_code(code: u8) -> Result<Status, StoreError> {
         0 => Ok(Status::Created),
         1 => Ok(Status::Downloaded),
         2 => Ok(Status::Active),
-        other => Err(StoreError::Corrupt(format!(
+        other => Err(StoreError::Failed(Failure::Corrupt(format!(
             "unknown package status code {other}"
-        ))),
+        )))),
     }
 }
 
@@ -63,7 +64,8 @@ fn to_record(p: &Package) -> PackageRecord {
 fn from_record(id: u128, bytes: &[u8]) -> Result<Package, StoreError> {
     let PackageRecord::V1(r) = decode::<PackageRecord>("packages", bytes)?;
     // Stored names passed validation when written; a failure here is corruption.
-    let corrupt = |e: crate::domain::ValidationError| StoreError::Corrupt(e.to_string());
+    let corrupt =
+        |e: crate::domain::ValidationError| StoreError::Failed(Failure::Corrupt(e.to_string()));
     Ok(Package {
         id: Uuid::from_u128(id),
         name: PackageName::parse(r.name).map_err(corrupt)?,
@@ -96,7 +98,9 @@ pub(super) fn get_in<T: ReadableTable<u128, &'static [u8]>>(
     table: &T,
     id: Uuid,
 ) -> Result<Package, StoreError> {
-    let row = table.get(id.as_u128())?.ok_or(StoreError::NotFound)?;
+    let row = table
+        .get(id.as_u128())?
+        .ok_or(StoreError::Refused(Refusal::NotFound))?;
     from_record(id.as_u128(), row.value())
 }
 
@@ -136,11 +140,11 @@ fn check_unique(
     if let Some(existing) = index.get((name.as_str(), version.as_str()))? {
         let existing = Uuid::from_u128(existing.value());
         if Some(existing) != except {
-            return Err(StoreError::Duplicate {
+            return Err(StoreError::Refused(Refusal::Duplicate {
                 name: name.to_string(),
                 version: version.to_string(),
                 existing,
-            });
+            }));
         }
     }
     Ok(())
@@ -154,7 +158,9 @@ fn load_for_change(
     let current = get_in(&wtx.open_table(PACKAGES)?, id)?;
     precondition.check(current.revision)?;
     if let Some(operation_id) = current.operation_id {
-        return Err(StoreError::OperationInProgress { operation_id });
+        return Err(StoreError::Refused(Refusal::OperationInProgress {
+            operation_id,
+        }));
     }
     Ok(current)
 }
@@ -204,9 +210,9 @@ impl Store {
                 let mut batch = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
                 for i in first..first + n {
                     let name = PackageName::parse(format!("{prefix}-{i}"))
-                        .map_err(|e| StoreError::Internal(e.to_string()))?;
+                        .map_err(|e| StoreError::Failed(Failure::Internal(e.to_string())))?;
                     let version = PackageVersion::parse(format!("1.0.{}", i % 10))
-                        .map_err(|e| StoreError::Internal(e.to_string()))?;
+                        .map_err(|e| StoreError::Failed(Failure::Internal(e.to_string())))?;
                     check_unique(wtx, &name, &version, None)?;
                     batch.push(Package {
                         id: Uuid::now_v7(),

@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
 use super::handle::{Damage, Handle};
+use super::Failure;
 use crate::metrics;
 
 /// One write waiting for the writer thread.
@@ -56,7 +57,9 @@ where
             // A failed job's own error says more than the batch's.
             (Some(Err(e)), _) | (_, Err(e)) => Err(e),
             (Some(Ok(out)), Ok(())) => Ok(out),
-            (None, Ok(())) => Err(StoreError::Internal("the job was not run".into())),
+            (None, Ok(())) => Err(StoreError::Failed(Failure::Internal(
+                "the job was not run".into(),
+            ))),
         };
         // The receiver may be gone (client hung up); the write still happened.
         let _ = self.reply.send(result);
@@ -107,13 +110,18 @@ impl Writer {
             .lock()
             .expect("writer sender lock")
             .clone()
-            .ok_or(StoreError::Closed)?;
-        sender.send(job).await.map_err(|_| StoreError::Closed)?;
-        reply_rx.await.map_err(|_| StoreError::Closed)?
+            .ok_or(StoreError::Failed(Failure::Closed))?;
+        sender
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Failed(Failure::Closed))?;
+        reply_rx
+            .await
+            .map_err(|_| StoreError::Failed(Failure::Closed))?
     }
 
     /// Stops taking jobs, lets the thread finish the ones already queued, and
-    /// waits for it. Later writes get `StoreError::Closed`.
+    /// waits for it. Later writes get `StoreError::Failed(Failure::Closed)`.
     pub(crate) fn shutdown(&self) {
         drop(self.tx.lock().expect("writer sender lock").take());
         if let Some(thread) = self.thread.lock().expect("writer thread lock").take() {
@@ -147,7 +155,10 @@ fn run(db: &Handle, mut rx: mpsc::Receiver<BoxedJob>) {
             }
         }
         if let Some(reason) = db.damage.found() {
-            refuse_all(&mut batch, &StoreError::Damaged(reason.to_string()));
+            refuse_all(
+                &mut batch,
+                &StoreError::Failed(Failure::Damaged(reason.to_string())),
+            );
             continue;
         }
         if let Some(at) = failed_at {
@@ -156,9 +167,9 @@ fn run(db: &Handle, mut rx: mpsc::Receiver<BoxedJob>) {
                 if at.elapsed() >= RETRY_AFTER_FAILURE {
                     failed_at = Some(Instant::now());
                 }
-                let e = StoreError::Unavailable(
+                let e = StoreError::Failed(Failure::Unavailable(
                     "the last write failed (is the disk full?); retrying shortly".into(),
-                );
+                ));
                 refuse_all(&mut batch, &e);
                 continue;
             }
@@ -171,7 +182,7 @@ fn run(db: &Handle, mut rx: mpsc::Receiver<BoxedJob>) {
                 Err(e)
             }
         };
-        if matches!(outcome, Err(StoreError::Unavailable(_))) {
+        if matches!(outcome, Err(StoreError::Failed(Failure::Unavailable(_)))) {
             failed_at = Some(Instant::now());
         }
     }
@@ -224,7 +235,7 @@ fn commit_batch(
             let _ = wtx.abort();
             let reason = format!("a write failed inside the storage library: {message}");
             damage.mark(&reason);
-            break Err(StoreError::Damaged(reason));
+            break Err(StoreError::Failed(Failure::Damaged(reason)));
         }
         if !any_failed {
             break wtx.commit().map_err(StoreError::from);
@@ -240,7 +251,7 @@ fn commit_batch(
     metrics::global().commit(jobs, started.elapsed(), outcome.is_ok());
     if let Err(e) = &outcome {
         tracing::error!(error = %e, jobs, "write transaction failed");
-        if let StoreError::Corrupt(reason) = e {
+        if let StoreError::Failed(Failure::Corrupt(reason)) = e {
             damage.mark(reason);
         }
     }
@@ -256,7 +267,7 @@ fn commit_batch(
 fn begin(db: &Database) -> Result<WriteTransaction, StoreError> {
     let mut wtx = db.begin_write()?;
     wtx.set_durability(Durability::Immediate)
-        .map_err(|e| StoreError::Internal(e.to_string()))?;
+        .map_err(|e| StoreError::Failed(Failure::Internal(e.to_string())))?;
     // Quick repair writes the allocator state with each commit, so that opening
     // the file after a crash does not walk every page.
     wtx.set_quick_repair(true);
@@ -267,6 +278,7 @@ fn begin(db: &Database) -> Result<WriteTransaction, StoreError> {
 mod tests {
     use redb::{ReadableDatabase, TableDefinition};
 
+    use super::super::Refusal;
     use super::*;
 
     const T: TableDefinition<&str, u64> = TableDefinition::new("t");
@@ -296,7 +308,9 @@ mod tests {
         });
         let (half, half_rx) = job(|wtx| {
             wtx.open_table(T)?.insert("half", 2)?;
-            Err::<(), _>(StoreError::Conflict("failed after writing".into()))
+            Err::<(), _>(StoreError::Refused(Refusal::Conflict(
+                "failed after writing".into(),
+            )))
         });
         let (after, after_rx) = job(|wtx| {
             wtx.open_table(T)?.insert("after", 3)?;
@@ -308,7 +322,7 @@ mod tests {
         assert_eq!(before_rx.blocking_recv().unwrap().unwrap(), "first");
         assert!(matches!(
             half_rx.blocking_recv().unwrap(),
-            Err(StoreError::Conflict(_))
+            Err(StoreError::Refused(Refusal::Conflict(_)))
         ));
         assert_eq!(after_rx.blocking_recv().unwrap().unwrap(), 3);
         let rtx = db.begin_read().unwrap();
@@ -325,13 +339,13 @@ mod tests {
             .unwrap();
         let (a, a_rx) = job(|wtx| {
             wtx.open_table(T)?.insert("a", 1)?;
-            Err::<(), _>(StoreError::NotFound)
+            Err::<(), _>(StoreError::Refused(Refusal::NotFound))
         });
         let mut batch = vec![a];
         commit_batch(&db, &mut batch, &Damage::default()).unwrap();
         assert!(matches!(
             a_rx.blocking_recv().unwrap(),
-            Err(StoreError::NotFound)
+            Err(StoreError::Refused(Refusal::NotFound))
         ));
         let rtx = db.begin_read().unwrap();
         assert!(rtx.open_table(T).is_err(), "the table was never committed");

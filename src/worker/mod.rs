@@ -15,6 +15,7 @@ use tracing::Instrument;
 pub use self::executor::{ExecError, Executor, Steps, StubConfig, StubExecutor, Work};
 use crate::domain::Timestamp;
 use crate::domain::operation::backoff;
+use crate::store::Failure;
 use crate::store::{AndThen, Claim, Continue, Store, StoreError};
 
 /// Settings of the queue.
@@ -267,11 +268,11 @@ impl<E: Executor> Worker<E> {
         loop {
             match write().await {
                 Ok(v) => return Some(v),
-                Err(StoreError::Unavailable(e)) if *self.stop.borrow() => {
+                Err(StoreError::Failed(Failure::Unavailable(e))) if *self.stop.borrow() => {
                     tracing::warn!(operation = %id, error = %e, "stopping with an outcome not recorded; the next start requeues the operation");
                     return None;
                 }
-                Err(StoreError::Unavailable(e)) => {
+                Err(StoreError::Failed(Failure::Unavailable(e))) => {
                     tracing::warn!(operation = %id, error = %e, retry_in = ?delay, "operation outcome not recorded; retrying");
                     // A stop ends the wait early: one more try, then give up.
                     tokio::select! {
@@ -325,11 +326,11 @@ impl Steps for StoreSteps {
             // Progress is a checkpoint, not the outcome: the work goes on
             // (a resume would only repeat more of it), and the outcome is
             // recorded once the store takes writes again.
-            Err(StoreError::Unavailable(e)) if !*self.stop.borrow() => {
+            Err(StoreError::Failed(Failure::Unavailable(e))) if !*self.stop.borrow() => {
                 tracing::warn!(operation = %self.id, error = %e, "progress not saved; going on");
                 Ok(())
             }
-            Err(StoreError::Unavailable(_)) => Err(ExecError::Stopped),
+            Err(StoreError::Failed(Failure::Unavailable(_))) => Err(ExecError::Stopped),
             Err(e) => Err(ExecError::Failed(format!("cannot save progress: {e}"))),
         }
     }
