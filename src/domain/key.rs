@@ -211,6 +211,22 @@ impl ApiKey {
     }
 }
 
+/// Whether changing key `before` into `after` (`None`: deleted), with
+/// `others` unchanged, leaves an admin key usable now and, if there was one,
+/// an admin key that never expires: admins that all expire lock everyone
+/// out later, when nobody is looking.
+pub fn admin_remains<'a>(
+    before: &ApiKey,
+    after: Option<&ApiKey>,
+    others: impl Iterator<Item = &'a ApiKey> + Clone,
+    now: Timestamp,
+) -> bool {
+    let keeps = |rule: &dyn Fn(&ApiKey) -> bool| {
+        !rule(before) || after.is_some_and(rule) || others.clone().any(rule)
+    };
+    keeps(&|k| k.is_live_admin(now)) && keeps(&|k| k.is_lasting_admin())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,5 +314,47 @@ mod tests {
             k.check(&SecretHash::of("new"), at(10)),
             Some(Err(KeyRefusal::Inactive))
         );
+    }
+
+    #[test]
+    fn an_admin_that_never_expires_must_remain() {
+        let now = Timestamp::from_micros(1_000);
+        let admin = |expires_at: Option<i64>| ApiKey {
+            id: uuid::Uuid::now_v7(),
+            role: Role::Admin,
+            expires_at: expires_at.map(Timestamp::from_micros),
+            ..key()
+        };
+        let lasting = admin(None);
+        let expiring = admin(Some(10_000));
+        let deactivated = |k: &ApiKey| ApiKey {
+            active: false,
+            ..k.clone()
+        };
+        // The last lasting admin cannot go, even with a live expiring one.
+        assert!(!admin_remains(&lasting, None, [&expiring].into_iter(), now));
+        let off = deactivated(&lasting);
+        assert!(!admin_remains(
+            &lasting,
+            Some(&off),
+            [&expiring].into_iter(),
+            now
+        ));
+        let soon = admin(Some(5_000));
+        assert!(!admin_remains(
+            &lasting,
+            Some(&soon),
+            [&expiring].into_iter(),
+            now
+        ));
+        // With another lasting admin it may; an expiring one may always go
+        // while a lasting one stays.
+        let other = admin(None);
+        assert!(admin_remains(&lasting, None, [&other].into_iter(), now));
+        assert!(admin_remains(&expiring, None, [&lasting].into_iter(), now));
+        // Where no admin ever was lasting, the live one is what must stay.
+        assert!(!admin_remains(&expiring, None, std::iter::empty(), now));
+        let writer = key();
+        assert!(admin_remains(&writer, None, std::iter::empty(), now));
     }
 }

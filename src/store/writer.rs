@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 use redb::{Database, Durability, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
+use super::Failure;
 use super::StoreError;
 use super::handle::{Damage, Handle};
-use super::Failure;
 use crate::metrics;
 
 /// One write waiting for the writer thread.
