@@ -65,8 +65,10 @@ async fn shutdown_signal() {
 
 /// How often counted key usage is written to the file.
 const USAGE_FLUSH_EVERY: Duration = Duration::from_secs(10);
-/// How often old audit entries are pruned.
-const AUDIT_PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// How often the stored history is pruned: finished operations (past
+/// `--operation-retention`), idempotency records (past a day) and audit
+/// entries (past `--audit-retention`), in that order.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Makes sure an administrator can get in, as the contract's Bootstrap says.
 async fn bootstrap(store: &Store, key: Option<&str>) -> anyhow::Result<()> {
@@ -124,7 +126,7 @@ fn spawn_upkeep(store: Store, audit_retention: Duration, operation_retention: Du
         }
     });
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(AUDIT_PRUNE_EVERY);
+        let mut tick = tokio::time::interval(PRUNE_EVERY);
         loop {
             tick.tick().await;
             match store
@@ -144,86 +146,168 @@ fn spawn_upkeep(store: Store, audit_retention: Duration, operation_retention: Du
     });
 }
 
-/// Runs the service until a signal; `on_ready` runs once it serves (the
-/// binary uses it to give start-up memory back).
-pub async fn serve(args: ServeArgs, on_ready: impl FnOnce()) -> anyhow::Result<()> {
-    let store = Store::open(
-        &args.db,
-        &StoreOptions {
-            cache_bytes: args.cache_mb.saturating_mul(1024 * 1024),
-        },
-    )?;
-    bootstrap(&store, args.bootstrap_key.as_deref()).await?;
-    let recovered = store.recover_operations().await?;
-    if recovered > 0 {
-        tracing::info!(
-            operations = recovered,
-            "requeued operations left running by the last stop"
-        );
-    }
-    spawn_upkeep(
-        store.clone(),
-        args.audit_retention,
-        args.operation_retention,
-    );
-    let workers = Workers::start(
-        store.clone(),
-        Arc::new(StubExecutor {
-            config: StubConfig {
-                download: args.download_duration,
-                activate: args.activate_duration,
-                deactivate: args.deactivate_duration,
-                failure_rate: args.stub_failure_rate,
-                steps: 10,
+/// Steps the stub executor takes for an operation (progress moves by 10 %).
+const STUB_STEPS: u8 = 10;
+/// The longest delay between two attempts of an operation, however many
+/// have failed.
+const RETRY_DELAY_MAX: Duration = Duration::from_secs(300);
+
+/// The service, built and bound but not yet serving: the store open (and
+/// bootstrapped, crashed operations recovered), upkeep and workers started,
+/// the port bound. `run_until_stopped` serves it. Tests can build one on
+/// port 0 in their own process.
+pub struct Application {
+    store: Store,
+    workers: Workers,
+    readiness: Readiness,
+    listener: tokio::net::TcpListener,
+    args: ServeArgs,
+}
+
+impl Application {
+    pub async fn build(args: ServeArgs) -> anyhow::Result<Application> {
+        let store = Store::open(
+            &args.db,
+            &StoreOptions {
+                cache_bytes: args.cache_mb.saturating_mul(1024 * 1024),
             },
-        }),
-        QueueConfig {
-            workers: args.workers,
-            max_attempts: args.max_attempts,
-            retry_base: args.retry_delay,
-            retry_max: Duration::from_secs(300),
-        },
-    );
+        )?;
+        bootstrap(&store, args.bootstrap_key.as_deref()).await?;
+        let recovered = store.recover_operations().await?;
+        if recovered > 0 {
+            tracing::info!(
+                operations = recovered,
+                "requeued operations left running by the last stop"
+            );
+        }
+        spawn_upkeep(
+            store.clone(),
+            args.audit_retention,
+            args.operation_retention,
+        );
+        let workers = Workers::start(
+            store.clone(),
+            Arc::new(StubExecutor {
+                config: StubConfig {
+                    download: args.download_duration,
+                    activate: args.activate_duration,
+                    deactivate: args.deactivate_duration,
+                    failure_rate: args.stub_failure_rate,
+                    steps: STUB_STEPS,
+                },
+            }),
+            QueueConfig {
+                workers: args.workers,
+                max_attempts: args.max_attempts,
+                retry_base: args.retry_delay,
+                retry_max: RETRY_DELAY_MAX,
+            },
+        );
+        let readiness = Readiness::new(workers.liveness(), store.damage());
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        // Connections wait in the listen backlog until `run_until_stopped`
+        // accepts them, so nobody can see it ready before it serves.
+        readiness.set_serving(true);
+        Ok(Application {
+            store,
+            workers,
+            readiness,
+            listener,
+            args,
+        })
+    }
 
-    let (trigger, shutdown) = Shutdown::new();
-    let readiness = Readiness::new(workers.liveness(), store.damage());
-    let state = AppState {
-        store: store.clone(),
-        readiness: readiness.clone(),
-        shutdown: shutdown.clone(),
-    };
-    let app = api::app(
-        state,
-        &ApiOptions {
-            cors_origins: args.cors_origins.clone(),
-            allow_query_key: args.allow_query_key,
-            key_ttl: args.key_ttl,
-            max_waiting: args.max_waiting,
-            rate_limit: args.rate_limit,
-            auth_failure_burst: args.auth_failure_burst,
-        },
-    );
+    /// Where it listens (the real port when asked for port 0).
+    pub fn local_addr(&self) -> anyhow::Result<std::net::SocketAddr> {
+        self.listener
+            .local_addr()
+            .context("the listener has no address")
+    }
 
-    let listener = tokio::net::TcpListener::bind(args.listen)
+    /// Serves until `shutdown` fires, then drains requests in flight
+    /// (bounded), stops the workers at their next step, writes the key usage
+    /// and closes the store. Readiness goes off as shutdown begins.
+    pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        let Application {
+            store,
+            workers,
+            readiness,
+            listener,
+            args,
+        } = self;
+        let app = api::app(
+            AppState {
+                store: store.clone(),
+                readiness: readiness.clone(),
+                shutdown: shutdown.clone(),
+            },
+            &ApiOptions {
+                cors_origins: args.cors_origins.clone(),
+                allow_query_key: args.allow_query_key,
+                key_ttl: args.key_ttl,
+                max_waiting: args.max_waiting,
+                rate_limit: args.rate_limit,
+                auth_failure_burst: args.auth_failure_burst,
+            },
+        );
+        let mut stopping = shutdown.clone();
+        let unready = readiness.clone();
+        tokio::spawn(async move {
+            stopping.wait().await;
+            unready.set_serving(false);
+        });
+        api::serve::run(
+            listener,
+            app,
+            &ServeOptions {
+                max_connections: args.max_connections,
+                max_per_client: args.max_connections_per_client,
+                header_timeout: args.header_timeout,
+                http2: args.http2,
+                shutdown_timeout: args.shutdown_timeout,
+            },
+            shutdown,
+        )
         .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let local = listener
-        .local_addr()
-        .context("the listener has no address")?;
+        .context("the HTTP server failed")?;
+        // Workers stop at their next step and put their operations back in
+        // the queue with the progress saved so far.
+        workers.stop().await;
+        if let Err(e) = store.flush_usage().await {
+            tracing::warn!(error = %e, "cannot write key usage at shutdown");
+        }
+        store.close();
+        Ok(())
+    }
+}
 
-    readiness.set_serving(true);
+/// Runs the service until SIGTERM or Ctrl-C; `on_ready` runs once it
+/// serves (the binary uses it to give start-up memory back).
+pub async fn serve(args: ServeArgs, on_ready: impl FnOnce()) -> anyhow::Result<()> {
+    let db = args.db.clone();
+    let application = Application::build(args).await?;
+    let local = application.local_addr()?;
     tracing::info!(
         listen = %local,
-        db = %args.db.display(),
+        db = %db.display(),
         version = env!("CARGO_PKG_VERSION"),
         "packd started"
     );
+    let (trigger, shutdown) = Shutdown::new();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        notify::notify("STOPPING=1\nSTATUS=draining requests and saving operations");
+        trigger.fire();
+    });
+    let running = tokio::spawn(application.run_until_stopped(shutdown));
     // A plain line on stdout for people and scripts (tests read the port from it).
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
         "packd listening on http://{local} (explorer: http://{local}/docs, database: {})",
-        args.db.display()
+        db.display()
     )?;
     out.flush()?;
     drop(out);
@@ -240,36 +324,7 @@ pub async fn serve(args: ServeArgs, on_ready: impl FnOnce()) -> anyhow::Result<(
             }
         });
     }
-
-    let ready = readiness.clone();
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        notify::notify("STOPPING=1\nSTATUS=draining requests and saving operations");
-        ready.set_serving(false);
-        trigger.fire();
-    });
-    api::serve::run(
-        listener,
-        app,
-        &ServeOptions {
-            max_connections: args.max_connections,
-            max_per_client: args.max_connections_per_client,
-            header_timeout: args.header_timeout,
-            http2: args.http2,
-            shutdown_timeout: args.shutdown_timeout,
-        },
-        shutdown,
-    )
-    .await
-    .context("the HTTP server failed")?;
-
-    // Workers stop at their next step and put their operations back in the
-    // queue with the progress saved so far.
-    workers.stop().await;
-    if let Err(e) = store.flush_usage().await {
-        tracing::warn!(error = %e, "cannot write key usage at shutdown");
-    }
-    store.close();
+    running.await.context("the server task failed")??;
     tracing::info!("packd stopped");
     Ok(())
 }

@@ -10,7 +10,7 @@ use crate::helpers::TestServer;
 
 #[test]
 fn broken_json_is_400() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     let r = s.send(
         "POST",
         "/v1/packages",
@@ -29,7 +29,7 @@ fn broken_json_is_400() {
 
 #[test]
 fn unknown_field_is_400_and_names_it() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     let r = s.json(
         "POST",
         "/v1/packages",
@@ -44,7 +44,7 @@ fn unknown_field_is_400_and_names_it() {
 
 #[test]
 fn wrong_content_type_is_415() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     let r = s.send(
         "POST",
         "/v1/packages",
@@ -63,7 +63,7 @@ fn wrong_content_type_is_415() {
 
 #[test]
 fn bad_query_parameters_are_400() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     for q in [
         "limit=0",
         "limit=1001",
@@ -82,7 +82,7 @@ fn bad_query_parameters_are_400() {
 
 #[test]
 fn unknown_route_is_404_and_wrong_method_is_405() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     s.get("/v1/nothing-here").assert_problem(404, "not_found");
     s.get("/nothing").assert_problem(404, "not_found");
     // Every 405 says which methods the path has (RFC 9110 §15.5.6).
@@ -109,7 +109,7 @@ fn unknown_route_is_404_and_wrong_method_is_405() {
 
 #[test]
 fn body_over_64_kib_is_413_with_or_without_content_length() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     let big = format!(r#"{{"name":"{}","version":"1"}}"#, "x".repeat(70 * 1024));
     let r = s.send(
         "POST",
@@ -190,7 +190,7 @@ fn request_id_is_echoed_or_generated() {
 
 #[test]
 fn cors_is_off_by_default_and_allows_named_origins() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     let r = s.send(
         "GET",
         "/v1/packages",
@@ -199,7 +199,7 @@ fn cors_is_off_by_default_and_allows_named_origins() {
     );
     assert_eq!(r.header("access-control-allow-origin"), None);
 
-    let s = TestServer::start_with(&["--cors-origin", "https://ui.example"], &[]);
+    let s = TestServer::in_process(&["--cors-origin", "https://ui.example"]);
     let r = s.send(
         "GET",
         "/v1/packages",
@@ -240,7 +240,7 @@ fn cors_is_off_by_default_and_allows_named_origins() {
 
 #[test]
 fn a_json_member_given_twice_is_400() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     let r = s.send(
         "POST",
         "/v1/packages",
@@ -269,7 +269,7 @@ fn a_json_member_given_twice_is_400() {
 
 #[test]
 fn names_with_invisible_format_characters_are_422() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     // A right-to-left override, a zero-width space, a byte order mark, and
     // one outside the Basic Multilingual Plane (a language tag).
     for (field, bad) in [
@@ -297,7 +297,7 @@ fn names_with_invisible_format_characters_are_422() {
 
 #[test]
 fn an_idempotency_key_that_is_not_visible_ascii_is_422() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     let id = s.create_package("p", "1")["id"]
         .as_str()
         .unwrap()
@@ -321,7 +321,7 @@ fn an_idempotency_key_that_is_not_visible_ascii_is_422() {
 /// that is not visible ASCII is a 400, not a change without its condition.
 #[test]
 fn an_if_match_that_is_not_visible_ascii_is_400() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     let id = s.create_package("p", "1")["id"]
         .as_str()
         .unwrap()
@@ -349,7 +349,7 @@ fn an_if_match_that_is_not_visible_ascii_is_400() {
 /// on serving. (Their bodies are empty: README, "Errors hyper answers".)
 #[test]
 fn requests_the_http_library_refuses_are_answered_and_closed() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     let addr = s.base.trim_start_matches("http://").to_string();
     let many: String = (0..600).map(|i| format!("X-H{i}: v\r\n")).collect();
     let cases: [(&[u8], &str); 6] = [

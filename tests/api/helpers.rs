@@ -1,5 +1,8 @@
-//! Spawns the real `packd` binary on a free port with its own database file,
-//! and talks to it over a real socket.
+//! Runs packd on a free port with its own database file, and talks to it
+//! over a real socket: as the real binary (for everything about processes:
+//! restarts, kill -9, signals, logs, the file lock, process-wide metrics),
+//! or in this test process (`TestServer::in_process`, for tests of HTTP
+//! behaviour alone: no process start, and a debugger sees both sides).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -17,6 +20,8 @@ pub const DEADLINE: Duration = Duration::from_secs(20);
 
 pub struct TestServer {
     child: Option<Child>,
+    /// The in-process server: its runtime thread and the trigger that stops it.
+    in_process: Option<InProcess>,
     pub base: String,
     pub db: PathBuf,
     stderr_path: PathBuf,
@@ -79,10 +84,72 @@ pub fn agent() -> ureq::Agent {
         .into()
 }
 
+struct InProcess {
+    trigger: packd::shutdown::ShutdownTrigger,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        self.trigger.fire();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 impl TestServer {
     /// A fresh server on a fresh database.
     pub fn start() -> Self {
         Self::start_with(&[], &[])
+    }
+
+    /// A fresh server on a fresh database, run by this test process with the
+    /// same settings the binary would parse from `args`.
+    pub fn in_process(args: &[&str]) -> Self {
+        use clap::Parser;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = dir.path().join("packd.redb");
+        let mut argv = vec!["packd", "--listen", "127.0.0.1:0", "--db"];
+        let db_arg = db.to_str().unwrap().to_string();
+        argv.push(&db_arg);
+        argv.extend_from_slice(args);
+        let mut serve = packd::config::Cli::try_parse_from(argv)
+            .expect("arguments")
+            .serve;
+        serve.bootstrap_key = Some(ADMIN_KEY.into());
+        let (trigger, shutdown) = packd::shutdown::Shutdown::new();
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let app = packd::server::Application::build(serve)
+                    .await
+                    .expect("build");
+                tx.send(app.local_addr().expect("address")).expect("send");
+                app.run_until_stopped(shutdown).await.expect("run");
+            });
+        });
+        let local = rx
+            .recv_timeout(DEADLINE)
+            .expect("the in-process server to start");
+        Self {
+            child: None,
+            in_process: Some(InProcess {
+                trigger,
+                thread: Some(thread),
+            }),
+            base: format!("http://{local}"),
+            db,
+            stderr_path: PathBuf::new(),
+            _dir: Some(dir),
+            agent: agent(),
+            key: Some(ADMIN_KEY.to_string()),
+        }
     }
 
     pub fn start_with(args: &[&str], envs: &[(&str, &str)]) -> Self {
@@ -152,6 +219,7 @@ impl TestServer {
                         let base = rest.split_whitespace().next().unwrap().to_string();
                         return Ok(Self {
                             child: Some(child),
+                            in_process: None,
                             base,
                             db: db.to_path_buf(),
                             stderr_path,
@@ -286,6 +354,7 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
+        drop(self.in_process.take());
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();

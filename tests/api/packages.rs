@@ -6,7 +6,7 @@ use crate::helpers::TestServer;
 
 #[test]
 fn create_returns_201_with_location_etag_and_the_package() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     let r = s.json(
         "POST",
         "/v1/packages",
@@ -41,7 +41,7 @@ fn create_returns_201_with_location_etag_and_the_package() {
 
 #[test]
 fn same_name_and_version_is_a_duplicate() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     s.create_package("zlib", "1.3");
     s.create_package("zlib", "1.3.1");
     s.create_package("zlib-ng", "1.3");
@@ -56,7 +56,7 @@ fn same_name_and_version_is_a_duplicate() {
 
 #[test]
 fn invalid_names_and_versions_are_422_naming_the_field() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     let long_name = "n".repeat(201);
     let long_version = "v".repeat(51);
     let cases = [
@@ -87,7 +87,7 @@ fn invalid_names_and_versions_are_422_naming_the_field() {
 
 #[test]
 fn missing_fields_and_wrong_types_are_400() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     for body in [
         json!({"name": "only-name"}),
         json!({"version": "1"}),
@@ -102,7 +102,7 @@ fn missing_fields_and_wrong_types_are_400() {
 
 #[test]
 fn list_pages_through_everything_oldest_first() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     let mut created = Vec::new();
     for i in 0..120 {
         created.push(s.create_package(&format!("pkg-{i:03}"), "1.0")["id"].clone());
@@ -146,7 +146,7 @@ fn list_pages_through_everything_oldest_first() {
 
 #[test]
 fn list_filters_by_status_and_exact_name() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     let a1 = s.create_package("alpha", "1")["id"].clone();
     let a2 = s.create_package("alpha", "2")["id"].clone();
     s.create_package("alphabet", "1");
@@ -203,7 +203,7 @@ fn list_filters_by_status_and_exact_name() {
 
 #[test]
 fn patch_renames_and_bumps_revision() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     let p = s.create_package("openssl", "3.0");
     let path = format!("/v1/packages/{}", p["id"].as_str().unwrap());
 
@@ -231,7 +231,7 @@ fn patch_renames_and_bumps_revision() {
 
 #[test]
 fn patch_refuses_status_null_fields_bad_values_and_duplicates() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     let p = s.create_package("nginx", "1.25");
     s.create_package("nginx", "1.26");
     let path = format!("/v1/packages/{}", p["id"].as_str().unwrap());
@@ -260,7 +260,7 @@ fn patch_refuses_status_null_fields_bad_values_and_duplicates() {
 
 #[test]
 fn if_match_guards_patch_and_delete() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     let p = s.create_package("redis", "7");
     let path = format!("/v1/packages/{}", p["id"].as_str().unwrap());
 
@@ -328,7 +328,7 @@ fn if_match_guards_patch_and_delete() {
 
 #[test]
 fn delete_then_gone_everywhere() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     let p = s.create_package("git", "2.43");
     let path = format!("/v1/packages/{}", p["id"].as_str().unwrap());
     s.send("DELETE", &path, &[], None).assert_status(204);
@@ -344,7 +344,7 @@ fn delete_then_gone_everywhere() {
 
 #[test]
 fn unknown_and_malformed_ids() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     let unknown = "01900000-0000-7000-8000-000000000000";
     s.get(&format!("/v1/packages/{unknown}"))
         .assert_problem(404, "not_found");
@@ -359,7 +359,7 @@ fn unknown_and_malformed_ids() {
 
 #[test]
 fn statuses_lists_statuses_and_transitions() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     let r = s.get("/v1/statuses");
     r.assert_status(200);
     let body = r.json();
