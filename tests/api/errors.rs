@@ -254,10 +254,7 @@ fn a_json_member_given_twice_is_400() {
     );
     // Nothing was stored under either name.
     assert_eq!(s.get("/v1/packages").json()["items"], json!([]));
-    let id = s.create_package("p", "1")["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = s.new_package("p", "1").id;
     s.send(
         "PATCH",
         &format!("/v1/packages/{id}"),
@@ -298,10 +295,7 @@ fn names_with_invisible_format_characters_are_422() {
 #[test]
 fn an_idempotency_key_that_is_not_visible_ascii_is_422() {
     let s = TestServer::in_process(&[]);
-    let id = s.create_package("p", "1")["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = s.new_package("p", "1").id;
     let r = s.send(
         "POST",
         &format!("/v1/packages/{id}/download"),
@@ -322,10 +316,7 @@ fn an_idempotency_key_that_is_not_visible_ascii_is_422() {
 #[test]
 fn an_if_match_that_is_not_visible_ascii_is_400() {
     let s = TestServer::in_process(&[]);
-    let id = s.create_package("p", "1")["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = s.new_package("p", "1").id;
     let r = s.json_with(
         "PATCH",
         &format!("/v1/packages/{id}"),

@@ -106,13 +106,10 @@ fn a_full_disk_answers_503_keeps_reads_and_recovers() {
 #[test]
 fn operations_finish_on_their_own_after_a_full_disk() {
     let (s, filler_path, _dir) = on_small_disk(&["--download-duration", "1s"]);
-    let quick = s.create_package("quick", "1")["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let quick = s.new_package("quick", "1").id;
     let op = s.send("POST", &format!("/v1/packages/{quick}/download"), &[], None);
     op.assert_status(202);
-    let op = op.json()["id"].as_str().unwrap().to_string();
+    let op = op.id();
     fill(&filler_path);
     wait_until_full(&s);
     // The download ends while nothing can be written. (Creates keep the
@@ -145,12 +142,9 @@ fn operations_finish_on_their_own_after_a_full_disk() {
 #[test]
 fn cancel_works_on_an_operation_that_ran_through_a_full_disk() {
     let (s, filler_path, _dir) = on_small_disk(&["--download-duration", "20s"]);
-    let slow = s.create_package("slow", "1")["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let slow = s.new_package("slow", "1").id;
     let op = s.send("POST", &format!("/v1/packages/{slow}/download"), &[], None);
-    let op = op.json()["id"].as_str().unwrap().to_string();
+    let op = op.id();
     wait_for("the operation to run", || {
         (s.get(&format!("/v1/operations/{op}")).json()["state"] == "running").then_some(())
     });

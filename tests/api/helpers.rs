@@ -38,7 +38,27 @@ pub struct Resp {
     pub body: String,
 }
 
+/// A package as the API returns it: the fields tests look at.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Package {
+    pub id: String,
+    pub name: String,
+    pub version: String,
+    pub status: String,
+    pub operation_id: Option<String>,
+    pub revision: u64,
+}
+
 impl Resp {
+    /// The `id` of the resource in the body.
+    #[track_caller]
+    pub fn id(&self) -> String {
+        self.json()["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no id in {}", self.body))
+            .to_string()
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.body)
             .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
@@ -313,6 +333,27 @@ impl TestServer {
         let mut all = vec![("content-type", "application/json")];
         all.extend_from_slice(headers);
         self.send(method, path, &all, Some(body.to_string().as_bytes()))
+    }
+
+    /// Creates a package and returns it, typed.
+    #[track_caller]
+    pub fn new_package(&self, name: &str, version: &str) -> Package {
+        let p: Package =
+            serde_json::from_value(self.create_package(name, version)).expect("a package");
+        assert_eq!(
+            (p.name.as_str(), p.version.as_str(), p.revision),
+            (name, version, 1),
+            "a new package is what was asked, at revision 1"
+        );
+        p
+    }
+
+    /// Reads a package, typed.
+    #[track_caller]
+    pub fn package(&self, id: &str) -> Package {
+        let r = self.get(&format!("/v1/packages/{id}"));
+        r.assert_status(200);
+        serde_json::from_value(r.json()).expect("a package")
     }
 
     /// Creates a package and returns its JSON.

@@ -144,7 +144,7 @@ fn a_key_over_its_rate_gets_429_with_the_ratelimit_fields() {
     let r = s.send_as(Some(&secret), "GET", "/v1/statuses", &[], None);
     assert_eq!(r.header("ratelimit"), None);
     // Back to the server's limit.
-    let id = free.json()["id"].as_str().unwrap().to_string();
+    let id = free.id();
     let back = admin(&|| {
         s.json(
             "PATCH",

@@ -45,10 +45,6 @@ fn finish(s: &TestServer, op: &Value) -> Value {
     })
 }
 
-fn package(s: &TestServer, id: &str) -> Value {
-    s.get(&format!("/v1/packages/{id}")).json()
-}
-
 #[test]
 fn every_transition_runs_through_an_operation() {
     let s = TestServer::start_with(FAST, &[]);
@@ -60,32 +56,30 @@ fn every_transition_runs_through_an_operation() {
     assert_eq!(op["kind"], "download");
     assert_eq!(op["progress"], 0);
     assert_eq!(op["package_id"], id);
-    let marked = package(&s, id);
+    let marked = s.package(id);
     assert_eq!(
-        marked["operation_id"], op["id"],
+        marked.operation_id.as_deref(),
+        op["id"].as_str(),
         "the package points at its operation"
     );
-    assert_eq!(
-        marked["status"], "created",
-        "no status change before success"
-    );
+    assert_eq!(marked.status, "created", "no status change before success");
 
     let done = finish(&s, &op);
     assert_eq!(done["state"], "succeeded");
     assert_eq!(done["progress"], 100);
     assert_eq!(done["attempts"], 1);
     assert!(done["started_at"].is_string() && done["finished_at"].is_string());
-    let p = package(&s, id);
-    assert_eq!(p["status"], "downloaded");
-    assert_eq!(p["operation_id"], Value::Null);
+    let p = s.package(id);
+    assert_eq!(p.status, "downloaded");
+    assert_eq!(p.operation_id, None);
 
     assert_eq!(finish(&s, &start(&s, id, "activate"))["state"], "succeeded");
-    assert_eq!(package(&s, id)["status"], "active");
+    assert_eq!(s.package(id).status, "active");
     assert_eq!(
         finish(&s, &start(&s, id, "deactivate"))["state"],
         "succeeded"
     );
-    assert_eq!(package(&s, id)["status"], "downloaded");
+    assert_eq!(s.package(id).status, "downloaded");
 
     // A new version means new bits: back to created.
     let r = s.json(
@@ -134,14 +128,8 @@ fn wrong_status_and_work_in_flight_are_conflicts() {
 #[test]
 fn idempotency_key_returns_the_same_operation() {
     let s = TestServer::start_with(SLOW, &[]);
-    let a = s.create_package("a", "1")["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let b = s.create_package("b", "1")["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let a = s.new_package("a", "1").id;
+    let b = s.new_package("b", "1").id;
     let hdr = [("idempotency-key", "retry-safe-1")];
     let first = s.send("POST", &format!("/v1/packages/{a}/download"), &hdr, None);
     first.assert_status(202);
@@ -172,14 +160,8 @@ fn idempotency_key_returns_the_same_operation() {
 #[test]
 fn cancel_in_each_state() {
     let s = TestServer::start_with(SLOW, &[]);
-    let running_pkg = s.create_package("first", "1")["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let queued_pkg = s.create_package("second", "1")["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let running_pkg = s.new_package("first", "1").id;
+    let queued_pkg = s.new_package("second", "1").id;
     let running = start(&s, &running_pkg, "download");
     let rid = running["id"].as_str().unwrap().to_string();
     wait_for("the first operation to run", || {
@@ -192,9 +174,9 @@ fn cancel_in_each_state() {
     let r = s.send("POST", &format!("/v1/operations/{qid}/cancel"), &[], None);
     r.assert_status(200);
     assert_eq!(r.json()["state"], "cancelled");
-    let p = package(&s, &queued_pkg);
-    assert_eq!(p["status"], "created");
-    assert_eq!(p["operation_id"], Value::Null);
+    let p = s.package(&queued_pkg);
+    assert_eq!(p.status, "created");
+    assert_eq!(p.operation_id, None);
 
     let r = s.send("POST", &format!("/v1/operations/{rid}/cancel"), &[], None);
     r.assert_status(200);
@@ -202,9 +184,9 @@ fn cancel_in_each_state() {
     let done = finish(&s, &running);
     assert_eq!(done["state"], "cancelled");
     assert!(done["progress"].as_u64().unwrap() < 100);
-    let p = package(&s, &running_pkg);
-    assert_eq!(p["status"], "created", "cancel never changes a status");
-    assert_eq!(p["operation_id"], Value::Null);
+    let p = s.package(&running_pkg);
+    assert_eq!(p.status, "created", "cancel never changes a status");
+    assert_eq!(p.operation_id, None);
 
     s.send("POST", &format!("/v1/operations/{rid}/cancel"), &[], None)
         .assert_problem(409, "already_finished");
@@ -224,10 +206,7 @@ fn cancel_in_each_state() {
 #[test]
 fn wait_answers_on_finish_or_when_time_is_up() {
     let s = TestServer::start_with(SLOW, &[]);
-    let id = s.create_package("slow", "1")["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = s.new_package("slow", "1").id;
     let op = start(&s, &id, "download");
     let oid = op["id"].as_str().unwrap();
     let t = std::time::Instant::now();
@@ -246,10 +225,7 @@ fn wait_answers_on_finish_or_when_time_is_up() {
 
     // A finish wakes the waiter at once, long before its wait is over.
     let fast = TestServer::start_with(&["--download-duration", "300ms"], &[]);
-    let id = fast.create_package("quick", "1")["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = fast.new_package("quick", "1").id;
     let op = start(&fast, &id, "download");
     let t = std::time::Instant::now();
     let r = fast.get(&format!(
@@ -267,14 +243,8 @@ fn wait_answers_on_finish_or_when_time_is_up() {
 #[test]
 fn list_filters_by_package_and_state() {
     let s = TestServer::start_with(FAST, &[]);
-    let a = s.create_package("a", "1")["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let b = s.create_package("b", "1")["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let a = s.new_package("a", "1").id;
+    let b = s.new_package("b", "1").id;
     let oa = start(&s, &a, "download");
     finish(&s, &oa);
     let oa2 = start(&s, &a, "activate");
@@ -331,17 +301,14 @@ fn failed_attempts_retry_then_fail_leaving_the_status() {
         ],
         &[],
     );
-    let id = s.create_package("doomed", "1")["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = s.new_package("doomed", "1").id;
     let done = finish(&s, &start(&s, &id, "download"));
     assert_eq!(done["state"], "failed");
     assert_eq!(done["attempts"], 3);
     assert!(done["error"].as_str().unwrap().contains("stub failure"));
-    let p = package(&s, &id);
-    assert_eq!(p["status"], "created");
-    assert_eq!(p["operation_id"], Value::Null);
+    let p = s.package(&id);
+    assert_eq!(p.status, "created");
+    assert_eq!(p.operation_id, None);
 }
 
 #[test]
@@ -374,7 +341,7 @@ fn retries_get_flaky_work_done() {
         if done["attempts"].as_u64().unwrap() > 1 {
             retried += 1;
         }
-        assert_eq!(package(&s, id)["status"], "downloaded");
+        assert_eq!(s.package(id).status, "downloaded");
     }
     assert!(
         retried > 0,
@@ -385,10 +352,7 @@ fn retries_get_flaky_work_done() {
 #[test]
 fn sigterm_pauses_work_and_the_next_start_resumes_it() {
     let mut s = TestServer::start_with(&["--download-duration", "3s"], &[]);
-    let id = s.create_package("long", "1")["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = s.new_package("long", "1").id;
     let op = start(&s, &id, "download");
     let oid = op["id"].as_str().unwrap().to_string();
     let seen = wait_for("some progress", || {
@@ -410,7 +374,7 @@ fn sigterm_pauses_work_and_the_next_start_resumes_it() {
     );
     let done = finish(&s, &op);
     assert_eq!(done["state"], "succeeded");
-    assert_eq!(package(&s, &id)["status"], "downloaded");
+    assert_eq!(s.package(&id).status, "downloaded");
 }
 
 /// A SIGTERM pause is not a failed attempt, and a paused operation keeps its
@@ -419,14 +383,8 @@ fn sigterm_pauses_work_and_the_next_start_resumes_it() {
 #[test]
 fn sigterm_pauses_use_no_attempt_and_keep_the_queue_order() {
     let mut s = TestServer::start_with(SLOW, &[]);
-    let first = s.create_package("first", "1")["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let second = s.create_package("second", "1")["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let first = s.new_package("first", "1").id;
+    let second = s.new_package("second", "1").id;
     let first_op = start(&s, &first, "download")["id"]
         .as_str()
         .unwrap()

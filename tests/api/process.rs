@@ -92,7 +92,7 @@ fn sigterm_lets_requests_in_flight_finish() {
         &[],
         None,
     );
-    let op = r.json()["id"].as_str().unwrap().to_string();
+    let op = r.id();
     // A long poll is in flight when the signal comes: it gets its answer
     // (the current state, at once), and the process exits 0.
     let url = s.url(&format!("/v1/operations/{op}?wait=30"));

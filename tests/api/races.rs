@@ -90,7 +90,7 @@ fn a_rotated_secret_is_refused_from_the_moment_rotation_answers() {
     let s = TestServer::start_with(&["--auth-failure-burst", "0"], &[]);
     let created = s.json("POST", "/v1/keys", &json!({"name": "busy", "role": "read"}));
     created.assert_status(201);
-    let id = created.json()["id"].as_str().unwrap().to_string();
+    let id = created.id();
     let mut secret = created.json()["key"].as_str().unwrap().to_string();
     for _ in 0..3 {
         let rotated = AtomicBool::new(false);

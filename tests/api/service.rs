@@ -170,7 +170,7 @@ fn metrics_count_requests_operations_retries_and_refusals() {
     let id = pkg["id"].as_str().unwrap();
     let op = s.send("POST", &format!("/v1/packages/{id}/download"), &[], None);
     op.assert_status(202);
-    let op_id = op.json()["id"].as_str().unwrap().to_string();
+    let op_id = op.id();
     // Both attempts fail, so the operation ends `failed` after one retry.
     let finished = s.get(&format!("/v1/operations/{op_id}?wait=30"));
     assert_eq!(finished.json()["state"], "failed", "{}", finished.body);
@@ -330,12 +330,9 @@ fn log_lines_carry_the_request_and_the_operation() {
     assert_eq!(refused["span"]["method"], "GET", "{refused}");
     assert_eq!(refused["span"]["route"], "/v1/packages", "{refused}");
 
-    let id = s.create_package("traced", "1")["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = s.new_package("traced", "1").id;
     let op = s.send("POST", &format!("/v1/packages/{id}/download"), &[], None);
-    let op = op.json()["id"].as_str().unwrap().to_string();
+    let op = op.id();
     let started = wait_for("the operation in the log", || {
         s.stderr()
             .lines()
