@@ -70,7 +70,7 @@ const USAGE_FLUSH_EVERY: Duration = Duration::from_secs(10);
 /// entries (past `--audit-retention`), in that order.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
-/// Makes sure an administrator can get in, as the contract's Bootstrap says.
+/// Makes sure an administrator can get in (README: API keys, Bootstrap).
 async fn bootstrap(store: &Store, key: Option<&str>) -> anyhow::Result<()> {
     if let Some(k) = key {
         if k.chars().count() < MIN_SECRET_LEN {
@@ -104,7 +104,8 @@ async fn bootstrap(store: &Store, key: Option<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// How long idempotency records are kept (the contract asks for at least 24 h).
+/// How long idempotency records are kept: at least the 24 h the OpenAPI
+/// description promises for `Idempotency-Key`.
 const IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(25 * 3600);
 
 fn ago(d: Duration) -> Timestamp {

@@ -15,7 +15,7 @@ use super::problem::{self, PROBLEM_CONTENT_TYPE, Problem};
 use crate::metrics;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
-/// Largest request body accepted (the contract's 64 KiB).
+/// Largest request body accepted: 64 KiB (README, Limits).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Largest total of header names and values accepted: far above what any
 /// client of this API sends (a key, a few small headers), far below what

@@ -281,8 +281,8 @@ pub fn from_poem_error(err: &poem::Error) -> Problem {
     }
     if err.is::<ParsePathError>() {
         // poem-openapi names path parameters `param0`…; every one of ours is
-        // an id, and an id that is not a UUID names nothing (the contract's
-        // "unknown or malformed id: 404").
+        // an id, and an id that is not a UUID names nothing: 404, as the
+        // README's Errors section says.
         return Problem::not_found("no such resource: the id in the path is not a UUID");
     }
     if let Some(e) = err.downcast_ref::<ParseParamError>() {
@@ -497,7 +497,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn codes_serialize_as_the_contract_spells_them() {
+    fn codes_serialize_as_the_readme_spells_them() {
         for code in [
             ErrorCode::BadRequest,
             ErrorCode::OperationInProgress,

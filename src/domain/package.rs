@@ -11,7 +11,7 @@ pub const NAME_MAX_CHARS: usize = 200;
 pub const VERSION_MAX_CHARS: usize = 50;
 
 /// Checks the text rules shared by names and versions: length in characters
-/// (not bytes, so non-ASCII names get the same budget as the contract states),
+/// (not bytes, so non-ASCII names get the same budget, as the README states),
 /// no control characters, no white space at either end.
 pub(crate) fn check_text(
     field: &'static str,
@@ -84,7 +84,7 @@ fn is_format_char(c: char) -> bool {
     FORMAT_CHARS.iter().any(|(lo, hi)| (*lo..=*hi).contains(&c))
 }
 
-/// A package name that obeys the contract: 1 to 200 characters, printable, trimmed.
+/// A package name as the API accepts it: 1 to 200 characters, printable, trimmed.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PackageName(String);
 

@@ -152,7 +152,7 @@ fn idempotency_key_returns_the_same_operation() {
         None,
     )
     .assert_problem(422, "validation_failed");
-    // Without a key a repeat is a conflict, as the contract says.
+    // Without a key a repeat is a conflict, as the README says.
     s.send("POST", &format!("/v1/packages/{a}/download"), &[], None)
         .assert_problem(409, "operation_in_progress");
 }

@@ -1,4 +1,4 @@
-//! The Packages table of the contract, row by row.
+//! The package calls of the API (README: The API), row by row.
 
 use serde_json::{Value, json};
 

@@ -1,5 +1,5 @@
 //! Many clients at once on the same thing: exactly one wins, the others get
-//! the conflict the contract names, and nothing is half done.
+//! the conflict the API names, and nothing is half done.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
