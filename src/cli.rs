@@ -17,8 +17,8 @@ use crate::store::{CheckError, ListPackages, NewKey, Store, StoreOptions};
 /// branch on: 0 intact, 1 damaged, 2 not checked.
 pub fn check(args: &CheckArgs) -> std::process::ExitCode {
     let started = std::time::Instant::now();
-    let path = args.db.display();
-    match crate::store::check_file(&args.db) {
+    let path = args.file.db.display();
+    match crate::store::check_file(&args.file.db) {
         Ok(r) => {
             println!(
                 "{path}: intact (schema {}, {} packages, {} keys, {} operations, {} audit entries; checked in {:.1?})",
@@ -46,7 +46,7 @@ pub fn check(args: &CheckArgs) -> std::process::ExitCode {
 }
 
 pub async fn keys(args: KeysArgs) -> anyhow::Result<()> {
-    let store = Store::open(&args.db, &StoreOptions::default())?;
+    let store = Store::open(&args.file.db, &StoreOptions::default())?;
     let result = run(&store, args.command).await;
     store.close();
     result
@@ -120,7 +120,7 @@ async fn run(store: &Store, command: KeysCommand) -> anyhow::Result<()> {
 const SEED_PER_COMMIT: u64 = 50_000;
 
 pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
-    let store = Store::open(&args.db, &StoreOptions::default())?;
+    let store = Store::open(&args.file.db, &StoreOptions::default())?;
     let result = match args.command {
         DevCommand::Seed {
             count,
@@ -228,10 +228,8 @@ fn download_backup(base: &str, key: &str, out: &std::path::Path) -> anyhow::Resu
         .get("content-length")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    let tmp = crate::store::temporary_path(out);
-    let result = (|| -> anyhow::Result<u64> {
-        let _ = std::fs::remove_file(&tmp);
-        let mut file = crate::store::create_private_file(&tmp)
+    crate::store::replace_file(out, |tmp| -> anyhow::Result<u64> {
+        let mut file = crate::store::create_private_file(tmp)
             .with_context(|| format!("cannot create {}", tmp.display()))?;
         let mut body = resp.body_mut().with_config().limit(u64::MAX).reader();
         let written = std::io::copy(&mut body, &mut file)?;
@@ -239,12 +237,6 @@ fn download_backup(base: &str, key: &str, out: &std::path::Path) -> anyhow::Resu
             anyhow::bail!("the server sent {written} of {n} bytes");
         }
         file.sync_all()?;
-        std::fs::rename(&tmp, out)?;
-        crate::store::sync_directory(out);
         Ok(written)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    })
 }

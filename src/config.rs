@@ -86,18 +86,28 @@ pub struct ServerAddress {
     pub listen: SocketAddr,
 }
 
+/// The database file of a command that opens it itself (no server may
+/// hold it): the same flag and default as `packd serve --db`.
+#[derive(Debug, Clone, Args)]
+pub struct DbFile {
+    /// The database file (the server's `--db`; no server may hold it).
+    #[arg(long, env = "PACKD_DB", default_value = DEFAULT_DB, global = true)]
+    pub db: PathBuf,
+}
+
+/// Where the database file is unless `--db` or `PACKD_DB` says otherwise.
+pub const DEFAULT_DB: &str = "./packd.redb";
+
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// The database file.
-    #[arg(long, env = "PACKD_DB", default_value = "./packd.redb")]
-    pub db: PathBuf,
+    #[command(flatten)]
+    pub file: DbFile,
 }
 
 #[derive(Debug, Args)]
 pub struct DevArgs {
-    /// The database file (created if missing; no server may hold it).
-    #[arg(long, env = "PACKD_DB", default_value = "./packd.redb", global = true)]
-    pub db: PathBuf,
+    #[command(flatten)]
+    pub file: DbFile,
 
     #[command(subcommand)]
     pub command: DevCommand,
@@ -139,9 +149,8 @@ pub struct HealthcheckArgs {
 
 #[derive(Debug, Args)]
 pub struct KeysArgs {
-    /// The database file.
-    #[arg(long, env = "PACKD_DB", default_value = "./packd.redb", global = true)]
-    pub db: PathBuf,
+    #[command(flatten)]
+    pub file: DbFile,
 
     #[command(subcommand)]
     pub command: KeysCommand,
@@ -184,7 +193,7 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
 
     /// The database file (created on first start).
-    #[arg(long, env = "PACKD_DB", default_value = "./packd.redb")]
+    #[arg(long, env = "PACKD_DB", default_value = DEFAULT_DB)]
     pub db: PathBuf,
 
     /// Log line format.

@@ -18,22 +18,12 @@ impl Store {
     /// Writes a snapshot of the whole database to `out` and returns its size
     /// in bytes. Blocking: run it off the async runtime.
     pub fn backup_to(&self, out: &Path) -> Result<u64, StoreError> {
-        let tmp = temporary_path(out);
-        let result = self.write_snapshot(&tmp).and_then(|()| {
-            std::fs::rename(&tmp, out).map_err(io_error)?;
-            sync_directory(out);
-            Ok(std::fs::metadata(out).map_err(io_error)?.len())
-        });
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result
+        replace_file(out, |tmp| self.write_snapshot(tmp))?;
+        Ok(std::fs::metadata(out).map_err(io_error)?.len())
     }
 
     fn write_snapshot(&self, tmp: &Path) -> Result<(), StoreError> {
         let rtx = self.inner.db.get()?.begin_read()?;
-        // A leftover of an earlier attempt of this same process id.
-        let _ = std::fs::remove_file(tmp);
         // Made owner-only first; redb fills the empty file.
         drop(super::create_private_file(tmp).map_err(io_error)?);
         let copy = Database::builder().create(tmp).map_err(|e| {
@@ -48,6 +38,28 @@ impl Store {
         wtx.commit()?;
         Ok(())
     }
+}
+
+/// Replaces `out` with what `write` puts in a new owner-only file beside
+/// it (which `write` must leave synced), then renames it into place and
+/// syncs the directory: a crash leaves either the old file or the whole new
+/// one, never half of it. On any error the new file is removed.
+pub fn replace_file<T, E>(out: &Path, write: impl FnOnce(&Path) -> Result<T, E>) -> Result<T, E>
+where
+    E: From<std::io::Error>,
+{
+    let tmp = temporary_path(out);
+    // A leftover of an earlier attempt of this same process id.
+    let _ = std::fs::remove_file(&tmp);
+    let result = write(&tmp).and_then(|value| {
+        std::fs::rename(&tmp, out)?;
+        sync_directory(out);
+        Ok(value)
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// `.NAME.tmp-PID` beside `out`, so the rename stays on one file system.
@@ -71,7 +83,7 @@ pub fn sync_directory(path: &Path) {
 }
 
 fn io_error(e: std::io::Error) -> StoreError {
-    StoreError::Failed(Failure::Internal(e.to_string()))
+    e.into()
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use redb::{Database, ReadTransaction, ReadableDatabase};
 
 pub use self::audit::AuditEntry;
-pub use self::backup::{sync_directory, temporary_path};
+pub use self::backup::{replace_file, sync_directory, temporary_path};
 pub use self::check::{CheckError, CheckReport, check_file};
 pub use self::handle::Damage;
 pub use self::keys::{AuthFailure, Bootstrap, KeyPatch, NewKey, Principal};
@@ -169,6 +169,14 @@ pub enum Failure {
     Closed,
     #[error("internal store error: {0}")]
     Internal(String),
+}
+
+/// A file operation of the store's own (a backup's copy, a rename) that
+/// failed: the storage, not the request.
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> Self {
+        StoreError::Failed(Failure::Internal(e.to_string()))
+    }
 }
 
 impl From<redb::Error> for StoreError {
