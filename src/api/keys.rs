@@ -5,7 +5,7 @@ use std::time::Duration;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
-use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use poem_openapi::{ApiResponse, Object, OpenApi};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -14,6 +14,7 @@ use super::auth::AdminAccess;
 use super::pagination::{self, CursorParam, cursor_param, encode_cursor};
 use super::problem::Errors;
 use super::problem::status::{BODY, COMMON, S404, S409};
+use super::types::api_enum;
 use super::types::{Nullable, Text};
 use crate::domain::Timestamp;
 use crate::domain::key::{ApiKey, KEY_NAME_MAX_CHARS, Role, parse_key_name};
@@ -30,33 +31,7 @@ type GuardedErrors = Errors<{ COMMON | S404 | S409 }>;
 /// Longest grace a rotation may give the old secret: 30 days.
 pub const MAX_GRACE_SECONDS: u64 = 30 * 24 * 3600;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename = "Role", rename_all = "lowercase")]
-pub enum RoleDto {
-    Read,
-    Write,
-    Admin,
-}
-
-impl From<RoleDto> for Role {
-    fn from(r: RoleDto) -> Self {
-        match r {
-            RoleDto::Read => Role::Read,
-            RoleDto::Write => Role::Write,
-            RoleDto::Admin => Role::Admin,
-        }
-    }
-}
-
-impl From<Role> for RoleDto {
-    fn from(r: Role) -> Self {
-        match r {
-            Role::Read => RoleDto::Read,
-            Role::Write => RoleDto::Write,
-            Role::Admin => RoleDto::Admin,
-        }
-    }
-}
+api_enum!(RoleDto as "Role" <=> Role { Read, Write, Admin });
 
 /// An API key. The secret is never part of it.
 #[derive(Debug, Object)]

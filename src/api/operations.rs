@@ -8,7 +8,7 @@ use poem::Request;
 use poem::http::StatusCode;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
-use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use poem_openapi::{ApiResponse, Object, OpenApi};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -18,6 +18,7 @@ use super::packages::OperationKindDto;
 use super::pagination::{self, CursorParam, cursor_param, encode_cursor};
 use super::problem::status::{COMMON, S404, S409, S422};
 use super::problem::{ErrorCode, Errors, Problem};
+use super::types::api_enum;
 use super::types::{IdempotencyKey, Nullable};
 use crate::domain::Timestamp;
 use crate::domain::operation::{Operation, OperationState};
@@ -32,39 +33,13 @@ type CancelErrors = Errors<{ COMMON | S404 | S409 }>;
 /// Longest `wait` a client may ask for, in seconds.
 pub const MAX_WAIT_SECONDS: u64 = 60;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename = "OperationState", rename_all = "lowercase")]
-pub enum StateDto {
+api_enum!(StateDto as "OperationState" <=> OperationState {
     Queued,
     Running,
     Succeeded,
     Failed,
-    Cancelled,
-}
-
-impl From<OperationState> for StateDto {
-    fn from(s: OperationState) -> Self {
-        match s {
-            OperationState::Queued => StateDto::Queued,
-            OperationState::Running => StateDto::Running,
-            OperationState::Succeeded => StateDto::Succeeded,
-            OperationState::Failed => StateDto::Failed,
-            OperationState::Cancelled => StateDto::Cancelled,
-        }
-    }
-}
-
-impl From<StateDto> for OperationState {
-    fn from(s: StateDto) -> Self {
-        match s {
-            StateDto::Queued => OperationState::Queued,
-            StateDto::Running => OperationState::Running,
-            StateDto::Succeeded => OperationState::Succeeded,
-            StateDto::Failed => OperationState::Failed,
-            StateDto::Cancelled => OperationState::Cancelled,
-        }
-    }
-}
+    Cancelled
+});
 
 /// A long-running status change of a package.
 #[derive(Debug, Object)]

@@ -4,7 +4,7 @@ use poem::http::StatusCode;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
-use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -14,6 +14,7 @@ use super::json::FastJson;
 use super::pagination::{self, CursorParam, cursor_param, encode_cursor};
 use super::problem::status::{BODY, COMMON, S404, S409, S412};
 use super::problem::{ErrorCode, Errors, Problem};
+use super::types::api_enum;
 use super::types::{IfMatch, Nullable, Text, field};
 use crate::domain::package::{
     NAME_MAX_CHARS, OperationKind, Package, PackageName, PackagePatch, PackageVersion, Status,
@@ -27,52 +28,17 @@ type CreateErrors = Errors<{ COMMON | BODY | S409 }>;
 type PatchErrors = Errors<{ COMMON | BODY | S404 | S409 | S412 }>;
 type DeleteErrors = Errors<{ COMMON | S404 | S409 | S412 }>;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, Serialize)]
-#[oai(rename = "Status", rename_all = "lowercase")]
-#[serde(rename_all = "lowercase")]
-pub enum StatusDto {
+api_enum!(StatusDto as "Status" <=> Status {
     Created,
     Downloaded,
-    Active,
-}
+    Active
+});
 
-impl From<Status> for StatusDto {
-    fn from(s: Status) -> Self {
-        match s {
-            Status::Created => StatusDto::Created,
-            Status::Downloaded => StatusDto::Downloaded,
-            Status::Active => StatusDto::Active,
-        }
-    }
-}
-
-impl From<StatusDto> for Status {
-    fn from(s: StatusDto) -> Self {
-        match s {
-            StatusDto::Created => Status::Created,
-            StatusDto::Downloaded => Status::Downloaded,
-            StatusDto::Active => Status::Active,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename = "OperationKind", rename_all = "lowercase")]
-pub enum OperationKindDto {
+api_enum!(OperationKindDto as "OperationKind" <=> OperationKind {
     Download,
     Activate,
-    Deactivate,
-}
-
-impl From<OperationKind> for OperationKindDto {
-    fn from(k: OperationKind) -> Self {
-        match k {
-            OperationKind::Download => OperationKindDto::Download,
-            OperationKind::Activate => OperationKindDto::Activate,
-            OperationKind::Deactivate => OperationKindDto::Deactivate,
-        }
-    }
-}
+    Deactivate
+});
 
 /// A package.
 #[derive(Debug, Object, Serialize)]

@@ -11,6 +11,38 @@ use serde_json::Value;
 
 use crate::domain::ValidationError;
 
+/// The API's twin of a domain enum: the same variants, described for the
+/// OpenAPI document under `$name` in lowercase, and converted both ways. The
+/// domain stays free of the HTTP framework; the variants are listed once.
+macro_rules! api_enum {
+    ($(#[$meta:meta])* $dto:ident as $name:literal <=> $domain:ident { $($variant:ident),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, poem_openapi::Enum, serde::Serialize)]
+        #[oai(rename = $name, rename_all = "lowercase")]
+        #[serde(rename_all = "lowercase")]
+        pub enum $dto {
+            $($variant),+
+        }
+
+        impl From<$domain> for $dto {
+            fn from(v: $domain) -> Self {
+                match v {
+                    $($domain::$variant => $dto::$variant),+
+                }
+            }
+        }
+
+        impl From<$dto> for $domain {
+            fn from(v: $dto) -> Self {
+                match v {
+                    $($dto::$variant => $domain::$variant),+
+                }
+            }
+        }
+    };
+}
+pub(crate) use api_enum;
+
 /// The Basic Multilingual Plane's format characters (`FORMAT_CHARS` in the
 /// domain), as a character-class fragment.
 macro_rules! bmp_format_chars {

@@ -10,6 +10,29 @@ use serde::{Serialize, de::DeserializeOwned};
 use super::Failure;
 use super::StoreError;
 
+/// The fixed byte codes of a domain enum in records and index keys: one
+/// table, read both ways. A code is a format: never change or reuse one.
+macro_rules! stored_codes {
+    ($what:literal, $domain:ident, $to:ident, $from:ident { $($variant:ident = $code:literal),+ $(,)? }) => {
+        pub(crate) fn $to(v: $domain) -> u8 {
+            match v {
+                $($domain::$variant => $code),+
+            }
+        }
+
+        pub(crate) fn $from(code: u8) -> Result<$domain, StoreError> {
+            match code {
+                $($code => Ok($domain::$variant),)+
+                other => Err(StoreError::Failed(Failure::Corrupt(format!(
+                    concat!("unknown ", $what, " code {}"),
+                    other
+                )))),
+            }
+        }
+    };
+}
+pub(crate) use stored_codes;
+
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     postcard::to_stdvec(value)
         .map_err(|e| StoreError::Failed(Failure::Internal(format!("encode record: {e}"))))

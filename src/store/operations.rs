@@ -8,7 +8,7 @@ use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::codec::{decode, encode};
+use super::codec::{decode, encode, stored_codes};
 use super::packages::{get_in as get_package_in, put as put_package, unindex as unindex_package};
 use super::tables::{
     IDEMPOTENCY, OPERATIONS, OPERATIONS_BY_PACKAGE, OPERATIONS_BY_STATE, OPERATIONS_QUEUE, PACKAGES,
@@ -53,41 +53,19 @@ struct IdempotencyV1 {
     created_at: i64,
 }
 
-fn kind_code(k: OperationKind) -> u8 {
-    match k {
-        OperationKind::Download => 0,
-        OperationKind::Activate => 1,
-        OperationKind::Deactivate => 2,
-    }
-}
+stored_codes!("operation kind", OperationKind, kind_code, kind_from_code {
+    Download = 0,
+    Activate = 1,
+    Deactivate = 2,
+});
 
-fn kind_from_code(c: u8) -> Result<OperationKind, StoreError> {
-    match c {
-        0 => Ok(OperationKind::Download),
-        1 => Ok(OperationKind::Activate),
-        2 => Ok(OperationKind::Deactivate),
-        other => Err(StoreError::Failed(Failure::Corrupt(format!(
-            "unknown operation kind {other}"
-        )))),
-    }
-}
-
-pub(crate) fn state_code(s: OperationState) -> u8 {
-    match s {
-        OperationState::Queued => 0,
-        OperationState::Running => 1,
-        OperationState::Succeeded => 2,
-        OperationState::Failed => 3,
-        OperationState::Cancelled => 4,
-    }
-}
-
-fn state_from_code(c: u8) -> Result<OperationState, StoreError> {
-    OperationState::ALL
-        .into_iter()
-        .find(|s| state_code(*s) == c)
-        .ok_or_else(|| StoreError::Failed(Failure::Corrupt(format!("unknown operation state {c}"))))
-}
+stored_codes!("operation state", OperationState, state_code, state_from_code {
+    Queued = 0,
+    Running = 1,
+    Succeeded = 2,
+    Failed = 3,
+    Cancelled = 4,
+});
 
 fn to_record(o: &Operation) -> OperationRecord {
     OperationRecord::V1(OperationV1 {

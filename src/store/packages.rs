@@ -4,7 +4,7 @@ use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::codec::{decode, encode};
+use super::codec::{decode, encode, stored_codes};
 use super::tables::{PACKAGES, PACKAGES_BY_NAME, PACKAGES_BY_NAME_VERSION, PACKAGES_BY_STATUS};
 use super::{Failure, Refusal};
 use super::{Page, Precondition, Store, StoreError, paginate};
@@ -28,26 +28,13 @@ struct PackageV1 {
     updated_at: i64,
 }
 
-/// Status codes as stored in records and in the status index. Fixed forever:
-/// changing one is a format change.
-fn status_code(s: Status) -> u8 {
-    match s {
-        Status::Created => 0,
-        Status::Downloaded => 1,
-        Status::Active => 2,
-    }
-}
-
-fn status_from_code(code: u8) -> Result<Status, StoreError> {
-    match code {
-        0 => Ok(Status::Created),
-        1 => Ok(Status::Downloaded),
-        2 => Ok(Status::Active),
-        other => Err(StoreError::Failed(Failure::Corrupt(format!(
-            "unknown package status code {other}"
-        )))),
-    }
-}
+// Status codes as stored in records and in the status index. Fixed forever:
+// changing one is a format change.
+stored_codes!("package status", Status, status_code, status_from_code {
+    Created = 0,
+    Downloaded = 1,
+    Active = 2,
+});
 
 fn to_record(p: &Package) -> PackageRecord {
     PackageRecord::V1(PackageV1 {

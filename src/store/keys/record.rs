@@ -5,7 +5,7 @@ use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::super::codec::{decode, encode};
+use super::super::codec::{decode, encode, stored_codes};
 use super::super::{Failure, Refusal, StoreError};
 use crate::domain::Timestamp;
 use crate::domain::key::{ApiKey, Role, SecretHash};
@@ -41,24 +41,11 @@ struct KeyV1 {
     previous: Option<([u8; 32], i64)>,
 }
 
-fn role_code(r: Role) -> u8 {
-    match r {
-        Role::Read => 0,
-        Role::Write => 1,
-        Role::Admin => 2,
-    }
-}
-
-fn role_from_code(c: u8) -> Result<Role, StoreError> {
-    match c {
-        0 => Ok(Role::Read),
-        1 => Ok(Role::Write),
-        2 => Ok(Role::Admin),
-        other => Err(StoreError::Failed(Failure::Corrupt(format!(
-            "unknown role code {other}"
-        )))),
-    }
-}
+stored_codes!("role", Role, role_code, role_from_code {
+    Read = 0,
+    Write = 1,
+    Admin = 2,
+});
 
 fn to_record(k: &ApiKey) -> KeyRecord {
     KeyRecord::V2(KeyV2 {
