@@ -269,6 +269,11 @@ pub struct ServeArgs {
     #[arg(long, env = "PACKD_MAX_CONNECTIONS", default_value_t = 512)]
     pub max_connections: usize,
 
+    /// Accept `file://` URLs as package sources. Off: a client with the
+    /// write role could otherwise make packd read any file it may read.
+    #[arg(long, env = "PACKD_ALLOW_FILE_SOURCES")]
+    pub allow_file_sources: bool,
+
     /// Open HTTP connections from one client address at most; past it a new
     /// one from that address gets 503 and is closed. 0: no cap (behind a
     /// reverse proxy every client has the proxy's address).

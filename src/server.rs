@@ -251,6 +251,7 @@ impl Application {
                 max_waiting: args.max_waiting,
                 rate_limit: args.rate_limit,
                 auth_failure_burst: args.auth_failure_burst,
+                allow_file_sources: args.allow_file_sources,
             },
         );
         let mut stopping = shutdown.clone();

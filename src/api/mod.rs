@@ -63,6 +63,8 @@ pub struct ApiOptions {
     /// Failed authentications per client address before 429 (refilling one
     /// a second); 0: no throttle.
     pub auth_failure_burst: u32,
+    /// Accept `file://` package sources.
+    pub allow_file_sources: bool,
 }
 
 type Apis = (
@@ -88,6 +90,11 @@ fn service(state: &AppState, options: &ApiOptions) -> OpenApiService<Apis, ()> {
         (
             packages::PackagesApi {
                 store: state.store.clone(),
+                schemes: if options.allow_file_sources {
+                    crate::domain::source::Schemes::WebAndFile
+                } else {
+                    crate::domain::source::Schemes::Web
+                },
             },
             operations::OperationsApi {
                 store: state.store.clone(),
@@ -133,6 +140,7 @@ pub fn openapi_json() -> Result<String, crate::store::OpenError> {
 /// body is listed.
 const CLOSED_BODIES: &[&str] = &[
     "NewPackage",
+    "SourceInput",
     "PackagePatch",
     "NewApiKey",
     "ApiKeyPatch",
@@ -146,6 +154,18 @@ fn described(api: &OpenApiService<Apis, ()>) -> serde_json::Value {
     for name in CLOSED_BODIES {
         if let Some(schema) = spec["components"]["schemas"].get_mut(*name) {
             schema["additionalProperties"] = serde_json::Value::Bool(false);
+        }
+    }
+    // `source` may be null in a create (no source) and a PATCH (remove it);
+    // poem-openapi describes an optional field as non-nullable, and OpenAPI
+    // 3.0 ignores `nullable` beside a `$ref`, so the reference is wrapped.
+    for body in ["NewPackage", "PackagePatch"] {
+        if let Some(source) = spec["components"]["schemas"][body]["properties"].get_mut("source") {
+            if source.get("$ref").is_some() {
+                let reference = source.take();
+                *source = serde_json::json!({"allOf": [reference]});
+            }
+            source["nullable"] = serde_json::Value::Bool(true);
         }
     }
     // `status` is in the PATCH body only to refuse it with a clear 422; no

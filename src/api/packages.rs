@@ -15,11 +15,13 @@ use super::pagination::{self, CursorParam, cursor_param, encode_cursor};
 use super::problem::status::{BODY, COMMON, S404, S409, S412};
 use super::problem::{ErrorCode, Errors, Problem};
 use super::types::api_enum;
-use super::types::{IfMatch, Nullable, Text, field};
+use super::types::{Described, IfMatch, Nullable, Sha256Rules, SourceUrlRules, Text, field};
+use crate::domain::ValidationError;
 use crate::domain::package::{
     NAME_MAX_CHARS, OperationKind, Package, PackageName, PackagePatch, PackageVersion, Status,
     VERSION_MAX_CHARS,
 };
+use crate::domain::source::{Schemes, Source};
 use crate::store::{ListPackages, NewPackage, Precondition, Store};
 
 type ListErrors = Errors<COMMON>;
@@ -48,6 +50,12 @@ pub struct PackageDto {
     pub name: String,
     pub version: String,
     pub status: StatusDto,
+    /// Where its files come from; null for a catalogue entry whose
+    /// operations are simulated.
+    pub source: Nullable<SourceDto>,
+    /// The absolute path of the package's files while it is `downloaded` or
+    /// `active`, else null.
+    pub path: Nullable<String>,
     /// The operation in flight for this package, or null.
     pub operation_id: Nullable<Uuid>,
     /// Grows by one on every change; the `ETag` is this number in quotes.
@@ -65,11 +73,57 @@ impl From<Package> for PackageDto {
             name: p.name.into_string(),
             version: p.version.into_string(),
             status: p.status.into(),
+            source: p.source.map(SourceDto::from).into(),
+            // Set once downloads put files on the machine.
+            path: Nullable(None),
             operation_id: p.operation_id.into(),
             revision: p.revision,
             created_at: p.created_at.to_offset_date_time(),
             updated_at: p.updated_at.to_offset_date_time(),
         }
+    }
+}
+
+/// Where a package's files come from.
+#[derive(Debug, Object, Serialize)]
+#[oai(rename = "Source")]
+pub struct SourceDto {
+    /// An http or https URL (`file` only when the server allows it).
+    pub url: String,
+    /// The SHA-256 of the artifact, 64 lowercase hexadecimal digits.
+    pub sha256: String,
+    /// The artifact's size in bytes, checked when the download ends; null
+    /// when not given.
+    pub size: Nullable<u64>,
+}
+
+impl From<Source> for SourceDto {
+    fn from(s: Source) -> Self {
+        Self {
+            url: s.url().to_string(),
+            sha256: s.sha256().to_string(),
+            size: s.size().into(),
+        }
+    }
+}
+
+/// Where a package's files come from, as a client gives it.
+#[derive(Debug, Object)]
+#[oai(rename = "SourceInput", deny_unknown_fields)]
+struct SourceBody {
+    /// An http or https URL (`file` only when the server runs with
+    /// `--allow-file-sources`), at most 2048 characters, with no user or
+    /// password in it.
+    url: Described<SourceUrlRules>,
+    /// The SHA-256 the artifact must have: 64 lowercase hexadecimal digits.
+    sha256: Described<Sha256Rules>,
+    /// The size in bytes the artifact must have, if known.
+    size: MaybeUndefined<i64>,
+}
+
+impl SourceBody {
+    fn parse(self, schemes: Schemes) -> Result<Source, ValidationError> {
+        Source::parse(&self.url.0, &self.sha256.0, self.size.take(), schemes)
     }
 }
 
@@ -81,6 +135,9 @@ struct NewPackageBody {
     name: Text<NAME_MAX_CHARS>,
     /// 1 to 50 characters; no control characters, no white space at either end.
     version: Text<VERSION_MAX_CHARS>,
+    /// Where its files come from; absent or null for a catalogue entry
+    /// whose operations are simulated.
+    source: MaybeUndefined<SourceBody>,
 }
 
 /// Fields to change; absent fields stay as they are.
@@ -89,9 +146,11 @@ struct NewPackageBody {
 struct PackagePatchBody {
     /// A new name (same rules as on creation).
     name: MaybeUndefined<Text<NAME_MAX_CHARS>>,
-    /// A new version (same rules as on creation). A changed version sets the
-    /// status back to `created`.
+    /// A new version (same rules as on creation).
     version: MaybeUndefined<Text<VERSION_MAX_CHARS>>,
+    /// A new source, or null to remove it. A changed name, version or
+    /// source sets the status back to `created`.
+    source: MaybeUndefined<SourceBody>,
     /// Not writable: statuses change only through operations. Any value is
     /// refused with 422 `validation_failed`.
     status: MaybeUndefined<serde_json::Value>,
@@ -246,6 +305,8 @@ fn precondition(if_match: Option<&str>) -> Result<Precondition, Problem> {
 
 pub struct PackagesApi {
     pub store: Store,
+    /// Which source URLs the server accepts.
+    pub schemes: Schemes,
 }
 
 #[OpenApi(tag = "ApiTags::Packages")]
@@ -263,9 +324,15 @@ impl PackagesApi {
         _auth: WriteAccess,
         body: Json<NewPackageBody>,
     ) -> Result<CreatedResponse, CreateErrors> {
+        let body = body.0;
         let new = NewPackage {
-            name: PackageName::parse(body.0.name.0)?,
-            version: PackageVersion::parse(body.0.version.0)?,
+            name: PackageName::parse(body.name.0)?,
+            version: PackageVersion::parse(body.version.0)?,
+            source: body
+                .source
+                .take()
+                .map(|s| s.parse(self.schemes))
+                .transpose()?,
         };
         let p = self.store.create_package(new).await?;
         let location = format!("/v1/packages/{}", p.id);
@@ -351,6 +418,11 @@ impl PackagesApi {
         let patch = PackagePatch {
             name: field(body.name, "name", PackageName::parse)?,
             version: field(body.version, "version", PackageVersion::parse)?,
+            source: match body.source {
+                MaybeUndefined::Undefined => None,
+                MaybeUndefined::Null => Some(None),
+                MaybeUndefined::Value(s) => Some(Some(s.parse(self.schemes)?)),
+            },
         };
         let precondition = if_match_of(req)?;
         let p = self.store.update_package(id.0, patch, precondition).await?;
@@ -453,6 +525,12 @@ mod tests {
             name: "jq \"quoted\" \u{e9}".into(),
             version: "1.7.1".into(),
             status: StatusDto::Downloaded,
+            source: Nullable(operation_id.map(|_| SourceDto {
+                url: "https://example.org/jq-1.7.1.tar.gz".into(),
+                sha256: "ab".repeat(32),
+                size: Nullable(Some(1234)),
+            })),
+            path: Nullable(operation_id.map(|_| "/var/lib/packd/data/packages/jq/1.7.1".into())),
             operation_id: operation_id.into(),
             revision: 7,
             created_at: at.to_offset_date_time(),

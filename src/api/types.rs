@@ -161,6 +161,33 @@ impl<const MAX: usize> StringRules for Printable<MAX> {
 /// Names, versions: see `Printable`.
 pub type Text<const MAX: usize> = Described<Printable<MAX>>;
 
+/// A package source's URL: what the description can say of it (the server
+/// checks the rest: a URL that parses, the scheme, no user or password).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceUrlRules;
+
+impl StringRules for SourceUrlRules {
+    fn name() -> Cow<'static, str> {
+        "source_url".into()
+    }
+    const MIN: usize = 1;
+    const MAX: usize = crate::domain::source::MAX_URL_CHARS;
+    const PATTERN: &'static str = r"^(https?|file)://";
+}
+
+/// A SHA-256 digest: 64 lowercase hexadecimal digits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sha256Rules;
+
+impl StringRules for Sha256Rules {
+    fn name() -> Cow<'static, str> {
+        "sha256".into()
+    }
+    const MIN: usize = 64;
+    const MAX: usize = 64;
+    const PATTERN: &'static str = "^[0-9a-f]{64}$";
+}
+
 /// `If-Match` (RFC 9110 §13.1.1): `*`, or a comma-separated list of entity
 /// tags. A value of another form is a 400; the pattern says so before a
 /// client tries.

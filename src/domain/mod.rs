@@ -5,6 +5,7 @@
 pub mod key;
 pub mod operation;
 pub mod package;
+pub mod source;
 mod time;
 
 pub use self::time::Timestamp;

@@ -5,6 +5,7 @@ use std::fmt;
 
 use uuid::Uuid;
 
+use super::source::Source;
 use super::{Timestamp, ValidationError};
 
 pub const NAME_MAX_CHARS: usize = 200;
@@ -227,6 +228,9 @@ pub struct Package {
     pub name: PackageName,
     pub version: PackageVersion,
     pub status: Status,
+    /// Where its files come from; `None`: a catalogue entry whose
+    /// operations are simulated.
+    pub source: Option<Source>,
     /// The operation in flight for this package, if any.
     pub operation_id: Option<Uuid>,
     /// Grows by one on every change; the ETag of the package.
@@ -240,6 +244,8 @@ pub struct Package {
 pub struct PackagePatch {
     pub name: Option<PackageName>,
     pub version: Option<PackageVersion>,
+    /// `Some(None)` removes the source.
+    pub source: Option<Option<Source>>,
 }
 
 impl Package {
@@ -247,25 +253,33 @@ impl Package {
     /// new bits that are not on this machine yet, so the status goes back to
     /// `created`; an unchanged patch leaves the revision alone.
     pub fn apply_patch(&mut self, patch: PackagePatch, now: Timestamp) -> bool {
-        let mut changed = false;
+        // What is on the machine was made from this name, version and
+        // source: a change to any of them makes it another package's.
+        let mut new_bits = false;
         if let Some(name) = patch.name
             && name != self.name
         {
             self.name = name;
-            changed = true;
+            new_bits = true;
         }
         if let Some(version) = patch.version
             && version != self.version
         {
             self.version = version;
-            self.status = Status::Created;
-            changed = true;
+            new_bits = true;
         }
-        if changed {
+        if let Some(source) = patch.source
+            && source != self.source
+        {
+            self.source = source;
+            new_bits = true;
+        }
+        if new_bits {
+            self.status = Status::Created;
             self.revision += 1;
             self.updated_at = now;
         }
-        changed
+        new_bits
     }
 }
 
@@ -331,7 +345,8 @@ mod tests {
             id: Uuid::now_v7(),
             name: PackageName::parse("curl").unwrap(),
             version: PackageVersion::parse("8.0").unwrap(),
-            status: Status::Active,
+            status: Status::Downloaded,
+            source: None,
             operation_id: None,
             revision: 1,
             created_at: Timestamp::from_micros(1),
@@ -344,8 +359,8 @@ mod tests {
         let mut p = sample();
         let changed = p.apply_patch(
             PackagePatch {
-                name: None,
                 version: Some(PackageVersion::parse("8.1").unwrap()),
+                ..PackagePatch::default()
             },
             Timestamp::from_micros(2),
         );
@@ -356,20 +371,36 @@ mod tests {
     }
 
     #[test]
-    fn rename_keeps_status_and_noop_keeps_revision() {
+    fn a_new_name_or_source_resets_too_and_a_noop_keeps_the_revision() {
         let mut p = sample();
         assert!(p.apply_patch(
             PackagePatch {
                 name: Some(PackageName::parse("curl-ng").unwrap()),
                 version: Some(PackageVersion::parse("8.0").unwrap()),
+                source: None,
             },
             Timestamp::from_micros(2),
         ));
-        assert_eq!(p.status, Status::Active);
-        assert_eq!(p.revision, 2);
+        assert_eq!((p.status, p.revision), (Status::Created, 2));
+
+        let mut p = sample();
+        let source = crate::domain::source::Source::parse(
+            "https://example.org/curl-8.0.tar.gz",
+            &"ab".repeat(32),
+            None,
+            crate::domain::source::Schemes::Web,
+        )
+        .unwrap();
+        let with_source = PackagePatch {
+            source: Some(Some(source)),
+            ..PackagePatch::default()
+        };
+        assert!(p.apply_patch(with_source.clone(), Timestamp::from_micros(2)));
+        assert_eq!((p.status, p.revision), (Status::Created, 2));
 
         let before = p.clone();
         assert!(!p.apply_patch(PackagePatch::default(), Timestamp::from_micros(3)));
+        assert!(!p.apply_patch(with_source, Timestamp::from_micros(3)));
         assert_eq!(p, before);
     }
 }

@@ -129,6 +129,7 @@ mod tests {
             .create_package(NewPackage {
                 name: PackageName::parse("p").unwrap(),
                 version: PackageVersion::parse("1").unwrap(),
+                source: None,
             })
             .await
             .unwrap();

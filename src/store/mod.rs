@@ -32,7 +32,7 @@ pub use self::packages::{ListPackages, NewPackage};
 use self::writer::Writer;
 
 /// The layout version this binary writes and understands.
-pub const SCHEMA_VERSION: u64 = 2;
+pub const SCHEMA_VERSION: u64 = 3;
 
 /// Default size of redb's page cache.
 pub const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
@@ -657,6 +657,10 @@ fn migrate(wtx: &redb::WriteTransaction, from: u64) -> Result<(), StoreError> {
     if from < 2 {
         // 1 -> 2: keys gained a rate limit of their own.
         keys::migrate_keys_to_v2(wtx)?;
+    }
+    if from < 3 {
+        // 2 -> 3: packages gained a source.
+        packages::migrate_packages_to_v2(wtx)?;
     }
     Ok(())
 }

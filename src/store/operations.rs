@@ -752,6 +752,7 @@ mod model_tests {
                 .create_package(NewPackage {
                     name: PackageName::parse(format!("p{i}")).unwrap(),
                     version: PackageVersion::parse("1").unwrap(),
+                    source: None,
                 })
                 .await
                 .unwrap();

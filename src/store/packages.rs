@@ -10,11 +10,29 @@ use super::{Failure, Refusal};
 use super::{Page, Precondition, Store, StoreError, paginate};
 use crate::domain::Timestamp;
 use crate::domain::package::{Package, PackageName, PackagePatch, PackageVersion, Status};
+use crate::domain::source::Source;
 
 /// The stored form of a package. The id is the key, not part of the value.
+/// V1 (schema 2 and before) had no source; the migration to schema 3
+/// rewrites every V1 record as V2, and reading still accepts V1 so the
+/// migration itself can decode them.
 #[derive(Debug, Serialize, Deserialize)]
 enum PackageRecord {
     V1(PackageV1),
+    V2(PackageV2),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct PackageV2 {
+    v1: PackageV1,
+    source: Option<SourceV1>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SourceV1 {
+    url: String,
+    sha256: [u8; 32],
+    size: Option<u64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -37,19 +55,29 @@ stored_codes!("package status", Status, status_code, status_from_code {
 });
 
 fn to_record(p: &Package) -> PackageRecord {
-    PackageRecord::V1(PackageV1 {
-        name: p.name.as_str().to_owned(),
-        version: p.version.as_str().to_owned(),
-        status: status_code(p.status),
-        operation_id: p.operation_id.map(|u| u.as_u128()),
-        revision: p.revision,
-        created_at: p.created_at.as_micros(),
-        updated_at: p.updated_at.as_micros(),
+    PackageRecord::V2(PackageV2 {
+        v1: PackageV1 {
+            name: p.name.as_str().to_owned(),
+            version: p.version.as_str().to_owned(),
+            status: status_code(p.status),
+            operation_id: p.operation_id.map(|u| u.as_u128()),
+            revision: p.revision,
+            created_at: p.created_at.as_micros(),
+            updated_at: p.updated_at.as_micros(),
+        },
+        source: p.source.as_ref().map(|s| SourceV1 {
+            url: s.url().to_owned(),
+            sha256: s.sha256().0,
+            size: s.size(),
+        }),
     })
 }
 
 fn from_record(id: u128, bytes: &[u8]) -> Result<Package, StoreError> {
-    let PackageRecord::V1(r) = decode::<PackageRecord>("packages", bytes)?;
+    let (r, source) = match decode::<PackageRecord>("packages", bytes)? {
+        PackageRecord::V1(r) => (r, None),
+        PackageRecord::V2(PackageV2 { v1, source }) => (v1, source),
+    };
     // Stored names passed validation when written; a failure here is corruption.
     let corrupt =
         |e: crate::domain::ValidationError| StoreError::Failed(Failure::Corrupt(e.to_string()));
@@ -58,6 +86,7 @@ fn from_record(id: u128, bytes: &[u8]) -> Result<Package, StoreError> {
         name: PackageName::parse(r.name).map_err(corrupt)?,
         version: PackageVersion::parse(r.version).map_err(corrupt)?,
         status: status_from_code(r.status)?,
+        source: source.map(|s| Source::from_stored(s.url, s.sha256, s.size)),
         operation_id: r.operation_id.map(Uuid::from_u128),
         revision: r.revision,
         created_at: Timestamp::from_micros(r.created_at),
@@ -70,6 +99,33 @@ fn from_record(id: u128, bytes: &[u8]) -> Result<Package, StoreError> {
 pub struct NewPackage {
     pub name: PackageName,
     pub version: PackageVersion,
+    pub source: Option<Source>,
+}
+
+/// Schema 2 -> 3: every package record is rewritten as V2 (no source),
+/// inside the migration's transaction.
+pub(super) fn migrate_packages_to_v2(wtx: &WriteTransaction) -> Result<usize, StoreError> {
+    let mut table = wtx.open_table(PACKAGES)?;
+    let mut rewritten = 0;
+    let mut next = Some(0u128);
+    // In slices, so a large table is not held in memory all at once.
+    while let Some(start) = next {
+        let rows: Vec<(u128, Vec<u8>)> = table
+            .range(start..)?
+            .take(10_000)
+            .map(|r| r.map(|(k, v)| (k.value(), v.value().to_vec())))
+            .collect::<Result<_, _>>()?;
+        next = rows.last().and_then(|(id, _)| id.checked_add(1));
+        if rows.len() < 10_000 {
+            next = None;
+        }
+        for (id, bytes) in &rows {
+            let package = from_record(*id, bytes)?;
+            table.insert(*id, encode(&to_record(&package))?.as_slice())?;
+        }
+        rewritten += rows.len();
+    }
+    Ok(rewritten)
 }
 
 /// Filters and position of a package listing.
@@ -159,6 +215,7 @@ impl Store {
             id: Uuid::now_v7(),
             name: new.name,
             version: new.version,
+            source: new.source,
             status: Status::Created,
             operation_id: None,
             revision: 1,
@@ -206,6 +263,7 @@ impl Store {
                         name,
                         version,
                         status: STATUSES[usize::try_from(i % 3).unwrap_or(0)],
+                        source: None,
                         operation_id: None,
                         revision: 1,
                         created_at: now,
@@ -326,7 +384,81 @@ mod tests {
         NewPackage {
             name: PackageName::parse(name).unwrap(),
             version: PackageVersion::parse(version).unwrap(),
+            source: None,
         }
+    }
+
+    /// A file written by schema 2 (packages without a source) opens, is
+    /// migrated to schema 3 in one transaction, and its packages read back
+    /// as they were, with no source.
+    #[tokio::test]
+    async fn schema_2_packages_are_migrated_to_v2() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.redb");
+        let id = Uuid::now_v7();
+        {
+            let db = redb::Database::create(&path).unwrap();
+            let wtx = db.begin_write().unwrap();
+            crate::store::tables::create_all(&wtx).unwrap();
+            wtx.open_table(crate::store::tables::META)
+                .unwrap()
+                .insert(crate::store::tables::SCHEMA_VERSION_KEY, 2)
+                .unwrap();
+            let v1 = PackageRecord::V1(PackageV1 {
+                name: "jq".into(),
+                version: "1.7".into(),
+                status: status_code(Status::Downloaded),
+                operation_id: None,
+                revision: 4,
+                created_at: 10,
+                updated_at: 20,
+            });
+            wtx.open_table(PACKAGES)
+                .unwrap()
+                .insert(id.as_u128(), encode(&v1).unwrap().as_slice())
+                .unwrap();
+            wtx.open_table(PACKAGES_BY_NAME_VERSION)
+                .unwrap()
+                .insert(("jq", "1.7"), id.as_u128())
+                .unwrap();
+            wtx.open_table(PACKAGES_BY_NAME)
+                .unwrap()
+                .insert(("jq", id.as_u128()), ())
+                .unwrap();
+            wtx.open_table(PACKAGES_BY_STATUS)
+                .unwrap()
+                .insert((status_code(Status::Downloaded), id.as_u128()), ())
+                .unwrap();
+            wtx.commit().unwrap();
+        }
+        let store = Store::open(&path, &StoreOptions::default()).unwrap();
+        let p = store.get_package(id).unwrap();
+        assert_eq!(
+            (p.name.as_str(), p.version.as_str(), p.status, p.revision),
+            ("jq", "1.7", Status::Downloaded, 4)
+        );
+        assert_eq!(p.source, None);
+        store.close();
+        drop(store);
+
+        let db = redb::Database::builder().open_read_only(&path).unwrap();
+        let rtx = redb::ReadableDatabase::begin_read(&db).unwrap();
+        let version = rtx
+            .open_table(crate::store::tables::META)
+            .unwrap()
+            .get(crate::store::tables::SCHEMA_VERSION_KEY)
+            .unwrap()
+            .unwrap()
+            .value();
+        assert_eq!(version, crate::store::SCHEMA_VERSION);
+        let row = rtx.open_table(PACKAGES).unwrap();
+        let record =
+            decode::<PackageRecord>("packages", row.get(id.as_u128()).unwrap().unwrap().value())
+                .unwrap();
+        assert!(
+            matches!(record, PackageRecord::V2(PackageV2 { source: None, .. })),
+            "{record:?}"
+        );
     }
 
     #[tokio::test]
@@ -358,7 +490,7 @@ mod tests {
                 a.id,
                 PackagePatch {
                     name: Some(PackageName::parse("c").unwrap()),
-                    version: None,
+                    ..PackagePatch::default()
                 },
                 Precondition::None,
             )

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::TestServer;
+use crate::helpers::{TestServer, wait_for};
 
 #[test]
 fn create_returns_201_with_location_etag_and_the_package() {
@@ -379,4 +379,137 @@ fn statuses_lists_statuses_and_transitions() {
             {"operation": "deactivate", "from": "active", "to": "downloaded"},
         ])
     );
+}
+
+const DIGEST: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+#[test]
+fn a_source_is_stored_shown_and_changed() {
+    let s = TestServer::in_process(&["--download-duration", "50ms"]);
+    let source =
+        json!({"url": "https://example.org/jq-1.7.tar.gz", "sha256": DIGEST, "size": 1024});
+    let r = s.json(
+        "POST",
+        "/v1/packages",
+        &json!({"name": "jq", "version": "1.7", "source": source}),
+    );
+    r.assert_status(201);
+    let created = r.json();
+    assert_eq!(created["source"], source);
+    assert_eq!(created["path"], Value::Null);
+    let id = r.id();
+    assert_eq!(
+        s.get(&format!("/v1/packages/{id}")).json()["source"],
+        source
+    );
+
+    // Without a source, or with null: a catalogue entry.
+    let plain = s.json(
+        "POST",
+        "/v1/packages",
+        &json!({"name": "a", "version": "1"}),
+    );
+    assert_eq!(plain.json()["source"], Value::Null);
+    let null = s.json(
+        "POST",
+        "/v1/packages",
+        &json!({"name": "b", "version": "1", "source": null}),
+    );
+    assert_eq!(null.json()["source"], Value::Null);
+    // A size may be left out.
+    let sized = s.json(
+        "POST",
+        "/v1/packages",
+        &json!({"name": "c", "version": "1", "source": {"url": "http://127.0.0.1:9/c", "sha256": DIGEST}}),
+    );
+    sized.assert_status(201);
+    assert_eq!(sized.json()["source"]["size"], Value::Null);
+
+    // A new source on a downloaded package: back to created.
+    let op = s.send("POST", &format!("/v1/packages/{id}/download"), &[], None);
+    let op = op.id();
+    wait_for("the download", || {
+        let o = s.get(&format!("/v1/operations/{op}?wait=5")).json();
+        (o["state"] == "succeeded").then_some(())
+    });
+    assert_eq!(s.package(&id).status, "downloaded");
+    let moved =
+        json!({"url": "https://mirror.example.org/jq-1.7.tar.gz", "sha256": DIGEST, "size": null});
+    let r = s.json(
+        "PATCH",
+        &format!("/v1/packages/{id}"),
+        &json!({"source": moved}),
+    );
+    r.assert_status(200);
+    assert_eq!(r.json()["source"], moved);
+    assert_eq!(r.json()["status"], "created");
+    // null removes it.
+    let r = s.json(
+        "PATCH",
+        &format!("/v1/packages/{id}"),
+        &json!({"source": null}),
+    );
+    assert_eq!(r.json()["source"], Value::Null);
+}
+
+#[test]
+fn a_bad_source_is_422_naming_the_field() {
+    let s = TestServer::in_process(&[]);
+    let cases = [
+        (
+            json!({"url": "ftp://example.org/a", "sha256": DIGEST}),
+            "source.url",
+        ),
+        (
+            json!({"url": "https://user:pw@example.org/a", "sha256": DIGEST}),
+            "source.url",
+        ),
+        (
+            json!({"url": "https://example.org/a", "sha256": DIGEST.to_uppercase()}),
+            "source.sha256",
+        ),
+        (
+            json!({"url": "https://example.org/a", "sha256": "abc"}),
+            "source.sha256",
+        ),
+        (
+            json!({"url": "https://example.org/a", "sha256": DIGEST, "size": -5}),
+            "source.size",
+        ),
+        (
+            json!({"url": "file:///etc/passwd", "sha256": DIGEST}),
+            "source.url",
+        ),
+        (
+            json!({"url": format!("https://example.org/{}", "a".repeat(2100)), "sha256": DIGEST}),
+            "source.url",
+        ),
+    ];
+    for (source, field) in cases {
+        let r = s.json(
+            "POST",
+            "/v1/packages",
+            &json!({"name": "x", "version": "1", "source": source}),
+        );
+        let body = r.assert_problem(422, "validation_failed");
+        assert_eq!(body["field"], field, "{source} -> {body}");
+    }
+    // A stray member in a source is refused like anywhere else.
+    s.json(
+        "POST",
+        "/v1/packages",
+        &json!({"name": "x", "version": "1", "source": {"url": "https://e.org/a", "sha256": DIGEST, "token": "t"}}),
+    )
+    .assert_problem(400, "bad_request");
+    assert_eq!(s.get("/v1/packages").json()["items"], json!([]));
+
+    // file:// only when the server allows it.
+    let allowing = TestServer::in_process(&["--allow-file-sources"]);
+    allowing
+        .json(
+            "POST",
+            "/v1/packages",
+            &json!({"name": "local", "version": "1", "source": {"url": "file:///srv/local.tar", "sha256": DIGEST}}),
+        )
+        .assert_status(201);
 }

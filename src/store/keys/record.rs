@@ -207,7 +207,7 @@ mod tests {
             .unwrap()
             .unwrap()
             .value();
-        assert_eq!(version, 2);
+        assert_eq!(version, crate::store::SCHEMA_VERSION);
         let row = rtx
             .open_table(KEYS)
             .unwrap()
