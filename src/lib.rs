@@ -23,6 +23,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod files;
 pub mod healthcheck;
 pub mod metrics;
 pub mod notify;

@@ -1,0 +1,185 @@
+//! Where things live under `--data-dir`:
+//!
+//! ```text
+//! artifacts/sha256/<hex>        verified downloads, shared by digest
+//! partial/<operation id>        downloads in progress
+//! packages/<name>/<version>/    a package's files
+//! active/<name>                 a symbolic link to the active version
+//! ```
+//!
+//! In these paths a name or version keeps `A-Z a-z 0-9 . _ + -` and
+//! percent-encodes every other byte, and a leading `.`, so `..`, `a/b` or
+//! a name with a NUL stay one harmless path segment.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use uuid::Uuid;
+
+use crate::domain::package::{PackageName, PackageVersion};
+use crate::domain::source::Sha256;
+
+/// The data directory and the names of everything in it.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+/// The directories under the root, created at start.
+const DIRS: [&str; 4] = ["artifacts/sha256", "partial", "packages", "active"];
+
+impl Layout {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Creates the root and its directories, owner-only (0700): they hold
+    /// what packd downloaded for this machine. Existing ones are kept.
+    pub fn create(&self) -> io::Result<()> {
+        create_private_dir(&self.root)?;
+        for dir in DIRS {
+            let mut path = self.root.clone();
+            for part in dir.split('/') {
+                path.push(part);
+                create_private_dir(&path)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn artifact(&self, digest: &Sha256) -> PathBuf {
+        self.root.join("artifacts/sha256").join(digest.to_string())
+    }
+
+    pub fn partial(&self, operation: Uuid) -> PathBuf {
+        self.root.join("partial").join(operation.to_string())
+    }
+
+    /// The directory of one name's versions.
+    pub fn package_versions(&self, name: &PackageName) -> PathBuf {
+        self.root.join("packages").join(segment(name.as_str()))
+    }
+
+    pub fn package(&self, name: &PackageName, version: &PackageVersion) -> PathBuf {
+        self.package_versions(name).join(segment(version.as_str()))
+    }
+
+    /// Where a package's files are put together before the rename that
+    /// makes them its files (beside them, so the rename stays on one file
+    /// system; hidden by the leading dot, which no encoded segment has).
+    pub fn staging(
+        &self,
+        name: &PackageName,
+        version: &PackageVersion,
+        operation: Uuid,
+    ) -> PathBuf {
+        self.package_versions(name).join(format!(
+            ".{}.staging-{operation}",
+            segment(version.as_str())
+        ))
+    }
+
+    pub fn active(&self, name: &PackageName) -> PathBuf {
+        self.root.join("active").join(segment(name.as_str()))
+    }
+}
+
+/// One path segment for a name or version: `A-Z a-z 0-9 . _ + -` kept,
+/// every other byte (and a leading `.`) as `%XX`.
+pub fn segment(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for (i, b) in value.bytes().enumerate() {
+        let keep =
+            b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'-') || (b == b'.' && i > 0);
+        if keep {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Creates a directory only its owner may enter (0700); an existing one
+/// is left as it is.
+pub fn create_private_dir(path: &Path) -> io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    match builder.create(path) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_are_paths_stay_one_segment() {
+        assert_eq!(segment("jq"), "jq");
+        assert_eq!(segment("1.7.1-rc1+b2"), "1.7.1-rc1+b2");
+        assert_eq!(segment(".."), "%2E.");
+        assert_eq!(segment("../x"), "%2E.%2Fx");
+        assert_eq!(segment("a/b"), "a%2Fb");
+        assert_eq!(segment(".hidden"), "%2Ehidden");
+        assert_eq!(segment("a b%"), "a%20b%25");
+        assert_eq!(segment("é"), "%C3%A9");
+        for hostile in ["..", "../../etc", "/abs", "a/../b", "\\\\x", "%2E%2E"] {
+            let s = segment(hostile);
+            assert!(!s.contains('/') && !s.starts_with('.'), "{hostile} -> {s}");
+            assert_ne!(s, "..");
+        }
+        // Different values never share a segment.
+        assert_ne!(segment("a/b"), segment("a%2Fb"));
+    }
+
+    #[test]
+    fn paths_sit_under_the_root() {
+        let layout = Layout::new("/data");
+        let name = PackageName::parse("../etc").unwrap();
+        let version = PackageVersion::parse("1.0").unwrap();
+        let dir = layout.package(&name, &version);
+        assert_eq!(dir, PathBuf::from("/data/packages/%2E.%2Fetc/1.0"));
+        assert!(layout.active(&name).starts_with("/data/active"));
+        let op = Uuid::now_v7();
+        let staging = layout.staging(&name, &version, op);
+        assert_eq!(staging.parent(), dir.parent());
+        assert!(
+            staging
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with('.')
+        );
+    }
+
+    #[test]
+    fn the_tree_is_created_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path().join("data"));
+        layout.create().unwrap();
+        layout.create().unwrap();
+        for sub in [
+            "",
+            "artifacts",
+            "artifacts/sha256",
+            "partial",
+            "packages",
+            "active",
+        ] {
+            let mode = std::fs::metadata(layout.root().join(sub))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o700, "{sub}");
+        }
+    }
+}
