@@ -41,7 +41,8 @@ COPY --from=binary --chown=65532:65532 /rootfs/var/lib/packd /var/lib/packd
 # Settings come from PACKD_* variables; these two make the image useful as is:
 # listen on every interface of the container, keep the data in the volume.
 ENV PACKD_LISTEN=0.0.0.0:8080 \
-    PACKD_DB=/var/lib/packd/packd.redb
+    PACKD_DB=/var/lib/packd/packd.redb \
+    PACKD_DATA_DIR=/var/lib/packd/data
 USER 65532:65532
 VOLUME ["/var/lib/packd"]
 EXPOSE 8080

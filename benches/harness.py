@@ -51,7 +51,8 @@ class Server:
         self.started = time.monotonic()
         self.log = open(self.db + ".log", "ab")
         self.proc = subprocess.Popen(
-            [BIN, "serve", "--listen", "127.0.0.1:0", "--db", self.db, *self.args],
+            [BIN, "serve", "--listen", "127.0.0.1:0", "--db", self.db,
+             "--data-dir", self.db + ".data", *self.args],
             env=self.env,
             stdout=subprocess.PIPE,
             stderr=self.log,

@@ -196,6 +196,11 @@ pub struct ServeArgs {
     #[arg(long, env = "PACKD_DB", default_value = DEFAULT_DB)]
     pub db: PathBuf,
 
+    /// The data directory: downloaded artifacts and package files (created
+    /// at start, owner-only).
+    #[arg(long, env = "PACKD_DATA_DIR", default_value = "./packd-data")]
+    pub data_dir: PathBuf,
+
     /// Log line format.
     #[arg(long, env = "PACKD_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

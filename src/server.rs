@@ -174,6 +174,14 @@ impl Application {
             },
         )?;
         bootstrap(&store, args.bootstrap_key.as_deref()).await?;
+        crate::files::Layout::new(&args.data_dir)
+            .create()
+            .with_context(|| {
+                format!(
+                    "cannot create the data directory {}",
+                    args.data_dir.display()
+                )
+            })?;
         let recovered = store.recover_operations().await?;
         if recovered > 0 {
             tracing::info!(

@@ -183,6 +183,17 @@ fn the_database_and_backups_are_owner_only() {
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     let s = TestServer::start();
     assert_eq!(mode(&s.db), 0o600);
+    let data = crate::helpers::data_dir_for(&s.db);
+    for dir in [
+        "",
+        "artifacts",
+        "artifacts/sha256",
+        "partial",
+        "packages",
+        "active",
+    ] {
+        assert_eq!(mode(&data.join(dir)), 0o700, "data directory {dir:?}");
+    }
     let out = s.db.with_file_name("backup.redb");
     let backup = run_packd(
         &[

@@ -133,6 +133,8 @@ impl TestServer {
         let mut argv = vec!["packd", "--listen", "127.0.0.1:0", "--db"];
         let db_arg = db.to_str().unwrap().to_string();
         argv.push(&db_arg);
+        let data_arg = data_dir_for(&db).to_str().unwrap().to_string();
+        argv.extend(["--data-dir", &data_arg]);
         argv.extend_from_slice(args);
         let mut serve = packd::config::Cli::try_parse_from(argv)
             .expect("arguments")
@@ -206,6 +208,8 @@ impl TestServer {
         };
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--db"])
             .arg(db)
+            .arg("--data-dir")
+            .arg(data_dir_for(db))
             .args(args)
             .env_remove("PACKD_LISTEN")
             .env_remove("PACKD_DB")
@@ -459,6 +463,11 @@ pub fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// The data directory of a test server: beside its database.
+pub fn data_dir_for(db: &Path) -> PathBuf {
+    db.with_file_name("data")
+}
+
 fn unique() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
@@ -468,7 +477,15 @@ fn unique() -> u64 {
 /// Runs the binary to completion with these arguments.
 pub fn run_packd(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
     let mut cmd = Command::new(BIN);
-    cmd.args(args).stdin(Stdio::null());
+    // A server started here must not make its data directory in the crate.
+    cmd.args(args).stdin(Stdio::null()).env(
+        "PACKD_DATA_DIR",
+        std::env::temp_dir().join(format!(
+            "packd-test-data-{}-{}",
+            std::process::id(),
+            unique()
+        )),
+    );
     for (k, v) in envs {
         cmd.env(k, v);
     }
