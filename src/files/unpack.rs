@@ -575,42 +575,35 @@ mod tests {
         }
         // A link that stays inside, then a file written through it: refused,
         // since a chain of links could lead anywhere.
-        let case = Case::new();
-        let err = case.run(
-            &tar_of(&[
-                entry(tar::EntryType::Directory, b"real/", b"", b"", 0o755),
-                entry(tar::EntryType::Symlink, b"via", b"real", b"", 0o777),
-                file("via/file", b"x"),
-            ]),
-            Format::Tar,
-            ROOMY,
-        );
-        assert!(matches!(err, Err(UnpackError::Escapes(_))), "{err:?}");
+        let through = refused(&[
+            entry(tar::EntryType::Directory, b"real/", b"", b"", 0o755),
+            entry(tar::EntryType::Symlink, b"via", b"real", b"", 0o777),
+            file("via/file", b"x"),
+        ]);
+        assert!(matches!(through, UnpackError::Escapes(_)), "{through:?}");
         // A second entry of the same name cannot replace a link with a file.
-        let case = Case::new();
-        let err = case.run(
-            &tar_of(&[
-                entry(tar::EntryType::Symlink, b"x", b"y", b"", 0o777),
-                file("x", b"1"),
-            ]),
-            Format::Tar,
-            ROOMY,
-        );
-        assert!(matches!(err, Err(UnpackError::Broken(_))), "{err:?}");
+        let twice = refused(&[
+            entry(tar::EntryType::Symlink, b"x", b"y", b"", 0o777),
+            file("x", b"1"),
+        ]);
+        assert!(matches!(twice, UnpackError::Broken(_)), "{twice:?}");
         // A hard link to something that is not one of the archive's files.
+        let hard = refused(&[entry(
+            tar::EntryType::Link,
+            b"h",
+            b"../../etc/passwd",
+            b"",
+            0o644,
+        )]);
+        assert!(matches!(hard, UnpackError::Escapes(_)), "{hard:?}");
+    }
+
+    /// Unpacks a tar of `entries`, which must be refused.
+    fn refused(entries: &[Vec<u8>]) -> UnpackError {
         let case = Case::new();
-        let err = case.run(
-            &tar_of(&[entry(
-                tar::EntryType::Link,
-                b"h",
-                b"../../etc/passwd",
-                b"",
-                0o644,
-            )]),
-            Format::Tar,
-            ROOMY,
-        );
-        assert!(matches!(err, Err(UnpackError::Escapes(_))), "{err:?}");
+        let err = case.run(&tar_of(entries), Format::Tar, ROOMY).unwrap_err();
+        case.nothing_outside();
+        err
     }
 
     #[test]
