@@ -49,8 +49,13 @@ struct OperationDto {
     package_id: Uuid,
     kind: OperationKindDto,
     state: StateDto,
-    /// 0 to 100.
+    /// 0 to 100; for a download it follows the bytes.
     progress: u8,
+    /// A download's bytes on disk so far; null when not a download or not
+    /// known.
+    bytes_done: Nullable<u64>,
+    /// A download's size; null when not a download or not known.
+    bytes_total: Nullable<u64>,
     /// Starts so far, resumes after a restart included.
     attempts: u32,
     /// The error of the last failed attempt, or null.
@@ -72,6 +77,8 @@ impl From<Operation> for OperationDto {
             kind: o.kind.into(),
             state: o.state.into(),
             progress: o.progress,
+            bytes_done: o.transfer.bytes_done.into(),
+            bytes_total: o.transfer.bytes_total.into(),
             attempts: o.attempts,
             error: o.error.into(),
             cancel_requested: o.cancel_requested,

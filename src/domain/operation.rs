@@ -72,6 +72,21 @@ pub struct Operation {
     pub finished_at: Option<Timestamp>,
     /// A client asked to cancel while it ran; the worker stops at its next step.
     pub cancel_requested: bool,
+    /// Where a download stands: bytes saved so far and the artifact's size,
+    /// when known (null for other kinds and for simulated work).
+    pub transfer: Transfer,
+}
+
+/// A download's checkpoint, saved with its progress: enough to resume it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Transfer {
+    /// Bytes on disk and synced, that a resume keeps.
+    pub bytes_done: Option<u64>,
+    /// The artifact's size, when the server or the source said it.
+    pub bytes_total: Option<u64>,
+    /// The server's validator of those bytes (`ETag`, else
+    /// `Last-Modified`), sent as `If-Range` when resuming.
+    pub validator: Option<String>,
 }
 
 /// What an event does to an operation. The store applies it to the file:
@@ -258,6 +273,7 @@ mod tests {
             started_at: Some(at(2_000)),
             finished_at: None,
             cancel_requested: false,
+            transfer: Transfer::default(),
         }
     }
 

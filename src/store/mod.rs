@@ -652,6 +652,36 @@ fn init_or_check_schema(db: &Database, path: &Path) -> Result<(), OpenError> {
     Ok(())
 }
 
+/// Rewrites every record of a table keyed by id with `rewrite` (old bytes to
+/// new), in slices so a large table is never held in memory at once.
+pub(crate) fn rewrite_records(
+    wtx: &redb::WriteTransaction,
+    table: redb::TableDefinition<u128, &[u8]>,
+    mut rewrite: impl FnMut(u128, &[u8]) -> Result<Vec<u8>, StoreError>,
+) -> Result<usize, StoreError> {
+    use redb::ReadableTable;
+    const SLICE: usize = 10_000;
+    let mut table = wtx.open_table(table)?;
+    let mut rewritten = 0;
+    let mut start = Some(0u128);
+    while let Some(from) = start {
+        let rows: Vec<(u128, Vec<u8>)> = table
+            .range(from..)?
+            .take(SLICE)
+            .map(|r| r.map(|(k, v)| (k.value(), v.value().to_vec())))
+            .collect::<Result<_, _>>()?;
+        start = match rows.last() {
+            Some((id, _)) if rows.len() == SLICE => id.checked_add(1),
+            _ => None,
+        };
+        for (id, bytes) in &rows {
+            table.insert(*id, rewrite(*id, bytes)?.as_slice())?;
+        }
+        rewritten += rows.len();
+    }
+    Ok(rewritten)
+}
+
 /// Brings a file from schema `from` to `SCHEMA_VERSION`, one step at a time.
 fn migrate(wtx: &redb::WriteTransaction, from: u64) -> Result<(), StoreError> {
     if from < 2 {
@@ -659,8 +689,9 @@ fn migrate(wtx: &redb::WriteTransaction, from: u64) -> Result<(), StoreError> {
         keys::migrate_keys_to_v2(wtx)?;
     }
     if from < 3 {
-        // 2 -> 3: packages gained a source.
+        // 2 -> 3: packages gained a source, operations a transfer checkpoint.
         packages::migrate_packages_to_v2(wtx)?;
+        operations::migrate_operations_to_v2(wtx)?;
     }
     Ok(())
 }

@@ -16,13 +16,25 @@ use super::tables::{
 use super::{Failure, Refusal};
 use super::{Page, Store, StoreError, page_of, paginate};
 use crate::domain::Timestamp;
-use crate::domain::operation::{AlreadyFinished, Change, Operation, OperationState};
+use crate::domain::operation::{AlreadyFinished, Change, Operation, OperationState, Transfer};
 use crate::domain::package::{OperationKind, Status};
 use crate::metrics;
 
+/// Versions of a stored operation. V1 (schema 2 and before) had no
+/// transfer checkpoint; the migration to schema 3 rewrites every V1 record
+/// as V2, and reading still accepts V1 so the migration can decode them.
 #[derive(Debug, Serialize, Deserialize)]
 enum OperationRecord {
     V1(OperationV1),
+    V2(OperationV2),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct OperationV2 {
+    v1: OperationV1,
+    bytes_done: Option<u64>,
+    bytes_total: Option<u64>,
+    validator: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -68,22 +80,42 @@ stored_codes!("operation state", OperationState, state_code, state_from_code {
 });
 
 fn to_record(o: &Operation) -> OperationRecord {
-    OperationRecord::V1(OperationV1 {
-        package_id: o.package_id.as_u128(),
-        kind: kind_code(o.kind),
-        state: state_code(o.state),
-        progress: o.progress,
-        attempts: o.attempts,
-        error: o.error.clone(),
-        created_at: o.created_at.as_micros(),
-        started_at: o.started_at.map(Timestamp::as_micros),
-        finished_at: o.finished_at.map(Timestamp::as_micros),
-        cancel_requested: o.cancel_requested,
+    OperationRecord::V2(OperationV2 {
+        v1: OperationV1 {
+            package_id: o.package_id.as_u128(),
+            kind: kind_code(o.kind),
+            state: state_code(o.state),
+            progress: o.progress,
+            attempts: o.attempts,
+            error: o.error.clone(),
+            created_at: o.created_at.as_micros(),
+            started_at: o.started_at.map(Timestamp::as_micros),
+            finished_at: o.finished_at.map(Timestamp::as_micros),
+            cancel_requested: o.cancel_requested,
+        },
+        bytes_done: o.transfer.bytes_done,
+        bytes_total: o.transfer.bytes_total,
+        validator: o.transfer.validator.clone(),
     })
 }
 
 fn from_record(id: u128, bytes: &[u8]) -> Result<Operation, StoreError> {
-    let OperationRecord::V1(r) = decode::<OperationRecord>("operations", bytes)?;
+    let (r, transfer) = match decode::<OperationRecord>("operations", bytes)? {
+        OperationRecord::V1(r) => (r, Transfer::default()),
+        OperationRecord::V2(OperationV2 {
+            v1,
+            bytes_done,
+            bytes_total,
+            validator,
+        }) => (
+            v1,
+            Transfer {
+                bytes_done,
+                bytes_total,
+                validator,
+            },
+        ),
+    };
     Ok(Operation {
         id: Uuid::from_u128(id),
         package_id: Uuid::from_u128(r.package_id),
@@ -96,6 +128,15 @@ fn from_record(id: u128, bytes: &[u8]) -> Result<Operation, StoreError> {
         started_at: r.started_at.map(Timestamp::from_micros),
         finished_at: r.finished_at.map(Timestamp::from_micros),
         cancel_requested: r.cancel_requested,
+        transfer,
+    })
+}
+
+/// Schema 2 -> 3: every operation record is rewritten as V2 (no transfer),
+/// inside the migration's transaction.
+pub(super) fn migrate_operations_to_v2(wtx: &WriteTransaction) -> Result<usize, StoreError> {
+    super::rewrite_records(wtx, OPERATIONS, |id, bytes| {
+        encode(&to_record(&from_record(id, bytes)?))
     })
 }
 
@@ -336,6 +377,7 @@ impl Store {
                     started_at: None,
                     finished_at: None,
                     cancel_requested: false,
+                    transfer: Transfer::default(),
                 };
                 save(wtx, None, &op)?;
                 wtx.open_table(OPERATIONS_QUEUE)?
@@ -666,6 +708,69 @@ impl Store {
             Ok(removed)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod migration_tests {
+    use redb::ReadableDatabase;
+
+    use super::*;
+    use crate::store::StoreOptions;
+
+    /// A schema 2 operation (no transfer checkpoint) is rewritten as V2 by
+    /// the migration to schema 3 and reads back as it was.
+    #[tokio::test]
+    async fn schema_2_operations_are_migrated_to_v2() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.redb");
+        let id = Uuid::now_v7();
+        {
+            let db = redb::Database::create(&path).unwrap();
+            let wtx = db.begin_write().unwrap();
+            crate::store::tables::create_all(&wtx).unwrap();
+            wtx.open_table(crate::store::tables::META)
+                .unwrap()
+                .insert(crate::store::tables::SCHEMA_VERSION_KEY, 2)
+                .unwrap();
+            let v1 = OperationRecord::V1(OperationV1 {
+                package_id: 7,
+                kind: kind_code(OperationKind::Download),
+                state: state_code(OperationState::Succeeded),
+                progress: 100,
+                attempts: 2,
+                error: Some("an earlier attempt".into()),
+                created_at: 1,
+                started_at: Some(2),
+                finished_at: Some(3),
+                cancel_requested: false,
+            });
+            wtx.open_table(OPERATIONS)
+                .unwrap()
+                .insert(id.as_u128(), encode(&v1).unwrap().as_slice())
+                .unwrap();
+            wtx.commit().unwrap();
+        }
+        let store = Store::open(&path, &StoreOptions::default()).unwrap();
+        let op = store.get_operation(id).unwrap();
+        assert_eq!(
+            (op.kind, op.state, op.attempts, op.error.as_deref()),
+            (
+                OperationKind::Download,
+                OperationState::Succeeded,
+                2,
+                Some("an earlier attempt")
+            )
+        );
+        assert_eq!(op.transfer, Transfer::default());
+        store.close();
+        drop(store);
+        let db = redb::Database::builder().open_read_only(&path).unwrap();
+        let rtx = db.begin_read().unwrap();
+        let table = rtx.open_table(OPERATIONS).unwrap();
+        let row = table.get(id.as_u128()).unwrap().unwrap();
+        let record = decode::<OperationRecord>("operations", row.value()).unwrap();
+        assert!(matches!(record, OperationRecord::V2(_)), "{record:?}");
     }
 }
 

@@ -105,27 +105,9 @@ pub struct NewPackage {
 /// Schema 2 -> 3: every package record is rewritten as V2 (no source),
 /// inside the migration's transaction.
 pub(super) fn migrate_packages_to_v2(wtx: &WriteTransaction) -> Result<usize, StoreError> {
-    let mut table = wtx.open_table(PACKAGES)?;
-    let mut rewritten = 0;
-    let mut next = Some(0u128);
-    // In slices, so a large table is not held in memory all at once.
-    while let Some(start) = next {
-        let rows: Vec<(u128, Vec<u8>)> = table
-            .range(start..)?
-            .take(10_000)
-            .map(|r| r.map(|(k, v)| (k.value(), v.value().to_vec())))
-            .collect::<Result<_, _>>()?;
-        next = rows.last().and_then(|(id, _)| id.checked_add(1));
-        if rows.len() < 10_000 {
-            next = None;
-        }
-        for (id, bytes) in &rows {
-            let package = from_record(*id, bytes)?;
-            table.insert(*id, encode(&to_record(&package))?.as_slice())?;
-        }
-        rewritten += rows.len();
-    }
-    Ok(rewritten)
+    super::rewrite_records(wtx, PACKAGES, |id, bytes| {
+        encode(&to_record(&from_record(id, bytes)?))
+    })
 }
 
 /// Filters and position of a package listing.

@@ -55,6 +55,11 @@ fn every_transition_runs_through_an_operation() {
     assert_eq!(op["state"], "queued");
     assert_eq!(op["kind"], "download");
     assert_eq!(op["progress"], 0);
+    // A simulated download counts no bytes.
+    assert_eq!(
+        (&op["bytes_done"], &op["bytes_total"]),
+        (&Value::Null, &Value::Null)
+    );
     assert_eq!(op["package_id"], id);
     let marked = s.package(id);
     assert_eq!(
