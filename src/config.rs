@@ -274,6 +274,27 @@ pub struct ServeArgs {
     #[arg(long, env = "PACKD_MAX_CONNECTIONS", default_value_t = 512)]
     pub max_connections: usize,
 
+    /// The most bytes one artifact may have; a larger one fails its download.
+    #[arg(long, env = "PACKD_MAX_DOWNLOAD_BYTES", default_value_t = 8 << 30)]
+    pub max_download_bytes: u64,
+
+    /// The most bytes one artifact may unpack to, and entries it may make.
+    #[arg(long, env = "PACKD_MAX_UNPACKED_BYTES", default_value_t = 32 << 30)]
+    pub max_unpacked_bytes: u64,
+
+    /// How long a download may take to connect.
+    #[arg(long, env = "PACKD_CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
+    pub connect_timeout: Duration,
+
+    /// The longest silence while a download reads (then it is retried).
+    #[arg(long, env = "PACKD_READ_TIMEOUT", default_value = "30s", value_parser = parse_positive_duration)]
+    pub read_timeout: Duration,
+
+    /// Extra trusted roots (PEM) for https sources, besides the bundled and
+    /// the system's, e.g. an internal mirror's CA.
+    #[arg(long, env = "PACKD_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+
     /// Accept `file://` URLs as package sources. Off: a client with the
     /// write role could otherwise make packd read any file it may read.
     #[arg(long, env = "PACKD_ALLOW_FILE_SOURCES")]

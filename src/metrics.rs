@@ -107,6 +107,10 @@ fn kind_index(kind: OperationKind) -> usize {
     KINDS.iter().position(|k| *k == kind).unwrap_or(0)
 }
 
+/// Why a download attempt failed: a fault a retry may mend, one it cannot
+/// (4xx, a size or digest mismatch, too large), or the unpacking.
+pub const DOWNLOAD_FAILURES: [&str; 3] = ["transient", "permanent", "unpack"];
+
 /// Why a connection was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -137,6 +141,10 @@ pub struct Metrics {
     long_polls_waiting: AtomicU64,
     rate_limited: AtomicU64,
     database_damaged: AtomicU64,
+    downloaded_bytes: AtomicU64,
+    downloads_resumed: AtomicU64,
+    /// By reason: transient (retried), permanent (failed at once), unpack.
+    download_failures: [AtomicU64; 3],
 }
 
 /// Counts a long poll as waiting until dropped.
@@ -218,6 +226,9 @@ impl Metrics {
             connections_open: AtomicU64::new(0),
             connections_refused: Default::default(),
             database_damaged: AtomicU64::new(0),
+            downloaded_bytes: AtomicU64::new(0),
+            downloads_resumed: AtomicU64::new(0),
+            download_failures: Default::default(),
             long_polls_waiting: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
         }
@@ -276,6 +287,21 @@ impl Metrics {
 
     pub fn connection_refused(&self, why: Refusal) {
         self.connections_refused[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn downloaded(&self, bytes: u64) {
+        self.downloaded_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn download_resumed(&self) {
+        self.downloads_resumed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `reason` is one of `DOWNLOAD_FAILURES`.
+    pub fn download_failed(&self, reason: &str) {
+        if let Some(i) = DOWNLOAD_FAILURES.iter().position(|r| *r == reason) {
+            self.download_failures[i].fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub fn database_damaged(&self) {
@@ -506,6 +532,33 @@ impl Metrics {
             "Write transactions that failed (disk full, I/O error).",
             self.commit_failures.load(Ordering::Relaxed),
         );
+        single(
+            out,
+            "packd_downloaded_bytes_total",
+            "counter",
+            "Bytes of artifacts fetched (resumed downloads count only the new bytes).",
+            self.downloaded_bytes.load(Ordering::Relaxed),
+        );
+        single(
+            out,
+            "packd_downloads_resumed_total",
+            "counter",
+            "Downloads that picked up the bytes an earlier attempt had saved (HTTP Range).",
+            self.downloads_resumed.load(Ordering::Relaxed),
+        );
+        family(
+            out,
+            "packd_download_failures_total",
+            "counter",
+            "Failed download attempts, by reason: transient (retried), permanent (failed at once), unpack.",
+        );
+        for (reason, n) in DOWNLOAD_FAILURES.iter().zip(&self.download_failures) {
+            let n = n.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "packd_download_failures_total{{reason=\"{reason}\"}} {n}"
+            );
+        }
         single(
             out,
             "packd_database_damaged",

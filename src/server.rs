@@ -13,7 +13,7 @@ use crate::domain::key::MIN_SECRET_LEN;
 use crate::notify;
 use crate::shutdown::Shutdown;
 use crate::store::{Bootstrap, Store, StoreOptions};
-use crate::worker::{QueueConfig, StubConfig, StubExecutor, Workers};
+use crate::worker::{Executors, FileWork, QueueConfig, StubConfig, StubExecutor, Workers};
 use anyhow::Context;
 
 /// Sets up logging on standard error, in the chosen format.
@@ -147,6 +147,10 @@ fn spawn_upkeep(store: Store, audit_retention: Duration, operation_retention: Du
     });
 }
 
+/// Files and directories one artifact may unpack to: bounds the inodes a
+/// hostile archive can use.
+const MAX_UNPACKED_ENTRIES: u64 = 1_000_000;
+
 /// Steps the stub executor takes for an operation (progress moves by 10 %).
 const STUB_STEPS: u8 = 10;
 /// The longest delay between two attempts of an operation, however many
@@ -159,6 +163,7 @@ const RETRY_DELAY_MAX: Duration = Duration::from_secs(300);
 /// port 0 in their own process.
 pub struct Application {
     store: Store,
+    layout: crate::files::Layout,
     workers: Workers,
     readiness: Readiness,
     listener: tokio::net::TcpListener,
@@ -174,14 +179,23 @@ impl Application {
             },
         )?;
         bootstrap(&store, args.bootstrap_key.as_deref()).await?;
-        crate::files::Layout::new(&args.data_dir)
-            .create()
-            .with_context(|| {
-                format!(
-                    "cannot create the data directory {}",
-                    args.data_dir.display()
-                )
-            })?;
+        let layout = crate::files::Layout::new(&args.data_dir);
+        layout.create().with_context(|| {
+            format!(
+                "cannot create the data directory {}",
+                args.data_dir.display()
+            )
+        })?;
+        // Absolute, so the paths packd shows and hands to hooks are.
+        let layout = crate::files::Layout::new(
+            std::fs::canonicalize(&args.data_dir).context("the data directory")?,
+        );
+        let fetcher = crate::files::fetch::Fetcher::new(&crate::files::fetch::FetchSettings {
+            connect_timeout: args.connect_timeout,
+            read_timeout: args.read_timeout,
+            max_bytes: args.max_download_bytes,
+            ca_file: args.ca_file.clone(),
+        })?;
         let recovered = store.recover_operations().await?;
         if recovered > 0 {
             tracing::info!(
@@ -196,13 +210,23 @@ impl Application {
         );
         let workers = Workers::start(
             store.clone(),
-            Arc::new(StubExecutor {
-                config: StubConfig {
-                    download: args.download_duration,
-                    activate: args.activate_duration,
-                    deactivate: args.deactivate_duration,
-                    failure_rate: args.stub_failure_rate,
-                    steps: STUB_STEPS,
+            Arc::new(Executors {
+                stub: StubExecutor {
+                    config: StubConfig {
+                        download: args.download_duration,
+                        activate: args.activate_duration,
+                        deactivate: args.deactivate_duration,
+                        failure_rate: args.stub_failure_rate,
+                        steps: STUB_STEPS,
+                    },
+                },
+                files: FileWork {
+                    layout: layout.clone(),
+                    fetcher,
+                    unpack: crate::files::unpack::Limits {
+                        max_bytes: args.max_unpacked_bytes,
+                        max_entries: MAX_UNPACKED_ENTRIES,
+                    },
                 },
             }),
             QueueConfig {
@@ -221,6 +245,7 @@ impl Application {
         readiness.set_serving(true);
         Ok(Application {
             store,
+            layout,
             workers,
             readiness,
             listener,
@@ -245,12 +270,14 @@ impl Application {
             readiness,
             listener,
             args,
+            layout,
         } = self;
         let app = api::app(
             AppState {
                 store: store.clone(),
                 readiness: readiness.clone(),
                 shutdown: shutdown.clone(),
+                layout: Some(layout),
             },
             &ApiOptions {
                 cors_origins: args.cors_origins.clone(),

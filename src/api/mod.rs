@@ -45,6 +45,8 @@ pub struct AppState {
     pub readiness: Readiness,
     /// Turns true when shutdown starts, so long polls answer at once.
     pub shutdown: crate::shutdown::Shutdown,
+    /// The data directory (none for the offline OpenAPI dump).
+    pub layout: Option<crate::files::Layout>,
 }
 
 /// Settings of the HTTP layer.
@@ -95,6 +97,7 @@ fn service(state: &AppState, options: &ApiOptions) -> OpenApiService<Apis, ()> {
                 } else {
                     crate::domain::source::Schemes::Web
                 },
+                layout: state.layout.clone(),
             },
             operations::OperationsApi {
                 store: state.store.clone(),
@@ -128,6 +131,7 @@ pub fn openapi_json() -> Result<String, crate::store::OpenError> {
         store: Store::in_memory()?,
         readiness: Readiness::default(),
         shutdown: crate::shutdown::Shutdown::never(),
+        layout: None,
     };
     let spec = described(&service(&state, &ApiOptions::default()));
     state.store.close();

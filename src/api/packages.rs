@@ -22,6 +22,7 @@ use crate::domain::package::{
     VERSION_MAX_CHARS,
 };
 use crate::domain::source::{Schemes, Source};
+use crate::files::Layout;
 use crate::store::{ListPackages, NewPackage, Precondition, Store};
 
 type ListErrors = Errors<COMMON>;
@@ -66,16 +67,19 @@ pub struct PackageDto {
     pub updated_at: time::OffsetDateTime,
 }
 
-impl From<Package> for PackageDto {
-    fn from(p: Package) -> Self {
+impl PackageDto {
+    /// The package as the API shows it; `layout` says where its files are.
+    pub fn new(p: Package, layout: Option<&Layout>) -> Self {
+        let path = layout
+            .filter(|_| p.source.is_some() && p.status != Status::Created)
+            .map(|l| l.package(&p.name, &p.version).display().to_string());
         Self {
             id: p.id,
             name: p.name.into_string(),
             version: p.version.into_string(),
             status: p.status.into(),
             source: p.source.map(SourceDto::from).into(),
-            // Set once downloads put files on the machine.
-            path: Nullable(None),
+            path: path.into(),
             operation_id: p.operation_id.into(),
             revision: p.revision,
             created_at: p.created_at.to_offset_date_time(),
@@ -217,9 +221,9 @@ enum PackageResponse {
 }
 
 impl PackageResponse {
-    fn from(p: Package) -> Self {
+    fn new(p: Package, layout: Option<&Layout>) -> Self {
         let tag = etag(&p);
-        PackageResponse::Ok(FastJson(p.into()), tag)
+        PackageResponse::Ok(FastJson(PackageDto::new(p, layout)), tag)
     }
 }
 
@@ -307,6 +311,8 @@ pub struct PackagesApi {
     pub store: Store,
     /// Which source URLs the server accepts.
     pub schemes: Schemes,
+    /// The data directory, for the packages' `path`.
+    pub layout: Option<Layout>,
 }
 
 #[OpenApi(tag = "ApiTags::Packages")]
@@ -337,7 +343,11 @@ impl PackagesApi {
         let p = self.store.create_package(new).await?;
         let location = format!("/v1/packages/{}", p.id);
         let tag = etag(&p);
-        Ok(CreatedResponse::Created(Json(p.into()), location, tag))
+        Ok(CreatedResponse::Created(
+            Json(PackageDto::new(p, self.layout.as_ref())),
+            location,
+            tag,
+        ))
     }
 
     /// List packages, oldest first.
@@ -366,7 +376,11 @@ impl PackagesApi {
         };
         let page = self.store.list_packages(&q)?;
         Ok(FastJson(PackageList {
-            items: page.items.into_iter().map(Into::into).collect(),
+            items: page
+                .items
+                .into_iter()
+                .map(|p| PackageDto::new(p, self.layout.as_ref()))
+                .collect(),
             next_cursor: page.next_after.map(encode_cursor).into(),
         }))
     }
@@ -381,7 +395,7 @@ impl PackagesApi {
     )]
     async fn get(&self, _auth: ReadAccess, id: Path<Uuid>) -> Result<PackageResponse, GetErrors> {
         let p = self.store.get_package(id.0)?;
-        Ok(PackageResponse::from(p))
+        Ok(PackageResponse::new(p, self.layout.as_ref()))
     }
 
     /// Edit a package's name or version.
@@ -426,7 +440,7 @@ impl PackagesApi {
         };
         let precondition = if_match_of(req)?;
         let p = self.store.update_package(id.0, patch, precondition).await?;
-        Ok(PackageResponse::from(p))
+        Ok(PackageResponse::new(p, self.layout.as_ref()))
     }
 
     /// Delete a package.

@@ -146,7 +146,12 @@ impl Operation {
 
     /// A step is done: save its progress, unless a cancel was asked
     /// meanwhile, which ends it now. Only a running operation takes progress.
-    pub fn report_progress(&self, progress: u8, now: Timestamp) -> Change {
+    pub fn report_progress(
+        &self,
+        progress: u8,
+        transfer: Option<Transfer>,
+        now: Timestamp,
+    ) -> Change {
         if self.state != OperationState::Running {
             return Change::Nothing;
         }
@@ -155,6 +160,9 @@ impl Operation {
         }
         let mut op = self.clone();
         op.progress = progress.min(100);
+        if let Some(transfer) = transfer {
+            op.transfer = transfer;
+        }
         Change::Update(op)
     }
 
@@ -297,19 +305,19 @@ mod tests {
         let running = op(OperationState::Running);
         assert_eq!(
             running
-                .report_progress(250, at(5))
+                .report_progress(250, None, at(5))
                 .operation()
                 .unwrap()
                 .progress,
             100
         );
         assert_eq!(
-            op(OperationState::Queued).report_progress(50, at(5)),
+            op(OperationState::Queued).report_progress(50, None, at(5)),
             Change::Nothing
         );
         let mut asked = running.clone();
         asked.cancel_requested = true;
-        let done = finished(asked.report_progress(50, at(5)));
+        let done = finished(asked.report_progress(50, None, at(5)));
         assert_eq!(done.state, OperationState::Cancelled);
         assert_eq!(done.finished_at, Some(at(5)));
         assert_eq!(done.progress, 40, "a cancel keeps the progress it had");

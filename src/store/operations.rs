@@ -415,13 +415,19 @@ impl Store {
         self.write(move |wtx| claim_in(wtx, now)).await
     }
 
-    /// Saves a step's progress; says whether to go on.
-    pub async fn save_progress(&self, id: Uuid, progress: u8) -> Result<Continue, StoreError> {
+    /// Saves a step's progress (and a download's checkpoint); says whether
+    /// to go on.
+    pub async fn save_progress(
+        &self,
+        id: Uuid,
+        progress: u8,
+        transfer: Option<Transfer>,
+    ) -> Result<Continue, StoreError> {
         let now = Timestamp::now();
         let change = self
             .write(move |wtx| {
                 let before = load(wtx, id)?;
-                let change = before.report_progress(progress, now);
+                let change = before.report_progress(progress, transfer.clone(), now);
                 apply(wtx, &before, change.clone(), now)?;
                 Ok(change)
             })
@@ -899,7 +905,7 @@ mod model_tests {
                     let id = running[i].id;
                     let p = model.progress.get(&id).copied().unwrap_or(0);
                     let next = (p + rng.random_range(1..30)).min(99);
-                    match store.save_progress(id, next).await.unwrap() {
+                    match store.save_progress(id, next, None).await.unwrap() {
                         Continue::Yes => {
                             model.progress.insert(id, next);
                         }

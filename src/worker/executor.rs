@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use crate::domain::package::OperationKind;
+use crate::domain::operation::Transfer;
+use crate::domain::package::{OperationKind, Package};
 
 /// What an executor is asked to do.
 #[derive(Debug, Clone)]
@@ -18,6 +19,13 @@ pub struct Work {
     pub progress: u8,
     /// 1 for the first try.
     pub attempt: u32,
+    /// No retry follows if this attempt fails: what it keeps for a retry
+    /// (a partial download) can go.
+    pub last_attempt: bool,
+    /// The package, as it was when the attempt started.
+    pub package: Package,
+    /// A download's last saved checkpoint, to resume from.
+    pub transfer: Transfer,
 }
 
 /// Why the executor stopped without finishing.
@@ -25,6 +33,9 @@ pub struct Work {
 pub enum ExecError {
     /// The attempt failed; the queue retries it (up to the maximum).
     Failed(String),
+    /// The attempt failed in a way a retry cannot mend (a 404, a digest
+    /// mismatch, an archive entry that escapes): the operation fails now.
+    Fatal(String),
     /// Told to stop (cancel or shutdown) by `Steps::report`; progress is saved.
     Stopped,
 }
@@ -34,6 +45,16 @@ pub enum ExecError {
 /// repeat that much) and says whether to go on.
 pub trait Steps: Send {
     fn report(&mut self, progress: u8) -> impl Future<Output = Result<(), ExecError>> + Send;
+    /// `report`, with a download's checkpoint saved alongside (its bytes
+    /// must be synced first).
+    fn checkpoint(
+        &mut self,
+        progress: u8,
+        transfer: Transfer,
+    ) -> impl Future<Output = Result<(), ExecError>> + Send;
+    /// Whether the service is shutting down (as opposed to a cancel), for
+    /// an executor that keeps its partial work only for a resume.
+    fn shutting_down(&self) -> bool;
     /// Resolves when the service is shutting down, so a long step can end early.
     fn stopping(&self) -> impl Future<Output = ()> + Send;
 }

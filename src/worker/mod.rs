@@ -3,6 +3,7 @@
 //! Workers sleep on a notification from the store, never in a polling loop.
 
 mod executor;
+mod files;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,7 +14,9 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 pub use self::executor::{ExecError, Executor, Steps, StubConfig, StubExecutor, Work};
+pub use self::files::{Executors, FileWork};
 use crate::domain::Timestamp;
+use crate::domain::operation::Transfer;
 use crate::domain::operation::backoff;
 use crate::store::Failure;
 use crate::store::{AndThen, Claim, Continue, Store, StoreError};
@@ -196,13 +199,6 @@ impl<E: Executor> Worker<E> {
         op: crate::domain::operation::Operation,
     ) -> Option<crate::domain::operation::Operation> {
         let id = op.id;
-        let work = Work {
-            operation_id: id,
-            package_id: op.package_id,
-            kind: op.kind,
-            progress: op.progress,
-            attempt: op.attempts,
-        };
         tracing::info!(operation = %id, kind = %op.kind, attempt = op.attempts, progress = op.progress, "operation started");
         let mut steps = StoreSteps {
             store: self.store.clone(),
@@ -210,7 +206,24 @@ impl<E: Executor> Worker<E> {
             stop: self.stop.clone(),
             last_save: std::time::Instant::now(),
         };
-        let result = self.executor.execute(work, &mut steps).await;
+        // The package cannot be deleted while its operation is in flight;
+        // a read that fails is a storage fault, retried like any attempt.
+        let result = match self.store.get_package(op.package_id) {
+            Ok(package) => {
+                let work = Work {
+                    operation_id: id,
+                    package_id: op.package_id,
+                    kind: op.kind,
+                    progress: op.progress,
+                    attempt: op.attempts,
+                    last_attempt: op.attempts >= self.config.max_attempts,
+                    package,
+                    transfer: op.transfer.clone(),
+                };
+                self.executor.execute(work, &mut steps).await
+            }
+            Err(e) => Err(ExecError::Failed(format!("cannot read the package: {e}"))),
+        };
         let mut next = None;
         let outcome = match result {
             Ok(()) => {
@@ -233,6 +246,16 @@ impl<E: Executor> Worker<E> {
                 .await
                 .map(|()| "paused for shutdown".into()),
             Err(ExecError::Stopped) => Some("cancelled".into()),
+            Err(ExecError::Fatal(error)) => {
+                tracing::warn!(operation = %id, %error, "operation failed; a retry cannot mend it");
+                // No attempts left, whatever the count: it fails now.
+                self.record(id, || {
+                    self.store
+                        .fail_attempt(id, error.clone(), 0, Duration::ZERO)
+                })
+                .await
+                .map(|op| op.state.to_string())
+            }
             Err(ExecError::Failed(error)) => {
                 let delay = backoff(
                     self.config.retry_base,
@@ -311,6 +334,24 @@ struct StoreSteps {
 
 impl Steps for StoreSteps {
     async fn report(&mut self, progress: u8) -> Result<(), ExecError> {
+        self.save(progress, None).await
+    }
+
+    async fn checkpoint(&mut self, progress: u8, transfer: Transfer) -> Result<(), ExecError> {
+        self.save(progress, Some(transfer)).await
+    }
+
+    async fn stopping(&self) {
+        stopped(self.stop.clone()).await;
+    }
+
+    fn shutting_down(&self) -> bool {
+        *self.stop.borrow()
+    }
+}
+
+impl StoreSteps {
+    async fn save(&mut self, progress: u8, transfer: Option<Transfer>) -> Result<(), ExecError> {
         if self.last_save.elapsed() < PROGRESS_SAVE_EVERY {
             return if *self.stop.borrow() {
                 Err(ExecError::Stopped)
@@ -319,7 +360,7 @@ impl Steps for StoreSteps {
             };
         }
         self.last_save = std::time::Instant::now();
-        match self.store.save_progress(self.id, progress).await {
+        match self.store.save_progress(self.id, progress, transfer).await {
             Ok(Continue::Yes) if *self.stop.borrow() => Err(ExecError::Stopped),
             Ok(Continue::Yes) => Ok(()),
             Ok(Continue::Cancelled) => Err(ExecError::Stopped),
@@ -333,9 +374,5 @@ impl Steps for StoreSteps {
             Err(StoreError::Failed(Failure::Unavailable(_))) => Err(ExecError::Stopped),
             Err(e) => Err(ExecError::Failed(format!("cannot save progress: {e}"))),
         }
-    }
-
-    async fn stopping(&self) {
-        stopped(self.stop.clone()).await;
     }
 }

@@ -1,9 +1,11 @@
 //! Black-box tests: every test starts the real `packd` binary and talks HTTP
 //! to it over a real socket. One test binary, so the build links once.
 
+mod artifacts;
 mod backup;
 mod crash;
 mod damage;
+mod downloads;
 mod errors;
 mod faults;
 mod helpers;

@@ -1,0 +1,174 @@
+//! The executor that does real work for packages with a source: a download
+//! fetches the artifact into `partial/` (resuming what an earlier attempt
+//! saved), verifies it, moves it into `artifacts/sha256/`, and unpacks it
+//! into `packages/<name>/<version>/`. A digest already stored is not
+//! fetched again. Packages without a source, and activation for now, keep
+//! the stub's simulated steps.
+
+use std::path::Path;
+
+use crate::domain::package::OperationKind;
+use crate::domain::source::Source;
+use crate::files::Layout;
+use crate::files::fetch::{FetchError, Fetcher};
+use crate::files::layout::create_private_dir;
+use crate::files::unpack::{self, Format, Limits, UnpackError};
+use crate::metrics;
+use crate::store::sync_directory;
+
+use super::executor::{ExecError, Executor, Steps, StubExecutor, Work};
+
+/// Real work where there is a source, the stub elsewhere.
+pub struct Executors {
+    pub stub: StubExecutor,
+    pub files: FileWork,
+}
+
+/// What real downloads need.
+pub struct FileWork {
+    pub layout: Layout,
+    pub fetcher: Fetcher,
+    pub unpack: Limits,
+}
+
+impl Executor for Executors {
+    async fn execute<S: Steps>(&self, work: Work, steps: &mut S) -> Result<(), ExecError> {
+        match (work.kind, work.package.source.clone()) {
+            (OperationKind::Download, Some(source)) => {
+                self.files.download(work, source, steps).await
+            }
+            _ => self.stub.execute(work, steps).await,
+        }
+    }
+}
+
+impl FileWork {
+    async fn download<S: Steps>(
+        &self,
+        work: Work,
+        source: Source,
+        steps: &mut S,
+    ) -> Result<(), ExecError> {
+        let artifact = self.layout.artifact(&source.sha256());
+        if artifact.is_file() {
+            tracing::info!(digest = %source.sha256(), "artifact already stored; not fetched again");
+        } else {
+            let partial = self.layout.partial(work.operation_id);
+            let fetched = self.fetch(&work, &source, &partial, steps).await;
+            match fetched {
+                Ok(()) => {}
+                // A partial is kept only for a resume after a restart or a
+                // retry; a cancel or a fault a retry cannot mend removes it.
+                Err(ExecError::Stopped) if steps.shutting_down() => return Err(ExecError::Stopped),
+                Err(e @ ExecError::Failed(_)) if !work.last_attempt => return Err(e),
+                Err(e) => {
+                    let _ = std::fs::remove_file(&partial);
+                    return Err(e);
+                }
+            }
+            std::fs::rename(&partial, &artifact)
+                .map_err(|e| ExecError::Failed(format!("cannot store the artifact: {e}")))?;
+            sync_directory(&artifact);
+        }
+        self.install(&work, &source, &artifact).await
+    }
+
+    async fn fetch<S: Steps>(
+        &self,
+        work: &Work,
+        source: &Source,
+        partial: &Path,
+        steps: &mut S,
+    ) -> Result<(), ExecError> {
+        let mut download = self
+            .fetcher
+            .start(source, partial, &work.transfer)
+            .await
+            .map_err(failure)?;
+        if download.resumed() {
+            metrics::global().download_resumed();
+            tracing::info!(
+                from = download.checkpoint().bytes_done.unwrap_or(0),
+                "download resumed"
+            );
+        }
+        let mut counted = download.checkpoint().bytes_done.unwrap_or(0);
+        loop {
+            let next = tokio::select! {
+                next = download.advance() => next,
+                () = steps.stopping() => return Err(ExecError::Stopped),
+            };
+            let checkpoint = download.checkpoint();
+            let done = checkpoint.bytes_done.unwrap_or(0);
+            metrics::global().downloaded(done.saturating_sub(counted));
+            counted = done;
+            match next.map_err(failure)? {
+                Some(checkpoint) => {
+                    let progress = match checkpoint.bytes_total {
+                        // 100 % is written by the commit that finishes it.
+                        Some(total) if total > 0 => (done.saturating_mul(99) / total).min(99) as u8,
+                        _ => work.progress,
+                    };
+                    steps.checkpoint(progress, checkpoint).await?;
+                }
+                None => break,
+            }
+        }
+        download.verify().map_err(failure)?;
+        Ok(())
+    }
+
+    /// Unpacks the artifact beside the package's directory and renames it
+    /// into place; a copy an earlier attempt left is replaced.
+    async fn install(
+        &self,
+        work: &Work,
+        source: &Source,
+        artifact: &Path,
+    ) -> Result<(), ExecError> {
+        let name = &work.package.name;
+        let version = &work.package.version;
+        let versions = self.layout.package_versions(name);
+        let staging = self.layout.staging(name, version, work.operation_id);
+        let target = self.layout.package(name, version);
+        let format = Format::of_url(source.url());
+        let limits = self.unpack;
+        let artifact = artifact.to_path_buf();
+        let unpacked = tokio::task::spawn_blocking(move || -> Result<(), UnpackError> {
+            let _ = std::fs::remove_dir_all(&staging);
+            create_private_dir(&versions)?;
+            if let Err(e) = unpack::unpack(&artifact, &format, &staging, limits) {
+                let _ = std::fs::remove_dir_all(&staging);
+                return Err(e);
+            }
+            if target.exists() {
+                let old = staging.with_extension("replaced");
+                std::fs::rename(&target, &old)?;
+                let _ = std::fs::remove_dir_all(&old);
+            }
+            std::fs::rename(&staging, &target)?;
+            sync_directory(&target);
+            Ok(())
+        })
+        .await
+        .map_err(|e| ExecError::Failed(format!("the unpacking task failed: {e}")))?;
+        unpacked.map_err(|e| {
+            metrics::global().download_failed("unpack");
+            ExecError::Fatal(e.to_string())
+        })
+    }
+}
+
+/// A fetch error as the queue sees it: retried, or failed at once.
+fn failure(e: FetchError) -> ExecError {
+    match e {
+        FetchError::Retry(m) => {
+            metrics::global().download_failed("transient");
+            ExecError::Failed(m)
+        }
+        FetchError::Fatal(m) => {
+            metrics::global().download_failed("permanent");
+            ExecError::Fatal(m)
+        }
+    }
+}

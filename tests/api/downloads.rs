@@ -1,0 +1,330 @@
+//! Real downloads, against the test artifact server on 127.0.0.1: files
+//! land verified under the data directory, archives are unpacked, faults
+//! are retried or failed as they deserve, and a cut download resumes with
+//! `Range` where its last checkpoint left it, across a kill -9 too.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::artifacts::{ArtifactServer, Knobs, pattern, sha256_hex};
+use crate::helpers::{TestServer, data_dir_for, wait_for};
+
+const ARGS: &[&str] = &["--retry-delay", "50ms", "--max-attempts", "3"];
+
+/// Creates a package with this source and starts its download; returns
+/// (package id, operation id).
+fn start_download(s: &TestServer, name: &str, url: &str, body: &[u8]) -> (String, String) {
+    let r = s.json(
+        "POST",
+        "/v1/packages",
+        &json!({"name": name, "version": "1.0", "source": {
+            "url": url, "sha256": sha256_hex(body), "size": body.len()}}),
+    );
+    r.assert_status(201);
+    let id = r.id();
+    let op = s.send("POST", &format!("/v1/packages/{id}/download"), &[], None);
+    op.assert_status(202);
+    (id, op.id())
+}
+
+fn finished(s: &TestServer, op: &str) -> Value {
+    wait_for("the download to finish", || {
+        let o = s.get(&format!("/v1/operations/{op}?wait=5")).json();
+        ["succeeded", "failed", "cancelled"]
+            .contains(&o["state"].as_str().unwrap_or(""))
+            .then_some(o)
+    })
+}
+
+fn data(s: &TestServer) -> PathBuf {
+    data_dir_for(&s.db)
+}
+
+/// Every file under `dir`, relative, sorted.
+fn tree(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() && !p.is_symlink() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_single_file_is_fetched_verified_stored_and_placed() {
+    let server = ArtifactServer::start();
+    let body = pattern(300_000);
+    let url = server.put("/bin/tool-linux64", body.clone(), Knobs::default());
+    let s = TestServer::start_with(ARGS, &[]);
+    let (id, op) = start_download(&s, "tool", &url, &body);
+    let done = finished(&s, &op);
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let p = s.get(&format!("/v1/packages/{id}")).json();
+    assert_eq!(p["status"], "downloaded");
+    let path = PathBuf::from(p["path"].as_str().expect("a path once downloaded"));
+    assert!(
+        path.starts_with(data(&s).canonicalize().unwrap()),
+        "{path:?}"
+    );
+    assert_eq!(std::fs::read(path.join("tool-linux64")).unwrap(), body);
+    let artifact = data(&s).join("artifacts/sha256").join(sha256_hex(&body));
+    assert_eq!(std::fs::read(artifact).unwrap(), body);
+    assert_eq!(tree(&data(&s).join("partial")), Vec::<String>::new());
+    let metrics = s.get("/metrics").body;
+    assert!(
+        metrics.contains("packd_downloaded_bytes_total 300000"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_tar_gz_is_unpacked_and_a_digest_already_stored_is_not_fetched_again() {
+    let server = ArtifactServer::start();
+    let mut tar = tar::Builder::new(Vec::new());
+    for (name, content) in [
+        ("jq-1.7/bin/jq", &b"#!jq"[..]),
+        ("jq-1.7/README", b"read me"),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(content.len() as u64);
+        h.set_mode(0o755);
+        h.set_cksum();
+        tar.append_data(&mut h, name, content).unwrap();
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar.into_inner().unwrap()).unwrap();
+    let body = gz.finish().unwrap();
+    let url = server.put("/jq-1.7.tar.gz", body.clone(), Knobs::default());
+    let s = TestServer::start_with(ARGS, &[]);
+    let (id, op) = start_download(&s, "jq", &url, &body);
+    assert_eq!(finished(&s, &op)["state"], "succeeded");
+    let path = PathBuf::from(
+        s.get(&format!("/v1/packages/{id}")).json()["path"]
+            .as_str()
+            .unwrap(),
+    );
+    assert_eq!(tree(&path), ["jq-1.7/README", "jq-1.7/bin/jq"]);
+
+    // Another package with the same digest: no second fetch.
+    let (_, again) = start_download(&s, "jq-copy", &url, &body);
+    assert_eq!(finished(&s, &again)["state"], "succeeded");
+    assert_eq!(server.requests("/jq-1.7.tar.gz").len(), 1);
+}
+
+#[test]
+fn faults_are_retried_or_failed_as_they_deserve() {
+    let server = ArtifactServer::start();
+    let body = pattern(10_000);
+    let s = TestServer::start_with(ARGS, &[]);
+
+    // A wrong digest: failed at once, nothing left behind.
+    let url = server.put("/wrong", body.clone(), Knobs::default());
+    let r = s.json(
+        "POST",
+        "/v1/packages",
+        &json!({"name": "wrong", "version": "1", "source": {"url": url, "sha256": sha256_hex(b"other")}}),
+    );
+    let id = r.id();
+    let op = s
+        .send("POST", &format!("/v1/packages/{id}/download"), &[], None)
+        .id();
+    let done = finished(&s, &op);
+    assert_eq!(
+        (done["state"].as_str(), done["attempts"].as_u64()),
+        (Some("failed"), Some(1))
+    );
+    assert!(
+        done["error"].as_str().unwrap().contains("SHA-256 mismatch"),
+        "{done}"
+    );
+    assert_eq!(
+        s.get(&format!("/v1/packages/{id}")).json()["status"],
+        "created"
+    );
+
+    // 404: failed after one attempt.
+    let missing = format!("{}/missing", server.base);
+    let (_, op) = start_download(&s, "missing", &missing, &body);
+    let done = finished(&s, &op);
+    assert_eq!(
+        (done["state"].as_str(), done["attempts"].as_u64()),
+        (Some("failed"), Some(1))
+    );
+    assert!(done["error"].as_str().unwrap().contains("404"), "{done}");
+
+    // 503: retried up to --max-attempts.
+    let busy = server.put(
+        "/busy",
+        body.clone(),
+        Knobs {
+            status: Some(503),
+            ..Knobs::default()
+        },
+    );
+    let (_, op) = start_download(&s, "busy", &busy, &body);
+    let done = finished(&s, &op);
+    assert_eq!(
+        (done["state"].as_str(), done["attempts"].as_u64()),
+        (Some("failed"), Some(3))
+    );
+    assert_eq!(server.requests("/busy").len(), 3);
+    assert_eq!(tree(&data(&s).join("partial")), Vec::<String>::new());
+    assert_eq!(tree(&data(&s).join("artifacts")), Vec::<String>::new());
+}
+
+#[test]
+fn an_archive_entry_that_escapes_fails_the_download_and_writes_nothing_outside() {
+    let server = ArtifactServer::start();
+    let mut h = tar::Header::new_old();
+    h.as_old_mut().name[..9].copy_from_slice(b"../escape");
+    h.set_size(3);
+    h.set_mode(0o644);
+    h.set_cksum();
+    let mut body = h.as_bytes().to_vec();
+    body.extend_from_slice(b"bad");
+    body.resize(1024 + 1024, 0);
+    let url = server.put("/evil.tar", body.clone(), Knobs::default());
+    let s = TestServer::start_with(ARGS, &[]);
+    let (id, op) = start_download(&s, "evil", &url, &body);
+    let done = finished(&s, &op);
+    assert_eq!(done["state"], "failed", "{done}");
+    assert!(
+        done["error"].as_str().unwrap().contains("outside"),
+        "{done}"
+    );
+    assert_eq!(
+        s.get(&format!("/v1/packages/{id}")).json()["path"],
+        Value::Null
+    );
+    assert_eq!(tree(&data(&s).join("packages")), Vec::<String>::new());
+    assert!(!data(&s).join("packages/escape").exists());
+    assert!(!data(&s).join("escape").exists());
+}
+
+#[test]
+fn a_dropped_connection_resumes_with_range_from_the_checkpoint() {
+    let server = ArtifactServer::start();
+    let body = pattern(2_000_000);
+    // 256 KiB, a pause long enough for packd to save a checkpoint, a little
+    // more, then the connection drops.
+    let url = server.put(
+        "/big.bin",
+        body.clone(),
+        Knobs {
+            chunk: 64 * 1024,
+            pause_after: Some(256 * 1024),
+            pause: Duration::from_millis(1300),
+            drop_after: Some(512 * 1024),
+            ..Knobs::default()
+        },
+    );
+    let s = TestServer::start_with(ARGS, &[]);
+    let (id, op) = start_download(&s, "big", &url, &body);
+    let done = finished(&s, &op);
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["attempts"], 2, "{done}");
+    let requests = server.requests("/big.bin");
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    let resumed_at: u64 = requests[1]
+        .range
+        .as_deref()
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the retry sent no Range: {requests:?}"));
+    assert!(resumed_at >= 256 * 1024, "resumed at {resumed_at}");
+    assert_eq!(requests[1].if_range.as_deref(), Some("\"artifact-v1\""));
+    let path = PathBuf::from(
+        s.get(&format!("/v1/packages/{id}")).json()["path"]
+            .as_str()
+            .unwrap(),
+    );
+    assert_eq!(std::fs::read(path.join("big.bin")).unwrap(), body);
+    assert!(
+        s.get("/metrics")
+            .body
+            .contains("packd_downloads_resumed_total 1")
+    );
+}
+
+#[test]
+fn a_server_without_range_support_is_read_from_the_start() {
+    let server = ArtifactServer::start();
+    let body = pattern(2_000_000);
+    let url = server.put(
+        "/plain.bin",
+        body.clone(),
+        Knobs {
+            no_range: true,
+            chunk: 64 * 1024,
+            pause_after: Some(256 * 1024),
+            pause: Duration::from_millis(1300),
+            drop_after: Some(512 * 1024),
+            ..Knobs::default()
+        },
+    );
+    let s = TestServer::start_with(ARGS, &[]);
+    let (id, op) = start_download(&s, "plain", &url, &body);
+    assert_eq!(finished(&s, &op)["state"], "succeeded");
+    let path = PathBuf::from(
+        s.get(&format!("/v1/packages/{id}")).json()["path"]
+            .as_str()
+            .unwrap(),
+    );
+    assert_eq!(std::fs::read(path.join("plain.bin")).unwrap(), body);
+}
+
+#[test]
+fn kill_9_mid_download_then_the_restart_resumes_from_the_saved_offset() {
+    let server = ArtifactServer::start();
+    let body = pattern(4_000_000);
+    // Slow: 64 KiB every 100 ms, about 6 s in all.
+    let url = server.put(
+        "/slow.bin",
+        body.clone(),
+        Knobs {
+            chunk: 64 * 1024,
+            chunk_delay: Duration::from_millis(100),
+            ..Knobs::default()
+        },
+    );
+    let mut s = TestServer::start_with(ARGS, &[]);
+    let (id, op) = start_download(&s, "slow", &url, &body);
+    let saved = wait_for("a saved checkpoint", || {
+        let o = s.get(&format!("/v1/operations/{op}")).json();
+        o["bytes_done"].as_u64().filter(|n| *n > 0)
+    });
+    s.kill9();
+    s.restart(ARGS, &[]);
+    let done = finished(&s, &op);
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let requests = server.requests("/slow.bin");
+    let resumed_at: u64 = requests
+        .last()
+        .and_then(|r| r.range.as_deref())
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the restart sent no Range: {requests:?}"));
+    assert!(
+        resumed_at >= saved,
+        "resumed at {resumed_at}, had saved {saved}"
+    );
+    let path = PathBuf::from(
+        s.get(&format!("/v1/packages/{id}")).json()["path"]
+            .as_str()
+            .unwrap(),
+    );
+    assert_eq!(std::fs::read(path.join("slow.bin")).unwrap(), body);
+}
