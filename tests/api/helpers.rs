@@ -15,6 +15,9 @@ use serde_json::Value;
 pub const BIN: &str = env!("CARGO_BIN_EXE_packd");
 /// The admin key every test server is bootstrapped with.
 pub const ADMIN_KEY: &str = "test-admin-key-0123456789abcdefghijklmnop";
+/// A proxy address nothing listens on: test servers send every download
+/// that is not for loopback there, so no test traffic leaves the machine.
+pub const DEAD_PROXY: &str = "http://127.0.0.1:9";
 /// How long a server may take to start or stop before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -214,6 +217,11 @@ impl TestServer {
             .env_remove("PACKD_LISTEN")
             .env_remove("PACKD_DB")
             .env("PACKD_BOOTSTRAP_KEY", ADMIN_KEY)
+            // Downloads reach loopback only: any other host goes to a
+            // proxy that is not there.
+            .env("http_proxy", DEAD_PROXY)
+            .env("https_proxy", DEAD_PROXY)
+            .env("no_proxy", "127.0.0.1,localhost")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr);

@@ -425,7 +425,19 @@ fn a_source_is_stored_shown_and_changed() {
     sized.assert_status(201);
     assert_eq!(sized.json()["source"]["size"], Value::Null);
 
-    // A new source on a downloaded package: back to created.
+    // A new source on a downloaded package: back to created. (Downloaded
+    // from the test artifact server: nothing leaves this machine.)
+    let server = crate::artifacts::ArtifactServer::start();
+    let body = crate::artifacts::pattern(1000);
+    let local = server.put("/jq.bin", body.clone(), crate::artifacts::Knobs::default());
+    let local_source =
+        json!({"url": local, "sha256": crate::artifacts::sha256_hex(&body), "size": null});
+    s.json(
+        "PATCH",
+        &format!("/v1/packages/{id}"),
+        &json!({"source": local_source}),
+    )
+    .assert_status(200);
     let op = s.send("POST", &format!("/v1/packages/{id}/download"), &[], None);
     let op = op.id();
     wait_for("the download", || {
