@@ -167,9 +167,16 @@ impl Operation {
     }
 
     /// The executor finished its work: success, or cancelled if asked meanwhile.
-    pub fn complete(&self, now: Timestamp) -> Change {
+    /// A download's final `transfer` (what it fetched in all) is kept.
+    pub fn complete(&self, transfer: Option<Transfer>, now: Timestamp) -> Change {
         match (self.state, self.cancel_requested) {
-            (OperationState::Running, false) => self.finished(OperationState::Succeeded, None, now),
+            (OperationState::Running, false) => {
+                let mut done = self.clone();
+                if let Some(transfer) = transfer {
+                    done.transfer = transfer;
+                }
+                done.finished(OperationState::Succeeded, None, now)
+            }
             (OperationState::Running, true) => self.finished(OperationState::Cancelled, None, now),
             _ => Change::Nothing,
         }
@@ -327,18 +334,18 @@ mod tests {
     fn completion_succeeds_or_honours_a_cancel() {
         let mut running = op(OperationState::Running);
         running.error = Some("an earlier attempt".into());
-        let done = finished(running.complete(at(7)));
+        let done = finished(running.complete(None, at(7)));
         assert_eq!(
             (done.state, done.progress, done.error),
             (OperationState::Succeeded, 100, None)
         );
         running.cancel_requested = true;
         assert_eq!(
-            finished(running.complete(at(7))).state,
+            finished(running.complete(None, at(7))).state,
             OperationState::Cancelled
         );
         assert_eq!(
-            op(OperationState::Cancelled).complete(at(7)),
+            op(OperationState::Cancelled).complete(None, at(7)),
             Change::Nothing
         );
     }

@@ -452,13 +452,14 @@ impl Store {
     pub async fn complete(
         &self,
         id: Uuid,
+        transfer: Option<Transfer>,
         then: AndThen,
     ) -> Result<(Operation, Option<Claim>), StoreError> {
         let now = Timestamp::now();
         let (op, finished, next) = self
             .write(move |wtx| {
                 let before = load(wtx, id)?;
-                let done = apply(wtx, &before, before.complete(now), now)?;
+                let done = apply(wtx, &before, before.complete(transfer.clone(), now), now)?;
                 let next = (then == AndThen::ClaimNext)
                     .then(|| claim_in(wtx, now))
                     .and_then(|claim| {
@@ -922,6 +923,7 @@ mod model_tests {
                     let (done, next) = store
                         .complete(
                             op.id,
+                            None,
                             if claim_next {
                                 AndThen::ClaimNext
                             } else {

@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+use crate::domain::operation::Transfer;
 use crate::domain::package::OperationKind;
 use crate::domain::source::Source;
 use crate::files::Layout;
@@ -52,6 +53,13 @@ impl FileWork {
         let artifact = self.layout.artifact(&source.sha256());
         if artifact.is_file() {
             tracing::info!(digest = %source.sha256(), "artifact already stored; not fetched again");
+            let size = std::fs::metadata(&artifact).map(|m| m.len()).ok();
+            let whole = Transfer {
+                bytes_done: size,
+                bytes_total: size,
+                validator: None,
+            };
+            steps.checkpoint(work.progress, whole).await?;
         } else {
             let partial = self.layout.partial(work.operation_id);
             let fetched = self.fetch(&work, &source, &partial, steps).await;
@@ -114,7 +122,11 @@ impl FileWork {
                 None => break,
             }
         }
+        let mut whole = download.checkpoint();
+        whole.bytes_total = whole.bytes_done;
         download.verify().map_err(failure)?;
+        // The completion records what was fetched in all.
+        steps.checkpoint(99, whole).await?;
         Ok(())
     }
 

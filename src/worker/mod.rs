@@ -205,6 +205,7 @@ impl<E: Executor> Worker<E> {
             id,
             stop: self.stop.clone(),
             last_save: std::time::Instant::now(),
+            latest: None,
         };
         // The package cannot be deleted while its operation is in flight;
         // a read that fails is a storage fault, retried like any attempt.
@@ -232,7 +233,8 @@ impl<E: Executor> Worker<E> {
                 } else {
                     AndThen::ClaimNext
                 };
-                self.record(id, || self.store.complete(id, then))
+                let transfer = steps.latest.clone();
+                self.record(id, || self.store.complete(id, transfer.clone(), then))
                     .await
                     .map(|(op, claim)| {
                         if let Some(Claim::Work(op)) = claim {
@@ -330,6 +332,9 @@ struct StoreSteps {
     id: uuid::Uuid,
     stop: watch::Receiver<bool>,
     last_save: std::time::Instant,
+    /// The last checkpoint reported, saved or not (reports close together
+    /// are not each saved): the completion records it.
+    latest: Option<Transfer>,
 }
 
 impl Steps for StoreSteps {
@@ -352,6 +357,9 @@ impl Steps for StoreSteps {
 
 impl StoreSteps {
     async fn save(&mut self, progress: u8, transfer: Option<Transfer>) -> Result<(), ExecError> {
+        if transfer.is_some() {
+            self.latest.clone_from(&transfer);
+        }
         if self.last_save.elapsed() < PROGRESS_SAVE_EVERY {
             return if *self.stop.borrow() {
                 Err(ExecError::Stopped)

@@ -70,6 +70,11 @@ fn a_single_file_is_fetched_verified_stored_and_placed() {
     let (id, op) = start_download(&s, "tool", &url, &body);
     let done = finished(&s, &op);
     assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(
+        (done["bytes_done"].as_u64(), done["bytes_total"].as_u64()),
+        (Some(300_000), Some(300_000))
+    );
+    assert_eq!(done["progress"], 100);
     let p = s.get(&format!("/v1/packages/{id}")).json();
     assert_eq!(p["status"], "downloaded");
     let path = PathBuf::from(p["path"].as_str().expect("a path once downloaded"));
