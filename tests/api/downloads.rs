@@ -333,3 +333,36 @@ fn kill_9_mid_download_then_the_restart_resumes_from_the_saved_offset() {
     );
     assert_eq!(std::fs::read(path.join("slow.bin")).unwrap(), body);
 }
+
+#[test]
+fn a_cancel_stops_the_download_and_removes_the_partial() {
+    let server = ArtifactServer::start();
+    let body = pattern(4_000_000);
+    let url = server.put(
+        "/cancel.bin",
+        body.clone(),
+        Knobs {
+            chunk: 64 * 1024,
+            chunk_delay: Duration::from_millis(100),
+            ..Knobs::default()
+        },
+    );
+    let s = TestServer::start_with(ARGS, &[]);
+    let (id, op) = start_download(&s, "cancelled", &url, &body);
+    wait_for("some bytes saved", || {
+        let o = s.get(&format!("/v1/operations/{op}")).json();
+        o["bytes_done"].as_u64().filter(|n| *n > 0)
+    });
+    s.send("POST", &format!("/v1/operations/{op}/cancel"), &[], None)
+        .assert_status(200);
+    let done = finished(&s, &op);
+    assert_eq!(done["state"], "cancelled", "{done}");
+    wait_for("the partial to be removed", || {
+        tree(&data(&s).join("partial")).is_empty().then_some(())
+    });
+    assert_eq!(
+        s.get(&format!("/v1/packages/{id}")).json()["status"],
+        "created"
+    );
+    assert_eq!(tree(&data(&s).join("artifacts")), Vec::<String>::new());
+}
