@@ -315,6 +315,22 @@ pub struct PackagesApi {
     pub layout: Option<Layout>,
 }
 
+impl PackagesApi {
+    /// The files follow the database: what a package no longer is goes
+    /// from the data directory, and its artifact with the last package that
+    /// named its digest.
+    fn forget(&self, package: &Package) {
+        let (Some(layout), Some(source)) = (&self.layout, &package.source) else {
+            return;
+        };
+        let unused = self
+            .store
+            .digest_in_use(&source.sha256())
+            .is_ok_and(|used| !used);
+        crate::files::forget(layout, package, unused);
+    }
+}
+
 #[OpenApi(tag = "ApiTags::Packages")]
 impl PackagesApi {
     /// Create a package.
@@ -439,7 +455,12 @@ impl PackagesApi {
             },
         };
         let precondition = if_match_of(req)?;
-        let p = self.store.update_package(id.0, patch, precondition).await?;
+        let (before, p) = self.store.update_package(id.0, patch, precondition).await?;
+        let new_bits =
+            (&before.name, &before.version, &before.source) != (&p.name, &p.version, &p.source);
+        if new_bits {
+            self.forget(&before);
+        }
         Ok(PackageResponse::new(p, self.layout.as_ref()))
     }
 
@@ -462,7 +483,8 @@ impl PackagesApi {
         _if_match: Header<Option<IfMatch>>,
     ) -> Result<DeletedResponse, DeleteErrors> {
         let precondition = if_match_of(req)?;
-        self.store.delete_package(id.0, precondition).await?;
+        let gone = self.store.delete_package(id.0, precondition).await?;
+        self.forget(&gone);
         Ok(DeletedResponse::Deleted)
     }
 

@@ -114,7 +114,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("live.redb");
         let store = Store::open(&path, &StoreOptions::default()).unwrap();
-        // Something in every table: a package with a queued operation made
+        // Something in every table: a package with a source and a queued operation made
         // with an idempotency key, a key, an audit entry.
         let (key, _) = store
             .create_key(NewKey {
@@ -129,7 +129,15 @@ mod tests {
             .create_package(NewPackage {
                 name: PackageName::parse("p").unwrap(),
                 version: PackageVersion::parse("1").unwrap(),
-                source: None,
+                source: Some(
+                    crate::domain::source::Source::parse(
+                        "https://example.org/p.tar.gz",
+                        &"ab".repeat(32),
+                        None,
+                        crate::domain::source::Schemes::Web,
+                    )
+                    .unwrap(),
+                ),
             })
             .await
             .unwrap();

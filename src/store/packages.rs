@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::codec::{decode, encode, stored_codes};
-use super::tables::{PACKAGES, PACKAGES_BY_NAME, PACKAGES_BY_NAME_VERSION, PACKAGES_BY_STATUS};
+use super::tables::{
+    PACKAGES, PACKAGES_BY_DIGEST, PACKAGES_BY_NAME, PACKAGES_BY_NAME_VERSION, PACKAGES_BY_STATUS,
+};
 use super::{Failure, Refusal};
 use super::{Page, Precondition, Store, StoreError, paginate};
 use crate::domain::Timestamp;
@@ -140,6 +142,10 @@ pub(super) fn put(wtx: &WriteTransaction, p: &Package) -> Result<(), StoreError>
         .insert((p.name.as_str(), id), ())?;
     wtx.open_table(PACKAGES_BY_STATUS)?
         .insert((status_code(p.status), id), ())?;
+    if let Some(source) = &p.source {
+        wtx.open_table(PACKAGES_BY_DIGEST)?
+            .insert((&source.sha256().0, id), ())?;
+    }
     Ok(())
 }
 
@@ -152,6 +158,10 @@ pub(super) fn unindex(wtx: &WriteTransaction, p: &Package) -> Result<(), StoreEr
         .remove((p.name.as_str(), id))?;
     wtx.open_table(PACKAGES_BY_STATUS)?
         .remove((status_code(p.status), id))?;
+    if let Some(source) = &p.source {
+        wtx.open_table(PACKAGES_BY_DIGEST)?
+            .remove((&source.sha256().0, id))?;
+    }
     Ok(())
 }
 
@@ -321,39 +331,55 @@ impl Store {
         })
     }
 
+    /// Applies a PATCH; returns the package before and after it.
     pub async fn update_package(
         &self,
         id: Uuid,
         patch: PackagePatch,
         precondition: Precondition,
-    ) -> Result<Package, StoreError> {
+    ) -> Result<(Package, Package), StoreError> {
         let now = Timestamp::now();
         self.write(move |wtx| {
             let before = load_for_change(wtx, id, &precondition)?;
             let mut after = before.clone();
             if !after.apply_patch(patch.clone(), now) {
-                return Ok(after);
+                return Ok((before, after));
             }
             check_unique(wtx, &after.name, &after.version, Some(id))?;
             unindex(wtx, &before)?;
             put(wtx, &after)?;
-            Ok(after)
+            Ok((before, after))
         })
         .await
     }
 
+    /// Deletes a package; returns it as it was.
     pub async fn delete_package(
         &self,
         id: Uuid,
         precondition: Precondition,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Package, StoreError> {
         self.write(move |wtx| {
             let current = load_for_change(wtx, id, &precondition)?;
             unindex(wtx, &current)?;
             wtx.open_table(PACKAGES)?.remove(id.as_u128())?;
-            Ok(())
+            Ok(current)
         })
         .await
+    }
+
+    /// Whether any package's source names this digest.
+    pub fn digest_in_use(
+        &self,
+        digest: &crate::domain::source::Sha256,
+    ) -> Result<bool, StoreError> {
+        self.read(|rtx| {
+            let index = rtx.open_table(PACKAGES_BY_DIGEST)?;
+            Ok(index
+                .range((&digest.0, 0)..=(&digest.0, u128::MAX))?
+                .next()
+                .is_some())
+        })
     }
 }
 

@@ -23,6 +23,11 @@ pub(crate) const PACKAGES_BY_NAME: TableDefinition<(&str, u128), ()> =
 pub(crate) const PACKAGES_BY_STATUS: TableDefinition<(u8, u128), ()> =
     TableDefinition::new("packages_by_status");
 
+/// (source SHA-256, package id) -> (): whether a digest is still needed,
+/// so an artifact goes when the last package that names it does.
+pub(crate) const PACKAGES_BY_DIGEST: TableDefinition<(&[u8; 32], u128), ()> =
+    TableDefinition::new("packages_by_digest");
+
 /// key id -> postcard `KeyRecord`.
 pub(crate) const KEYS: TableDefinition<u128, &[u8]> = TableDefinition::new("keys");
 /// SHA-256 of a secret -> key id: the current secret, and the previous one
@@ -58,6 +63,7 @@ macro_rules! each_table {
         $apply!(PACKAGES_BY_NAME_VERSION);
         $apply!(PACKAGES_BY_NAME);
         $apply!(PACKAGES_BY_STATUS);
+        $apply!(PACKAGES_BY_DIGEST);
         $apply!(KEYS);
         $apply!(KEYS_BY_HASH);
         $apply!(AUDIT);

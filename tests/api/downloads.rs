@@ -366,3 +366,50 @@ fn a_cancel_stops_the_download_and_removes_the_partial() {
     );
     assert_eq!(tree(&data(&s).join("artifacts")), Vec::<String>::new());
 }
+
+/// The files follow the database: a DELETE removes the package's files,
+/// and the artifact goes with the last package that names its digest; a
+/// new version takes the old one's files away.
+#[test]
+fn delete_and_patch_remove_files_and_the_last_user_takes_the_artifact() {
+    let server = ArtifactServer::start();
+    let body = pattern(50_000);
+    let url = server.put("/shared.bin", body.clone(), Knobs::default());
+    let s = TestServer::start_with(ARGS, &[]);
+    let (a, op) = start_download(&s, "a", &url, &body);
+    assert_eq!(finished(&s, &op)["state"], "succeeded");
+    let (b, op) = start_download(&s, "b", &url, &body);
+    assert_eq!(finished(&s, &op)["state"], "succeeded");
+    let path_of = |id: &str| {
+        PathBuf::from(
+            s.get(&format!("/v1/packages/{id}")).json()["path"]
+                .as_str()
+                .unwrap(),
+        )
+    };
+    let (path_a, path_b) = (path_of(&a), path_of(&b));
+    let artifact = data(&s).join("artifacts/sha256").join(sha256_hex(&body));
+
+    s.send("DELETE", &format!("/v1/packages/{a}"), &[], None)
+        .assert_status(204);
+    assert!(!path_a.exists(), "a's files are gone");
+    assert!(artifact.is_file(), "b still names the digest");
+
+    let r = s.json(
+        "PATCH",
+        &format!("/v1/packages/{b}"),
+        &json!({"version": "2.0"}),
+    );
+    assert_eq!(r.json()["status"], "created");
+    assert_eq!(r.json()["path"], Value::Null);
+    assert!(!path_b.exists(), "the old version's files are gone");
+    assert!(artifact.is_file(), "b, at 2.0, still names the digest");
+
+    s.send("DELETE", &format!("/v1/packages/{b}"), &[], None)
+        .assert_status(204);
+    assert!(
+        !artifact.exists(),
+        "the last package naming the digest took it"
+    );
+    assert_eq!(tree(&data(&s).join("packages")), Vec::<String>::new());
+}
