@@ -413,3 +413,47 @@ fn delete_and_patch_remove_files_and_the_last_user_takes_the_artifact() {
     );
     assert_eq!(tree(&data(&s).join("packages")), Vec::<String>::new());
 }
+
+/// https: a certificate from an unknown CA is refused; with that CA given
+/// by --ca-file the same download succeeds.
+#[test]
+fn https_sources_are_verified_and_ca_file_adds_a_root() {
+    let body = pattern(100_000);
+    let server = crate::artifacts::TlsServer::start(body.clone());
+    let untrusting = TestServer::start_with(&["--max-attempts", "1"], &[]);
+    let (_, op) = start_download(&untrusting, "secure", &server.url, &body);
+    let done = finished(&untrusting, &op);
+    assert_eq!(done["state"], "failed", "{done}");
+    assert!(
+        done["error"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("certificate"),
+        "{done}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &server.ca_pem).unwrap();
+    let trusting = TestServer::start_with(&["--ca-file", ca.to_str().unwrap()], &[]);
+    let (id, op) = start_download(&trusting, "secure", &server.url, &body);
+    assert_eq!(finished(&trusting, &op)["state"], "succeeded");
+    let path = PathBuf::from(
+        trusting.get(&format!("/v1/packages/{id}")).json()["path"]
+            .as_str()
+            .unwrap(),
+    );
+    assert_eq!(std::fs::read(path.join("secure.bin")).unwrap(), body);
+
+    // A --ca-file that is not PEM stops the start with a clear message.
+    std::fs::write(&ca, b"not a certificate").unwrap();
+    let Err(err) = TestServer::spawn(
+        &dir.path().join("p.redb"),
+        &["--ca-file", ca.to_str().unwrap()],
+        &[],
+    ) else {
+        panic!("a bad --ca-file was accepted");
+    };
+    assert!(err.contains("--ca-file"), "{err}");
+}
