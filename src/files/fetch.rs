@@ -168,13 +168,24 @@ impl Fetcher {
         } else if resumed {
             download.restart().map_err(disk)?;
         }
-        let response = request.send().await.map_err(|e| {
-            FetchError::Retry(format!(
-                "cannot reach {}: {}",
-                source.url(),
-                error_chain(&e)
-            ))
-        })?;
+        // A server that takes the connection and never answers is a
+        // silence like any other: bounded by the read timeout.
+        let response = tokio::time::timeout(self.read_timeout, request.send())
+            .await
+            .map_err(|_| {
+                FetchError::Retry(format!(
+                    "{} sent no answer within {:?}",
+                    source.url(),
+                    self.read_timeout
+                ))
+            })?
+            .map_err(|e| {
+                FetchError::Retry(format!(
+                    "cannot reach {}: {}",
+                    source.url(),
+                    error_chain(&e)
+                ))
+            })?;
         let status = response.status();
         match status.as_u16() {
             206 if validator.is_some() => {

@@ -24,6 +24,8 @@ pub struct Knobs {
     /// Send the body in chunks of this size, sleeping `chunk_delay` between.
     pub chunk: usize,
     pub chunk_delay: Duration,
+    /// Wait this long before answering at all, on the first request only.
+    pub head_delay: Duration,
 }
 
 struct Artifact {
@@ -150,6 +152,9 @@ async fn serve(
             .await;
         return;
     };
+    if first && !knobs.head_delay.is_zero() {
+        tokio::time::sleep(knobs.head_delay).await;
+    }
     if let Some(status) = knobs.status {
         let _ = conn
             .write_all(

@@ -457,3 +457,61 @@ fn https_sources_are_verified_and_ca_file_adds_a_root() {
     };
     assert!(err.contains("--ca-file"), "{err}");
 }
+
+/// Every format end to end, and a server that sends no answer in time is a
+/// silence, retried like a cut connection.
+#[test]
+fn tar_and_zip_unpack_and_a_silent_server_is_retried() {
+    use std::io::Write as _;
+    let server = ArtifactServer::start();
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(3);
+    h.set_mode(0o644);
+    h.set_cksum();
+    tar.append_data(&mut h, "etc/conf", &b"tar"[..]).unwrap();
+    let tar_body = tar.into_inner().unwrap();
+    let tar_url = server.put("/conf.tar", tar_body.clone(), Knobs::default());
+
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    zip.start_file("lib/module.py", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    zip.write_all(b"zip").unwrap();
+    let zip_body = zip.finish().unwrap().into_inner();
+    // The first request waits longer than --read-timeout before answering.
+    let zip_url = server.put(
+        "/module.zip",
+        zip_body.clone(),
+        Knobs {
+            head_delay: Duration::from_secs(3),
+            ..Knobs::default()
+        },
+    );
+    let mut args = ARGS.to_vec();
+    args.extend(["--read-timeout", "1s"]);
+    let s = TestServer::start_with(&args, &[]);
+    let (tar_id, op) = start_download(&s, "conf", &tar_url, &tar_body);
+    assert_eq!(finished(&s, &op)["state"], "succeeded");
+    let (zip_id, op) = start_download(&s, "module", &zip_url, &zip_body);
+    let done = finished(&s, &op);
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(
+        done["attempts"], 2,
+        "the silent first answer was retried: {done}"
+    );
+    let path = |id: &str| {
+        PathBuf::from(
+            s.get(&format!("/v1/packages/{id}")).json()["path"]
+                .as_str()
+                .unwrap(),
+        )
+    };
+    assert_eq!(
+        std::fs::read(path(&tar_id).join("etc/conf")).unwrap(),
+        b"tar"
+    );
+    assert_eq!(
+        std::fs::read(path(&zip_id).join("lib/module.py")).unwrap(),
+        b"zip"
+    );
+}
