@@ -515,3 +515,22 @@ fn tar_and_zip_unpack_and_a_silent_server_is_retried() {
         b"zip"
     );
 }
+
+/// file:// sources, where the server allows them, are read from the file.
+#[test]
+fn a_file_source_is_read_when_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = pattern(20_000);
+    let file = dir.path().join("local.bin");
+    std::fs::write(&file, &body).unwrap();
+    let url = format!("file://{}", file.display());
+    let s = TestServer::start_with(&["--allow-file-sources"], &[]);
+    let (id, op) = start_download(&s, "local", &url, &body);
+    assert_eq!(finished(&s, &op)["state"], "succeeded");
+    let path = PathBuf::from(
+        s.get(&format!("/v1/packages/{id}")).json()["path"]
+            .as_str()
+            .unwrap(),
+    );
+    assert_eq!(std::fs::read(path.join("local.bin")).unwrap(), body);
+}
