@@ -696,6 +696,50 @@ fn migrate(wtx: &redb::WriteTransaction, from: u64) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// For migration tests: files as an older packd left them.
+#[cfg(test)]
+pub(crate) mod old_files {
+    use std::path::Path;
+
+    use redb::ReadableDatabase;
+
+    use super::tables;
+
+    /// Writes a file of schema `version` with every table and what `fill`
+    /// puts in it.
+    pub(crate) fn write(path: &Path, version: u64, fill: impl FnOnce(&redb::WriteTransaction)) {
+        let db = redb::Database::create(path).unwrap();
+        let wtx = db.begin_write().unwrap();
+        tables::create_all(&wtx).unwrap();
+        wtx.open_table(tables::META)
+            .unwrap()
+            .insert(tables::SCHEMA_VERSION_KEY, version)
+            .unwrap();
+        fill(&wtx);
+        wtx.commit().unwrap();
+    }
+
+    /// The schema version and one raw record of `table`, read without packd.
+    pub(crate) fn read(
+        path: &Path,
+        table: redb::TableDefinition<u128, &[u8]>,
+        id: u128,
+    ) -> (u64, Vec<u8>) {
+        let db = redb::Database::builder().open_read_only(path).unwrap();
+        let rtx = db.begin_read().unwrap();
+        let version = rtx
+            .open_table(tables::META)
+            .unwrap()
+            .get(tables::SCHEMA_VERSION_KEY)
+            .unwrap()
+            .unwrap()
+            .value();
+        let row = rtx.open_table(table).unwrap();
+        let bytes = row.get(id).unwrap().unwrap().value().to_vec();
+        (version, bytes)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -720,8 +720,6 @@ impl Store {
 
 #[cfg(test)]
 mod migration_tests {
-    use redb::ReadableDatabase;
-
     use super::*;
     use crate::store::StoreOptions;
 
@@ -732,14 +730,7 @@ mod migration_tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.redb");
         let id = Uuid::now_v7();
-        {
-            let db = redb::Database::create(&path).unwrap();
-            let wtx = db.begin_write().unwrap();
-            crate::store::tables::create_all(&wtx).unwrap();
-            wtx.open_table(crate::store::tables::META)
-                .unwrap()
-                .insert(crate::store::tables::SCHEMA_VERSION_KEY, 2)
-                .unwrap();
+        crate::store::old_files::write(&path, 2, |wtx| {
             let v1 = OperationRecord::V1(OperationV1 {
                 package_id: 7,
                 kind: kind_code(OperationKind::Download),
@@ -756,8 +747,7 @@ mod migration_tests {
                 .unwrap()
                 .insert(id.as_u128(), encode(&v1).unwrap().as_slice())
                 .unwrap();
-            wtx.commit().unwrap();
-        }
+        });
         let store = Store::open(&path, &StoreOptions::default()).unwrap();
         let op = store.get_operation(id).unwrap();
         assert_eq!(
@@ -772,11 +762,9 @@ mod migration_tests {
         assert_eq!(op.transfer, Transfer::default());
         store.close();
         drop(store);
-        let db = redb::Database::builder().open_read_only(&path).unwrap();
-        let rtx = db.begin_read().unwrap();
-        let table = rtx.open_table(OPERATIONS).unwrap();
-        let row = table.get(id.as_u128()).unwrap().unwrap();
-        let record = decode::<OperationRecord>("operations", row.value()).unwrap();
+        let (version, bytes) = crate::store::old_files::read(&path, OPERATIONS, id.as_u128());
+        assert_eq!(version, crate::store::SCHEMA_VERSION);
+        let record = decode::<OperationRecord>("operations", &bytes).unwrap();
         assert!(matches!(record, OperationRecord::V2(_)), "{record:?}");
     }
 }

@@ -404,14 +404,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.redb");
         let id = Uuid::now_v7();
-        {
-            let db = redb::Database::create(&path).unwrap();
-            let wtx = db.begin_write().unwrap();
-            crate::store::tables::create_all(&wtx).unwrap();
-            wtx.open_table(crate::store::tables::META)
-                .unwrap()
-                .insert(crate::store::tables::SCHEMA_VERSION_KEY, 2)
-                .unwrap();
+        crate::store::old_files::write(&path, 2, |wtx| {
             let v1 = PackageRecord::V1(PackageV1 {
                 name: "jq".into(),
                 version: "1.7".into(),
@@ -437,8 +430,7 @@ mod tests {
                 .unwrap()
                 .insert((status_code(Status::Downloaded), id.as_u128()), ())
                 .unwrap();
-            wtx.commit().unwrap();
-        }
+        });
         let store = Store::open(&path, &StoreOptions::default()).unwrap();
         let p = store.get_package(id).unwrap();
         assert_eq!(
@@ -449,20 +441,9 @@ mod tests {
         store.close();
         drop(store);
 
-        let db = redb::Database::builder().open_read_only(&path).unwrap();
-        let rtx = redb::ReadableDatabase::begin_read(&db).unwrap();
-        let version = rtx
-            .open_table(crate::store::tables::META)
-            .unwrap()
-            .get(crate::store::tables::SCHEMA_VERSION_KEY)
-            .unwrap()
-            .unwrap()
-            .value();
+        let (version, bytes) = crate::store::old_files::read(&path, PACKAGES, id.as_u128());
         assert_eq!(version, crate::store::SCHEMA_VERSION);
-        let row = rtx.open_table(PACKAGES).unwrap();
-        let record =
-            decode::<PackageRecord>("packages", row.get(id.as_u128()).unwrap().unwrap().value())
-                .unwrap();
+        let record = decode::<PackageRecord>("packages", &bytes).unwrap();
         assert!(
             matches!(record, PackageRecord::V2(PackageV2 { source: None, .. })),
             "{record:?}"

@@ -39,6 +39,12 @@ fn finished(s: &TestServer, op: &str) -> Value {
     })
 }
 
+/// Where a package's files are, as the API says.
+fn path_of(s: &TestServer, id: &str) -> PathBuf {
+    let p = s.get(&format!("/v1/packages/{id}")).json();
+    PathBuf::from(p["path"].as_str().unwrap_or_else(|| panic!("no path: {p}")))
+}
+
 fn data(s: &TestServer) -> PathBuf {
     data_dir_for(&s.db)
 }
@@ -114,11 +120,7 @@ fn a_tar_gz_is_unpacked_and_a_digest_already_stored_is_not_fetched_again() {
     let s = TestServer::start_with(ARGS, &[]);
     let (id, op) = start_download(&s, "jq", &url, &body);
     assert_eq!(finished(&s, &op)["state"], "succeeded");
-    let path = PathBuf::from(
-        s.get(&format!("/v1/packages/{id}")).json()["path"]
-            .as_str()
-            .unwrap(),
-    );
+    let path = path_of(&s, &id);
     assert_eq!(tree(&path), ["jq-1.7/README", "jq-1.7/bin/jq"]);
 
     // Another package with the same digest: no second fetch.
@@ -250,11 +252,7 @@ fn a_dropped_connection_resumes_with_range_from_the_checkpoint() {
         .unwrap_or_else(|| panic!("the retry sent no Range: {requests:?}"));
     assert!(resumed_at >= 256 * 1024, "resumed at {resumed_at}");
     assert_eq!(requests[1].if_range.as_deref(), Some("\"artifact-v1\""));
-    let path = PathBuf::from(
-        s.get(&format!("/v1/packages/{id}")).json()["path"]
-            .as_str()
-            .unwrap(),
-    );
+    let path = path_of(&s, &id);
     assert_eq!(std::fs::read(path.join("big.bin")).unwrap(), body);
     assert!(
         s.get("/metrics")
@@ -282,11 +280,7 @@ fn a_server_without_range_support_is_read_from_the_start() {
     let s = TestServer::start_with(ARGS, &[]);
     let (id, op) = start_download(&s, "plain", &url, &body);
     assert_eq!(finished(&s, &op)["state"], "succeeded");
-    let path = PathBuf::from(
-        s.get(&format!("/v1/packages/{id}")).json()["path"]
-            .as_str()
-            .unwrap(),
-    );
+    let path = path_of(&s, &id);
     assert_eq!(std::fs::read(path.join("plain.bin")).unwrap(), body);
 }
 
@@ -326,11 +320,7 @@ fn kill_9_mid_download_then_the_restart_resumes_from_the_saved_offset() {
         resumed_at >= saved,
         "resumed at {resumed_at}, had saved {saved}"
     );
-    let path = PathBuf::from(
-        s.get(&format!("/v1/packages/{id}")).json()["path"]
-            .as_str()
-            .unwrap(),
-    );
+    let path = path_of(&s, &id);
     assert_eq!(std::fs::read(path.join("slow.bin")).unwrap(), body);
 }
 
@@ -380,13 +370,7 @@ fn delete_and_patch_remove_files_and_the_last_user_takes_the_artifact() {
     assert_eq!(finished(&s, &op)["state"], "succeeded");
     let (b, op) = start_download(&s, "b", &url, &body);
     assert_eq!(finished(&s, &op)["state"], "succeeded");
-    let path_of = |id: &str| {
-        PathBuf::from(
-            s.get(&format!("/v1/packages/{id}")).json()["path"]
-                .as_str()
-                .unwrap(),
-        )
-    };
+    let path_of = |id: &str| path_of(&s, &id);
     let (path_a, path_b) = (path_of(&a), path_of(&b));
     let artifact = data(&s).join("artifacts/sha256").join(sha256_hex(&body));
 
@@ -439,11 +423,7 @@ fn https_sources_are_verified_and_ca_file_adds_a_root() {
     let trusting = TestServer::start_with(&["--ca-file", ca.to_str().unwrap()], &[]);
     let (id, op) = start_download(&trusting, "secure", &server.url, &body);
     assert_eq!(finished(&trusting, &op)["state"], "succeeded");
-    let path = PathBuf::from(
-        trusting.get(&format!("/v1/packages/{id}")).json()["path"]
-            .as_str()
-            .unwrap(),
-    );
+    let path = path_of(&trusting, &id);
     assert_eq!(std::fs::read(path.join("secure.bin")).unwrap(), body);
 
     // A --ca-file that is not PEM stops the start with a clear message.
@@ -499,13 +479,7 @@ fn tar_and_zip_unpack_and_a_silent_server_is_retried() {
         done["attempts"], 2,
         "the silent first answer was retried: {done}"
     );
-    let path = |id: &str| {
-        PathBuf::from(
-            s.get(&format!("/v1/packages/{id}")).json()["path"]
-                .as_str()
-                .unwrap(),
-        )
-    };
+    let path = |id: &str| path_of(&s, &id);
     assert_eq!(
         std::fs::read(path(&tar_id).join("etc/conf")).unwrap(),
         b"tar"
@@ -527,10 +501,6 @@ fn a_file_source_is_read_when_allowed() {
     let s = TestServer::start_with(&["--allow-file-sources"], &[]);
     let (id, op) = start_download(&s, "local", &url, &body);
     assert_eq!(finished(&s, &op)["state"], "succeeded");
-    let path = PathBuf::from(
-        s.get(&format!("/v1/packages/{id}")).json()["path"]
-            .as_str()
-            .unwrap(),
-    );
+    let path = path_of(&s, &id);
     assert_eq!(std::fs::read(path.join("local.bin")).unwrap(), body);
 }
