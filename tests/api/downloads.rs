@@ -370,8 +370,7 @@ fn delete_and_patch_remove_files_and_the_last_user_takes_the_artifact() {
     assert_eq!(finished(&s, &op)["state"], "succeeded");
     let (b, op) = start_download(&s, "b", &url, &body);
     assert_eq!(finished(&s, &op)["state"], "succeeded");
-    let path_of = |id: &str| path_of(&s, &id);
-    let (path_a, path_b) = (path_of(&a), path_of(&b));
+    let (path_a, path_b) = (path_of(&s, &a), path_of(&s, &b));
     let artifact = data(&s).join("artifacts/sha256").join(sha256_hex(&body));
 
     s.send("DELETE", &format!("/v1/packages/{a}"), &[], None)

@@ -105,7 +105,9 @@ fn a_full_disk_answers_503_keeps_reads_and_recovers() {
 /// finish by themselves once it has room again, and cancel works on them.
 #[test]
 fn operations_finish_on_their_own_after_a_full_disk() {
-    let (s, filler_path, _dir) = on_small_disk(&["--download-duration", "1s"]);
+    // Long enough that the disk is full before it ends, even on a busy
+    // machine.
+    let (s, filler_path, _dir) = on_small_disk(&["--download-duration", "4s"]);
     let quick = s.new_package("quick", "1").id;
     let op = s.send("POST", &format!("/v1/packages/{quick}/download"), &[], None);
     op.assert_status(202);
