@@ -478,13 +478,12 @@ fn tar_and_zip_unpack_and_a_silent_server_is_retried() {
         done["attempts"], 2,
         "the silent first answer was retried: {done}"
     );
-    let path = |id: &str| path_of(&s, &id);
     assert_eq!(
-        std::fs::read(path(&tar_id).join("etc/conf")).unwrap(),
+        std::fs::read(path_of(&s, &tar_id).join("etc/conf")).unwrap(),
         b"tar"
     );
     assert_eq!(
-        std::fs::read(path(&zip_id).join("lib/module.py")).unwrap(),
+        std::fs::read(path_of(&s, &zip_id).join("lib/module.py")).unwrap(),
         b"zip"
     );
 }
