@@ -50,11 +50,14 @@ pub enum FetchError {
 }
 
 /// The HTTP client for artifacts, with its trust roots. Cheap to clone.
+/// The client itself is built on the first download: loading the system's
+/// certificate store costs start-up time a service that never downloads
+/// should not pay. `--ca-file` is checked at once all the same.
 #[derive(Clone)]
 pub struct Fetcher {
-    client: reqwest::Client,
-    read_timeout: Duration,
-    max_bytes: u64,
+    settings: FetchSettings,
+    extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    client: Arc<std::sync::OnceLock<reqwest::Client>>,
 }
 
 impl Fetcher {
@@ -67,48 +70,60 @@ impl Fetcher {
         use rustls::pki_types::CertificateDer;
         use rustls::pki_types::pem::PemObject;
 
+        let mut extra_roots = Vec::new();
+        if let Some(path) = &settings.ca_file {
+            let mut check = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_file_iter(path)
+                .with_context(|| format!("cannot read --ca-file {}", path.display()))?
+            {
+                let cert =
+                    cert.with_context(|| format!("--ca-file {} is not PEM", path.display()))?;
+                check.add(cert.clone()).with_context(|| {
+                    format!("--ca-file {} holds a bad certificate", path.display())
+                })?;
+                extra_roots.push(cert);
+            }
+            anyhow::ensure!(
+                !extra_roots.is_empty(),
+                "--ca-file {} holds no certificate",
+                path.display()
+            );
+        }
+        Ok(Fetcher {
+            settings: settings.clone(),
+            extra_roots,
+            client: Arc::default(),
+        })
+    }
+
+    fn client(&self) -> Result<&reqwest::Client, FetchError> {
+        if let Some(client) = self.client.get() {
+            return Ok(client);
+        }
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         for cert in rustls_native_certs::load_native_certs().certs {
             // A system certificate rustls cannot use is skipped, not fatal.
             let _ = roots.add(cert);
         }
-        if let Some(path) = &settings.ca_file {
-            let mut added = 0;
-            for cert in CertificateDer::pem_file_iter(path)
-                .with_context(|| format!("cannot read --ca-file {}", path.display()))?
-            {
-                let cert =
-                    cert.with_context(|| format!("--ca-file {} is not PEM", path.display()))?;
-                roots.add(cert).with_context(|| {
-                    format!("--ca-file {} holds a bad certificate", path.display())
-                })?;
-                added += 1;
-            }
-            anyhow::ensure!(
-                added > 0,
-                "--ca-file {} holds no certificate",
-                path.display()
-            );
+        for cert in &self.extra_roots {
+            let _ = roots.add(cert.clone());
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .context("TLS set-up")?
+            .map_err(|e| FetchError::Fatal(format!("TLS set-up: {e}")))?
             .with_root_certificates(roots)
             .with_no_client_auth();
         let client = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
-            .connect_timeout(settings.connect_timeout)
+            .connect_timeout(self.settings.connect_timeout)
             .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
             .user_agent(concat!("packd/", env!("CARGO_PKG_VERSION")))
             .build()
-            .context("cannot set up the HTTP client")?;
-        Ok(Fetcher {
-            client,
-            read_timeout: settings.read_timeout,
-            max_bytes: settings.max_bytes,
-        })
+            .map_err(|e| FetchError::Fatal(format!("cannot set up the HTTP client: {e}")))?;
+        // Two first downloads at once may both build one; either serves.
+        Ok(self.client.get_or_init(|| client))
     }
 
     /// Starts (or resumes from `saved`) the download of `source` into
@@ -121,11 +136,11 @@ impl Fetcher {
     ) -> Result<Download, FetchError> {
         let limit = source
             .size()
-            .map_or(self.max_bytes, |s| s.min(self.max_bytes));
-        if source.size().is_some_and(|s| s > self.max_bytes) {
+            .map_or(self.settings.max_bytes, |s| s.min(self.settings.max_bytes));
+        if source.size().is_some_and(|s| s > self.settings.max_bytes) {
             return Err(FetchError::Fatal(format!(
                 "the source's size is over --max-download-bytes ({} bytes)",
-                self.max_bytes
+                self.settings.max_bytes
             )));
         }
         let (file, hasher, done) = open_partial(partial, saved)
@@ -140,7 +155,7 @@ impl Fetcher {
             validator: saved.validator.clone(),
             limit,
             expected: source.clone(),
-            read_timeout: self.read_timeout,
+            read_timeout: self.settings.read_timeout,
             synced_at: (Instant::now(), done),
             resumed: false,
         };
@@ -157,7 +172,7 @@ impl Fetcher {
             download.body = Body::File(local);
             return Ok(download);
         }
-        let mut request = self.client.get(source.url());
+        let mut request = self.client()?.get(source.url());
         // Resume only where the server can say whether the bytes are still
         // the same: without a validator the partial is fetched again.
         let validator = saved.validator.clone().filter(|_| resumed);
@@ -170,13 +185,13 @@ impl Fetcher {
         }
         // A server that takes the connection and never answers is a
         // silence like any other: bounded by the read timeout.
-        let response = tokio::time::timeout(self.read_timeout, request.send())
+        let response = tokio::time::timeout(self.settings.read_timeout, request.send())
             .await
             .map_err(|_| {
                 FetchError::Retry(format!(
                     "{} sent no answer within {:?}",
                     source.url(),
-                    self.read_timeout
+                    self.settings.read_timeout
                 ))
             })?
             .map_err(|e| {
