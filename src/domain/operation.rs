@@ -217,12 +217,8 @@ impl Operation {
             return Change::Nothing;
         }
         let mut op = self.clone();
-        op.state = OperationState::Queued;
         op.attempts = op.attempts.saturating_sub(1);
-        Change::Requeue {
-            due: op.created_at,
-            op,
-        }
+        op.back_in_its_place()
     }
 
     /// At start-up, for one left running by a crash: back to the queue in
@@ -235,11 +231,15 @@ impl Operation {
         if self.cancel_requested {
             return self.finished(OperationState::Cancelled, None, now);
         }
-        let mut op = self.clone();
-        op.state = OperationState::Queued;
+        self.clone().back_in_its_place()
+    }
+
+    /// Queued again at its creation time: before everything queued after it.
+    fn back_in_its_place(mut self) -> Change {
+        self.state = OperationState::Queued;
         Change::Requeue {
-            due: op.created_at,
-            op,
+            due: self.created_at,
+            op: self,
         }
     }
 

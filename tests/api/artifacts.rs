@@ -52,14 +52,7 @@ const ETAG: &str = "\"artifact-v1\"";
 
 impl ArtifactServer {
     pub fn start() -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
+        let (runtime, listener) = on_loopback();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let artifacts: Arc<Mutex<HashMap<String, Artifact>>> = Arc::default();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
@@ -216,6 +209,19 @@ async fn serve(
     }
 }
 
+/// A runtime for a test server and a listener on a free loopback port.
+fn on_loopback() -> (tokio::runtime::Runtime, tokio::net::TcpListener) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    (runtime, listener)
+}
+
 /// The SHA-256 of `bytes` in lowercase hex, as a source names it.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
@@ -263,14 +269,7 @@ impl TlsServer {
             )
             .unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
+        let (runtime, listener) = on_loopback();
         let url = format!("https://{}/secure.bin", listener.local_addr().unwrap());
         let body = Arc::new(body);
         runtime.spawn(async move {
