@@ -295,6 +295,21 @@ pub struct ServeArgs {
     #[arg(long, env = "PACKD_CA_FILE")]
     pub ca_file: Option<PathBuf>,
 
+    /// A program run (without a shell) after `active/<name>` points at a
+    /// newly activated version; a failure puts the link back and fails the
+    /// attempt. It may run again after a crash: it must be idempotent.
+    #[arg(long, env = "PACKD_HOOK_ACTIVATE", value_parser = parse_program)]
+    pub hook_activate: Option<PathBuf>,
+
+    /// A program run (without a shell) after `active/<name>` is removed by
+    /// a deactivation; a failure puts the link back and fails the attempt.
+    #[arg(long, env = "PACKD_HOOK_DEACTIVATE", value_parser = parse_program)]
+    pub hook_deactivate: Option<PathBuf>,
+
+    /// How long a hook may run; then it gets SIGTERM, and SIGKILL 5 s later.
+    #[arg(long, env = "PACKD_HOOK_TIMEOUT", default_value = "60s", value_parser = parse_positive_duration)]
+    pub hook_timeout: Duration,
+
     /// Accept `file://` URLs as package sources. Off: a client with the
     /// write role could otherwise make packd read any file it may read.
     #[arg(long, env = "PACKD_ALLOW_FILE_SOURCES")]
@@ -346,6 +361,22 @@ fn parse_rate(s: &str) -> Result<f64, String> {
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 3s, 2m)"))
+}
+
+/// A hook: an absolute path (the service's working directory is nobody's
+/// business) to an executable file, checked at start rather than at the
+/// first activation.
+fn parse_program(s: &str) -> Result<PathBuf, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = PathBuf::from(s);
+    if !path.is_absolute() {
+        return Err("must be an absolute path (hooks run without a shell)".into());
+    }
+    let meta = std::fs::metadata(&path).map_err(|e| format!("cannot use {s}: {e}"))?;
+    if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
+        return Err(format!("{s} is not an executable file"));
+    }
+    Ok(path)
 }
 
 fn parse_positive_duration(s: &str) -> Result<Duration, String> {

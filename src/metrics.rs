@@ -111,6 +111,21 @@ fn kind_index(kind: OperationKind) -> usize {
 /// (4xx, a size or digest mismatch, too large), or the unpacking.
 pub const DOWNLOAD_FAILURES: [&str; 3] = ["transient", "permanent", "unpack"];
 
+/// Hooks, and how a run of one ended.
+pub const HOOKS: [&str; 2] = ["activate", "deactivate"];
+pub const HOOK_OUTCOMES: [&str; 5] = ["succeeded", "failed", "timed_out", "not_started", "stopped"];
+
+/// What start-up reconciliation did to the data directory.
+pub const RECONCILE_ACTIONS: [&str; 7] = [
+    "link_made",
+    "link_repointed",
+    "link_removed",
+    "partial_removed",
+    "staging_removed",
+    "artifact_removed",
+    "package_dir_removed",
+];
+
 /// Why a connection was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -145,6 +160,9 @@ pub struct Metrics {
     downloads_resumed: AtomicU64,
     /// By reason: transient (retried), permanent (failed at once), unpack.
     download_failures: [AtomicU64; 3],
+    link_switches: AtomicU64,
+    hook_runs: [[AtomicU64; HOOK_OUTCOMES.len()]; HOOKS.len()],
+    reconciled: [AtomicU64; RECONCILE_ACTIONS.len()],
 }
 
 /// Counts a long poll as waiting until dropped.
@@ -229,6 +247,9 @@ impl Metrics {
             downloaded_bytes: AtomicU64::new(0),
             downloads_resumed: AtomicU64::new(0),
             download_failures: Default::default(),
+            link_switches: AtomicU64::new(0),
+            hook_runs: Default::default(),
+            reconciled: Default::default(),
             long_polls_waiting: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
         }
@@ -301,6 +322,27 @@ impl Metrics {
     pub fn download_failed(&self, reason: &str) {
         if let Some(i) = DOWNLOAD_FAILURES.iter().position(|r| *r == reason) {
             self.download_failures[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// `active/<name>` was changed (made, repointed, removed or put back).
+    pub fn link_switched(&self) {
+        self.link_switches.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `hook` is one of `HOOKS`, `outcome` one of `HOOK_OUTCOMES`.
+    pub fn hook_ran(&self, hook: &str, outcome: &str) {
+        let h = HOOKS.iter().position(|x| *x == hook);
+        let o = HOOK_OUTCOMES.iter().position(|x| *x == outcome);
+        if let (Some(h), Some(o)) = (h, o) {
+            self.hook_runs[h][o].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// `action` is one of `RECONCILE_ACTIONS`.
+    pub fn reconciled(&self, action: &str, n: u64) {
+        if let Some(i) = RECONCILE_ACTIONS.iter().position(|a| *a == action) {
+            self.reconciled[i].fetch_add(n, Ordering::Relaxed);
         }
     }
 
@@ -558,6 +600,38 @@ impl Metrics {
                 out,
                 "packd_download_failures_total{{reason=\"{reason}\"}} {n}"
             );
+        }
+        single(
+            out,
+            "packd_link_switches_total",
+            "counter",
+            "Changes of an active/<name> link: activations, deactivations, and links put back after a failed hook.",
+            self.link_switches.load(Ordering::Relaxed),
+        );
+        family(
+            out,
+            "packd_hook_runs_total",
+            "counter",
+            "Runs of the operator's hooks, by hook and outcome.",
+        );
+        for (hook, runs) in HOOKS.iter().zip(&self.hook_runs) {
+            for (outcome, n) in HOOK_OUTCOMES.iter().zip(runs) {
+                let n = n.load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "packd_hook_runs_total{{hook=\"{hook}\",outcome=\"{outcome}\"}} {n}"
+                );
+            }
+        }
+        family(
+            out,
+            "packd_reconciled_total",
+            "counter",
+            "What start-up reconciliation changed under the data directory so that it follows the database, by action.",
+        );
+        for (action, n) in RECONCILE_ACTIONS.iter().zip(&self.reconciled) {
+            let n = n.load(Ordering::Relaxed);
+            let _ = writeln!(out, "packd_reconciled_total{{action=\"{action}\"}} {n}");
         }
         single(
             out,

@@ -157,6 +157,34 @@ const STUB_STEPS: u8 = 10;
 /// have failed.
 const RETRY_DELAY_MAX: Duration = Duration::from_secs(300);
 
+/// Makes the data directory follow the database before any worker runs
+/// (`files::reconcile`). A store that cannot be read stops the start: the
+/// reconciliation would have nothing to follow.
+async fn reconcile_files(store: &Store, layout: &crate::files::Layout) -> anyhow::Result<()> {
+    let packages = store
+        .packages_with_files()
+        .context("cannot read the packages to reconcile the data directory")?;
+    let unfinished = store
+        .unfinished_operations()
+        .context("cannot read the operations to reconcile the data directory")?;
+    let layout = layout.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        crate::files::reconcile::reconcile(&layout, &packages, &unfinished)
+    })
+    .await
+    .context("the reconciliation task failed")?;
+    if report.changed() > 0 || !report.problems.is_empty() {
+        let mut counts: Vec<_> = report.counts.iter().collect();
+        counts.sort();
+        tracing::info!(
+            changed = ?counts,
+            problems = report.problems.len(),
+            "the data directory was reconciled with the database"
+        );
+    }
+    Ok(())
+}
+
 /// The service, built and bound but not yet serving: the store open (and
 /// bootstrapped, crashed operations recovered), upkeep and workers started,
 /// the port bound. `run_until_stopped` serves it. Tests can build one on
@@ -203,6 +231,7 @@ impl Application {
                 "requeued operations left running by the last stop"
             );
         }
+        reconcile_files(&store, &layout).await?;
         spawn_upkeep(
             store.clone(),
             args.audit_retention,
@@ -226,6 +255,11 @@ impl Application {
                     unpack: crate::files::unpack::Limits {
                         max_bytes: args.max_unpacked_bytes,
                         max_entries: MAX_UNPACKED_ENTRIES,
+                    },
+                    hooks: crate::files::hook::Hooks {
+                        activate: args.hook_activate.clone(),
+                        deactivate: args.hook_deactivate.clone(),
+                        timeout: args.hook_timeout,
                     },
                 },
             }),

@@ -222,7 +222,7 @@ impl From<StoreError> for Problem {
                 p.field = Some("Idempotency-Key".into());
                 p
             }
-            StoreError::Refused(Refusal::InvalidTransition { .. }) => Problem::new(
+            StoreError::Refused(Refusal::InvalidTransition { .. } | Refusal::Active) => Problem::new(
                 StatusCode::CONFLICT,
                 ErrorCode::InvalidTransition,
                 e.to_string(),
@@ -235,7 +235,9 @@ impl From<StoreError> for Problem {
             StoreError::Refused(Refusal::Conflict(_)) => {
                 Problem::new(StatusCode::CONFLICT, ErrorCode::Conflict, e.to_string())
             }
-            StoreError::Refused(Refusal::OperationInProgress { .. }) => Problem::new(
+            StoreError::Refused(
+                Refusal::OperationInProgress { .. } | Refusal::NameBusy { .. },
+            ) => Problem::new(
                 StatusCode::CONFLICT,
                 ErrorCode::OperationInProgress,
                 e.to_string(),

@@ -166,20 +166,19 @@ impl Operation {
         Change::Update(op)
     }
 
-    /// The executor finished its work: success, or cancelled if asked meanwhile.
+    /// The executor finished its work: success. A cancel asked after its
+    /// last step came too late: the work is done (an activation's link
+    /// already points at the new version), so the status must follow it.
     /// A download's final `transfer` (what it fetched in all) is kept.
     pub fn complete(&self, transfer: Option<Transfer>, now: Timestamp) -> Change {
-        match (self.state, self.cancel_requested) {
-            (OperationState::Running, false) => {
-                let mut done = self.clone();
-                if let Some(transfer) = transfer {
-                    done.transfer = transfer;
-                }
-                done.finished(OperationState::Succeeded, None, now)
-            }
-            (OperationState::Running, true) => self.finished(OperationState::Cancelled, None, now),
-            _ => Change::Nothing,
+        if self.state != OperationState::Running {
+            return Change::Nothing;
         }
+        let mut done = self.clone();
+        if let Some(transfer) = transfer {
+            done.transfer = transfer;
+        }
+        done.finished(OperationState::Succeeded, None, now)
     }
 
     /// An attempt failed: back to the queue after `retry_in`, or with no
@@ -331,7 +330,7 @@ mod tests {
     }
 
     #[test]
-    fn completion_succeeds_or_honours_a_cancel() {
+    fn completion_succeeds_even_after_a_late_cancel() {
         let mut running = op(OperationState::Running);
         running.error = Some("an earlier attempt".into());
         let done = finished(running.complete(None, at(7)));
@@ -342,7 +341,8 @@ mod tests {
         running.cancel_requested = true;
         assert_eq!(
             finished(running.complete(None, at(7))).state,
-            OperationState::Cancelled
+            OperationState::Succeeded,
+            "the work is done: a cancel after the last step is too late"
         );
         assert_eq!(
             op(OperationState::Cancelled).complete(None, at(7)),

@@ -248,11 +248,43 @@ pub struct PackagePatch {
     pub source: Option<Option<Source>>,
 }
 
+/// Why an active package refuses a change: what is in use stays as it is
+/// until it is deactivated (or another version of its name activated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeactivateFirst;
+
 impl Package {
+    /// An active package is in use: it cannot be deleted.
+    pub fn check_removable(&self) -> Result<(), DeactivateFirst> {
+        if self.status == Status::Active {
+            return Err(DeactivateFirst);
+        }
+        Ok(())
+    }
+
     /// Applies a patch and says whether anything changed. A new version means
     /// new bits that are not on this machine yet, so the status goes back to
-    /// `created`; an unchanged patch leaves the revision alone.
-    pub fn apply_patch(&mut self, patch: PackagePatch, now: Timestamp) -> bool {
+    /// `created`; an unchanged patch leaves the revision alone. An active
+    /// package refuses any change: its files are in use.
+    pub fn apply_patch(
+        &mut self,
+        patch: PackagePatch,
+        now: Timestamp,
+    ) -> Result<bool, DeactivateFirst> {
+        let mut changed = self.clone();
+        let new_bits = changed.take_patch(patch);
+        if !new_bits {
+            return Ok(false);
+        }
+        self.check_removable()?;
+        *self = changed;
+        self.status = Status::Created;
+        self.revision += 1;
+        self.updated_at = now;
+        Ok(true)
+    }
+
+    fn take_patch(&mut self, patch: PackagePatch) -> bool {
         // What is on the machine was made from this name, version and
         // source: a change to any of them makes it another package's.
         let mut new_bits = false;
@@ -273,11 +305,6 @@ impl Package {
         {
             self.source = source;
             new_bits = true;
-        }
-        if new_bits {
-            self.status = Status::Created;
-            self.revision += 1;
-            self.updated_at = now;
         }
         new_bits
     }
@@ -364,7 +391,7 @@ mod tests {
             },
             Timestamp::from_micros(2),
         );
-        assert!(changed);
+        assert_eq!(changed, Ok(true));
         assert_eq!(p.status, Status::Created);
         assert_eq!(p.revision, 2);
         assert_eq!(p.updated_at, Timestamp::from_micros(2));
@@ -373,14 +400,17 @@ mod tests {
     #[test]
     fn a_new_name_or_source_resets_too_and_a_noop_keeps_the_revision() {
         let mut p = sample();
-        assert!(p.apply_patch(
-            PackagePatch {
-                name: Some(PackageName::parse("curl-ng").unwrap()),
-                version: Some(PackageVersion::parse("8.0").unwrap()),
-                source: None,
-            },
-            Timestamp::from_micros(2),
-        ));
+        assert_eq!(
+            p.apply_patch(
+                PackagePatch {
+                    name: Some(PackageName::parse("curl-ng").unwrap()),
+                    version: Some(PackageVersion::parse("8.0").unwrap()),
+                    source: None,
+                },
+                Timestamp::from_micros(2),
+            ),
+            Ok(true)
+        );
         assert_eq!((p.status, p.revision), (Status::Created, 2));
 
         let mut p = sample();
@@ -395,12 +425,68 @@ mod tests {
             source: Some(Some(source)),
             ..PackagePatch::default()
         };
-        assert!(p.apply_patch(with_source.clone(), Timestamp::from_micros(2)));
+        assert_eq!(
+            p.apply_patch(with_source.clone(), Timestamp::from_micros(2)),
+            Ok(true)
+        );
         assert_eq!((p.status, p.revision), (Status::Created, 2));
 
         let before = p.clone();
-        assert!(!p.apply_patch(PackagePatch::default(), Timestamp::from_micros(3)));
-        assert!(!p.apply_patch(with_source, Timestamp::from_micros(3)));
+        assert_eq!(
+            p.apply_patch(PackagePatch::default(), Timestamp::from_micros(3)),
+            Ok(false)
+        );
+        assert_eq!(
+            p.apply_patch(with_source, Timestamp::from_micros(3)),
+            Ok(false)
+        );
         assert_eq!(p, before);
     }
+
+    #[test]
+    fn an_active_package_keeps_what_is_in_use() {
+        let mut p = sample();
+        p.status = Status::Active;
+        let before = p.clone();
+        assert_eq!(p.check_removable(), Err(DeactivateFirst));
+        for patch in [
+            PackagePatch {
+                name: Some(PackageName::parse("curl-ng").unwrap()),
+                ..PackagePatch::default()
+            },
+            PackagePatch {
+                version: Some(PackageVersion::parse("8.1").unwrap()),
+                ..PackagePatch::default()
+            },
+            PackagePatch {
+                source: Some(Some(sample_source())),
+                ..PackagePatch::default()
+            },
+        ] {
+            assert_eq!(
+                p.apply_patch(patch, Timestamp::from_micros(2)),
+                Err(DeactivateFirst)
+            );
+            assert_eq!(p, before);
+        }
+        // A patch that changes nothing is not a change of what is in use.
+        let same = PackagePatch {
+            name: Some(p.name.clone()),
+            ..PackagePatch::default()
+        };
+        assert_eq!(p.apply_patch(same, Timestamp::from_micros(2)), Ok(false));
+        p.status = Status::Downloaded;
+        assert_eq!(p.check_removable(), Ok(()));
+    }
+
+    fn sample_source() -> crate::domain::source::Source {
+        crate::domain::source::Source::parse(
+            "https://example.org/curl-8.0.tar.gz",
+            &"ab".repeat(32),
+            None,
+            crate::domain::source::Schemes::Web,
+        )
+        .unwrap()
+    }
+
 }

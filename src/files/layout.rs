@@ -25,8 +25,20 @@ pub struct Layout {
     root: PathBuf,
 }
 
-/// The directories under the root, created at start.
-const DIRS: [&str; 4] = ["artifacts/sha256", "partial", "packages", "active"];
+/// The directories under the root, created at start, and their modes.
+/// What services use (the package files, the links to them) is readable by
+/// every user, like `/usr`; downloads stay the owner's until verified.
+const DIRS: [(&str, u32); 5] = [
+    ("artifacts", 0o700),
+    ("artifacts/sha256", 0o700),
+    ("partial", 0o700),
+    ("packages", PUBLIC_DIR),
+    ("active", PUBLIC_DIR),
+];
+
+/// Mode of the directories that hold package files: other users (the
+/// services that run a package) read them, only packd writes.
+pub const PUBLIC_DIR: u32 = 0o755;
 
 impl Layout {
     pub fn new(root: impl Into<PathBuf>) -> Self {
@@ -37,16 +49,16 @@ impl Layout {
         &self.root
     }
 
-    /// Creates the root and its directories, owner-only (0700): they hold
-    /// what packd downloaded for this machine. Existing ones are kept.
+    /// Creates the root and its directories with the modes of `DIRS` (the
+    /// root itself 0755, so services can reach `active/`); an existing tree
+    /// is brought to them, whatever the umask made it.
     pub fn create(&self) -> io::Result<()> {
-        create_private_dir(&self.root)?;
-        for dir in DIRS {
-            let mut path = self.root.clone();
-            for part in dir.split('/') {
-                path.push(part);
-                create_private_dir(&path)?;
-            }
+        create_dir(&self.root, PUBLIC_DIR)?;
+        set_mode(&self.root, PUBLIC_DIR)?;
+        for (dir, mode) in DIRS {
+            let path = self.root.join(dir);
+            create_dir(&path, mode)?;
+            set_mode(&path, mode)?;
         }
         Ok(())
     }
@@ -104,16 +116,21 @@ pub fn segment(value: &str) -> String {
     out
 }
 
-/// Creates a directory only its owner may enter (0700); an existing one
-/// is left as it is.
-pub fn create_private_dir(path: &Path) -> io::Result<()> {
+/// Creates a directory with `mode` (the umask still applies; `set_mode`
+/// overrides it); an existing one is left as it is.
+pub fn create_dir(path: &Path, mode: u32) -> io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, mode);
     match builder.create(path) {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
         other => other,
     }
+}
+
+/// Gives `path` exactly `mode`, whatever the umask.
+pub fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
 #[cfg(test)]
@@ -161,25 +178,29 @@ mod tests {
     }
 
     #[test]
-    fn the_tree_is_created_owner_only() {
+    fn the_tree_has_its_modes_whatever_it_had() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let layout = Layout::new(dir.path().join("data"));
         layout.create().unwrap();
+        // A tree made by an older packd (all 0700) is brought to the modes.
+        set_mode(&layout.root().join("active"), 0o700).unwrap();
+        set_mode(layout.root(), 0o700).unwrap();
+        set_mode(&layout.root().join("partial"), 0o777).unwrap();
         layout.create().unwrap();
-        for sub in [
-            "",
-            "artifacts",
-            "artifacts/sha256",
-            "partial",
-            "packages",
-            "active",
+        for (sub, want) in [
+            ("", 0o755),
+            ("artifacts", 0o700),
+            ("artifacts/sha256", 0o700),
+            ("partial", 0o700),
+            ("packages", 0o755),
+            ("active", 0o755),
         ] {
             let mode = std::fs::metadata(layout.root().join(sub))
                 .unwrap()
                 .permissions()
                 .mode();
-            assert_eq!(mode & 0o777, 0o700, "{sub}");
+            assert_eq!(mode & 0o777, want, "{sub}");
         }
     }
 }

@@ -7,7 +7,10 @@
 //! beside its final place and renamed into it, so a crash leaves either the
 //! old state or the new one, and a repeated step does no harm.
 
+pub mod activate;
 pub mod fetch;
+pub mod hook;
+pub mod reconcile;
 pub mod layout;
 pub mod unpack;
 

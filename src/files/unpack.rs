@@ -93,7 +93,9 @@ pub fn unpack(
     dest: &Path,
     limits: Limits,
 ) -> Result<Unpacked, UnpackError> {
-    crate::files::layout::create_private_dir(dest)?;
+    // Read by the services that use the package; the umask is not asked.
+    crate::files::layout::create_dir(dest, crate::files::layout::PUBLIC_DIR)?;
+    crate::files::layout::set_mode(dest, crate::files::layout::PUBLIC_DIR)?;
     let mut out = Writer {
         dest,
         limits,

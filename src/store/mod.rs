@@ -32,7 +32,7 @@ pub use self::packages::{ListPackages, NewPackage};
 use self::writer::Writer;
 
 /// The layout version this binary writes and understands.
-pub const SCHEMA_VERSION: u64 = 3;
+pub const SCHEMA_VERSION: u64 = 4;
 
 /// Default size of redb's page cache.
 pub const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
@@ -148,6 +148,12 @@ pub enum Refusal {
         needed: crate::domain::package::Status,
         actual: crate::domain::package::Status,
     },
+    #[error("the package is active (in use); deactivate it first, or activate another version of its name")]
+    Active,
+    /// Link changes of one name run one at a time: `active/<name>` has one
+    /// writer.
+    #[error("operation {operation_id} is activating or deactivating another version of this name")]
+    NameBusy { operation_id: uuid::Uuid },
     #[error("the operation has already finished ({0})")]
     AlreadyFinished(crate::domain::operation::OperationState),
     #[error("operation {operation_id} is in flight for this package")]
@@ -692,6 +698,17 @@ fn migrate(wtx: &redb::WriteTransaction, from: u64) -> Result<(), StoreError> {
         // 2 -> 3: packages gained a source, operations a transfer checkpoint.
         packages::migrate_packages_to_v2(wtx)?;
         operations::migrate_operations_to_v2(wtx)?;
+    }
+    if from < 4 {
+        // 3 -> 4: one version of a name is active (records unchanged).
+        let demoted =
+            packages::migrate_to_one_active_per_name(wtx, crate::domain::Timestamp::now())?;
+        if demoted > 0 {
+            tracing::warn!(
+                packages = demoted,
+                "several versions of a name were active; the one changed last stays active, the others are now downloaded"
+            );
+        }
     }
     Ok(())
 }

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::codec::{decode, encode, stored_codes};
-use super::packages::{get_in as get_package_in, put as put_package, unindex as unindex_package};
+use super::packages::{
+    self, get_in as get_package_in, put as put_package, unindex as unindex_package,
+};
 use super::tables::{
     IDEMPOTENCY, OPERATIONS, OPERATIONS_BY_PACKAGE, OPERATIONS_BY_STATE, OPERATIONS_QUEUE, PACKAGES,
 };
@@ -199,7 +201,39 @@ fn release_package(
     after.revision += 1;
     after.updated_at = now;
     unindex_package(wtx, &before)?;
-    put_package(wtx, &after)
+    put_package(wtx, &after)?;
+    if new_status == Some(Status::Active) {
+        // One version of a name is active: the one this replaces goes back
+        // to `downloaded` in the same transaction.
+        for other in packages::of_name(wtx, &after.name)? {
+            if other.id != after.id && other.status == Status::Active {
+                packages::set_status(wtx, &other, Status::Downloaded, now)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `active/<name>` has one writer: an activate or deactivate is refused
+/// while another version of the same name has one in flight.
+fn check_name_free(
+    wtx: &WriteTransaction,
+    package: &crate::domain::package::Package,
+) -> Result<(), StoreError> {
+    for other in packages::of_name(wtx, &package.name)? {
+        let Some(operation_id) = other.operation_id else {
+            continue;
+        };
+        if other.id != package.id
+            && matches!(
+                load(wtx, operation_id)?.kind,
+                OperationKind::Activate | OperationKind::Deactivate
+            )
+        {
+            return Err(StoreError::Refused(Refusal::NameBusy { operation_id }));
+        }
+    }
+    Ok(())
 }
 
 /// Writes what a rule of `domain::operation` decided: the record and its
@@ -364,6 +398,9 @@ impl Store {
                         needed: kind.transition().0,
                         actual: package.status,
                     }));
+                }
+                if kind != OperationKind::Download {
+                    check_name_free(wtx, &package)?;
                 }
                 let op = Operation {
                     id: op_id,
@@ -633,6 +670,26 @@ impl Store {
                 }
             }
             Ok(paginate(items, q.limit, |o: &Operation| o.id))
+        })
+    }
+
+    /// Every queued or running operation (for start-up reconciliation: what
+    /// they own under the data directory stays).
+    pub fn unfinished_operations(&self) -> Result<Vec<Operation>, StoreError> {
+        self.read(|rtx| {
+            let by_state = rtx.open_table(OPERATIONS_BY_STATE)?;
+            let table = rtx.open_table(OPERATIONS)?;
+            let mut ops = Vec::new();
+            for state in [OperationState::Queued, OperationState::Running] {
+                let code = state_code(state);
+                for entry in by_state.range((code, 0)..=(code, u128::MAX))? {
+                    let (_, id) = entry?.0.value();
+                    if let Some(row) = table.get(id)? {
+                        ops.push(from_record(id, row.value())?);
+                    }
+                }
+            }
+            Ok(ops)
         })
     }
 

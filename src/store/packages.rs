@@ -112,6 +112,64 @@ pub(super) fn migrate_packages_to_v2(wtx: &WriteTransaction) -> Result<usize, St
     })
 }
 
+/// Schema 3 -> 4: one version of a name is active. A file from before may
+/// have several; the one changed last stays active (it is the one most
+/// likely in use), the others become `downloaded`.
+pub(super) fn migrate_to_one_active_per_name(
+    wtx: &WriteTransaction,
+    now: Timestamp,
+) -> Result<usize, StoreError> {
+    let active: Vec<Package> = {
+        let index = wtx.open_table(PACKAGES_BY_STATUS)?;
+        let rows = wtx.open_table(PACKAGES)?;
+        let code = status_code(Status::Active);
+        index
+            .range((code, 0)..=(code, u128::MAX))?
+            .map(|entry| get_in(&rows, Uuid::from_u128(entry?.0.value().1)))
+            .collect::<Result<_, _>>()?
+    };
+    let mut latest: std::collections::HashMap<&str, &Package> = std::collections::HashMap::new();
+    for p in &active {
+        let kept = latest.entry(p.name.as_str()).or_insert(p);
+        if (p.updated_at, p.id) > (kept.updated_at, kept.id) {
+            *kept = p;
+        }
+    }
+    let mut demoted = 0;
+    for p in &active {
+        if latest[p.name.as_str()].id != p.id {
+            set_status(wtx, p, Status::Downloaded, now)?;
+            demoted += 1;
+        }
+    }
+    Ok(demoted)
+}
+
+/// The packages of one name, in id order.
+pub(super) fn of_name(wtx: &WriteTransaction, name: &PackageName) -> Result<Vec<Package>, StoreError> {
+    let index = wtx.open_table(PACKAGES_BY_NAME)?;
+    let rows = wtx.open_table(PACKAGES)?;
+    index
+        .range((name.as_str(), 0)..=(name.as_str(), u128::MAX))?
+        .map(|entry| get_in(&rows, Uuid::from_u128(entry?.0.value().1)))
+        .collect()
+}
+
+/// Rewrites `p` with a new status (a new revision).
+pub(super) fn set_status(
+    wtx: &WriteTransaction,
+    p: &Package,
+    status: Status,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let mut after = p.clone();
+    after.status = status;
+    after.revision += 1;
+    after.updated_at = now;
+    unindex(wtx, p)?;
+    put(wtx, &after)
+}
+
 /// Filters and position of a package listing.
 #[derive(Debug, Clone, Default)]
 pub struct ListPackages {
@@ -342,7 +400,10 @@ impl Store {
         self.write(move |wtx| {
             let before = load_for_change(wtx, id, &precondition)?;
             let mut after = before.clone();
-            if !after.apply_patch(patch.clone(), now) {
+            let changed = after
+                .apply_patch(patch.clone(), now)
+                .map_err(|_| StoreError::Refused(Refusal::Active))?;
+            if !changed {
                 return Ok((before, after));
             }
             check_unique(wtx, &after.name, &after.version, Some(id))?;
@@ -361,11 +422,43 @@ impl Store {
     ) -> Result<Package, StoreError> {
         self.write(move |wtx| {
             let current = load_for_change(wtx, id, &precondition)?;
+            current
+                .check_removable()
+                .map_err(|_| StoreError::Refused(Refusal::Active))?;
             unindex(wtx, &current)?;
             wtx.open_table(PACKAGES)?.remove(id.as_u128())?;
             Ok(current)
         })
         .await
+    }
+
+    /// The active version of `name`, if any.
+    pub fn active_version(&self, name: &PackageName) -> Result<Option<Package>, StoreError> {
+        self.read(|rtx| {
+            let index = rtx.open_table(PACKAGES_BY_NAME)?;
+            let rows = rtx.open_table(PACKAGES)?;
+            for entry in index.range((name.as_str(), 0)..=(name.as_str(), u128::MAX))? {
+                let p = get_in(&rows, Uuid::from_u128(entry?.0.value().1))?;
+                if p.status == Status::Active {
+                    return Ok(Some(p));
+                }
+            }
+            Ok(None)
+        })
+    }
+
+    /// Every package with a source: the ones that own files (read through
+    /// the digest index, so a large catalogue of entries without a source
+    /// costs nothing).
+    pub fn packages_with_files(&self) -> Result<Vec<Package>, StoreError> {
+        self.read(|rtx| {
+            let index = rtx.open_table(PACKAGES_BY_DIGEST)?;
+            let rows = rtx.open_table(PACKAGES)?;
+            index
+                .iter()?
+                .map(|entry| get_in(&rows, Uuid::from_u128(entry?.0.value().1)))
+                .collect()
+        })
     }
 
     /// Whether any package's source names this digest.

@@ -1,5 +1,6 @@
-//! The `Executor` trait, the seam where real downloads and activations would
-//! go, and the stub that stands in for them: timed steps with progress.
+//! The `Executor` trait, the seam between the queue and the work, and the
+//! stub that simulates work for packages without a source: timed steps
+//! with progress.
 
 use std::future::Future;
 use std::time::Duration;
@@ -26,6 +27,9 @@ pub struct Work {
     pub package: Package,
     /// A download's last saved checkpoint, to resume from.
     pub transfer: Transfer,
+    /// For an activation: the version of the same name active when the
+    /// attempt started (the one it replaces), if any.
+    pub replaces: Option<Package>,
 }
 
 /// Why the executor stopped without finishing.

@@ -1,9 +1,16 @@
-//! The executor that does real work for packages with a source: a download
-//! fetches the artifact into `partial/` (resuming what an earlier attempt
-//! saved), verifies it, moves it into `artifacts/sha256/`, and unpacks it
-//! into `packages/<name>/<version>/`. A digest already stored is not
-//! fetched again. Packages without a source, and activation for now, keep
-//! the stub's simulated steps.
+//! The executor that does real work for packages with a source:
+//!
+//! - a download fetches the artifact into `partial/` (resuming what an
+//!   earlier attempt saved), verifies it, moves it into `artifacts/sha256/`,
+//!   and unpacks it into `packages/<name>/<version>/`; a digest already
+//!   stored is not fetched again;
+//! - an activation points `active/<name>` at the version and runs the
+//!   activate hook; a deactivation removes the link (if it points at this
+//!   version) and runs the deactivate hook. A hook that fails puts the link
+//!   back as it was.
+//!
+//! Packages without a source keep the stub's simulated steps; activating
+//! one removes the name's link, since the version now in use has no files.
 
 use std::path::Path;
 
@@ -11,8 +18,10 @@ use crate::domain::operation::Transfer;
 use crate::domain::package::OperationKind;
 use crate::domain::source::Source;
 use crate::files::Layout;
+use crate::files::activate::{self, LinkError, Previous};
 use crate::files::fetch::{FetchError, Fetcher};
-use crate::files::layout::create_private_dir;
+use crate::files::hook::{self, HookError, Hooks};
+use crate::files::layout::{PUBLIC_DIR, create_dir};
 use crate::files::unpack::{self, Format, Limits, UnpackError};
 use crate::metrics;
 use crate::store::sync_directory;
@@ -25,11 +34,12 @@ pub struct Executors {
     pub files: FileWork,
 }
 
-/// What real downloads need.
+/// What real downloads and activations need.
 pub struct FileWork {
     pub layout: Layout,
     pub fetcher: Fetcher,
     pub unpack: Limits,
+    pub hooks: Hooks,
 }
 
 impl Executor for Executors {
@@ -37,6 +47,14 @@ impl Executor for Executors {
         match (work.kind, work.package.source.clone()) {
             (OperationKind::Download, Some(source)) => {
                 self.files.download(work, source, steps).await
+            }
+            (OperationKind::Activate | OperationKind::Deactivate, Some(_)) => {
+                self.files.switch(work, steps).await
+            }
+            (OperationKind::Activate, None) => {
+                let name = work.package.name.clone();
+                self.stub.execute(work, steps).await?;
+                self.files.unlink_name(&name).await
             }
             _ => self.stub.execute(work, steps).await,
         }
@@ -148,7 +166,8 @@ impl FileWork {
         let artifact = artifact.to_path_buf();
         let unpacked = tokio::task::spawn_blocking(move || -> Result<(), UnpackError> {
             let _ = std::fs::remove_dir_all(&staging);
-            create_private_dir(&versions)?;
+            create_dir(&versions, PUBLIC_DIR)?;
+            crate::files::layout::set_mode(&versions, PUBLIC_DIR)?;
             if let Err(e) = unpack::unpack(&artifact, &format, &staging, limits) {
                 let _ = std::fs::remove_dir_all(&staging);
                 return Err(e);
@@ -169,6 +188,131 @@ impl FileWork {
             ExecError::Fatal(e.to_string())
         })
     }
+}
+
+impl FileWork {
+    /// Activation or deactivation of a package with files: change the link,
+    /// run the hook, and put the link back if the hook fails. The status
+    /// follows in the transaction that records the success.
+    async fn switch<S: Steps>(&self, work: Work, steps: &mut S) -> Result<(), ExecError> {
+        let package = &work.package;
+        let dir = self.layout.package(&package.name, &package.version);
+        let activating = work.kind == OperationKind::Activate;
+        if activating && !dir.is_dir() {
+            return Err(ExecError::Fatal(format!(
+                "the package's files are missing from {}; download it again (deactivate it, \
+                 edit or re-create it, then download)",
+                dir.display()
+            )));
+        }
+        let layout = self.layout.clone();
+        let (name, version) = (package.name.clone(), package.version.clone());
+        let previous = blocking(move || {
+            if activating {
+                activate::point(&layout, &name, &version)
+            } else {
+                activate::remove(&layout, &name, &version)
+            }
+        })
+        .await?;
+        metrics::global().link_switched();
+        let (hook, label) = if activating {
+            (self.hooks.activate.as_ref(), "activate")
+        } else {
+            (self.hooks.deactivate.as_ref(), "deactivate")
+        };
+        let Some(program) = hook else {
+            return Ok(());
+        };
+        let previous_version = if activating {
+            work.replaces
+                .as_ref()
+                .map(|p| p.version.to_string())
+                .unwrap_or_default()
+        } else {
+            package.version.to_string()
+        };
+        let vars = [
+            ("PACKD_OPERATION_ID", work.operation_id.to_string()),
+            ("PACKD_OPERATION_KIND", label.to_string()),
+            ("PACKD_PACKAGE_ID", package.id.to_string()),
+            ("PACKD_PACKAGE_NAME", package.name.to_string()),
+            ("PACKD_PACKAGE_VERSION", package.version.to_string()),
+            ("PACKD_PACKAGE_PATH", dir.display().to_string()),
+            ("PACKD_PREVIOUS_VERSION", previous_version),
+            (
+                "PACKD_ACTIVE_LINK",
+                self.layout.active(&package.name).display().to_string(),
+            ),
+        ];
+        // The package's directory for an activation; the data directory for a
+        // deactivation, whose files a hook should not rely on.
+        let cwd = if activating {
+            dir.clone()
+        } else {
+            self.layout.root().to_path_buf()
+        };
+        tracing::info!(hook = %program.display(), "running the {label} hook");
+        let ran = hook::run(
+            program,
+            &vars,
+            &cwd,
+            self.hooks.timeout,
+            steps.stopping(),
+        )
+        .await;
+        let outcome = ran.as_ref().map_or_else(HookError::outcome, |()| "succeeded");
+        metrics::global().hook_ran(label, outcome);
+        let Err(error) = ran else {
+            return Ok(());
+        };
+        tracing::warn!(%error, "the {label} hook did not succeed; putting the link back");
+        self.put_back(&package.name, previous).await?;
+        match error {
+            HookError::Stopped => Err(ExecError::Stopped),
+            other => Err(ExecError::Failed(format!("the {label} hook: {other}"))),
+        }
+    }
+
+    async fn put_back(
+        &self,
+        name: &crate::domain::package::PackageName,
+        previous: Previous,
+    ) -> Result<(), ExecError> {
+        let layout = self.layout.clone();
+        let name = name.clone();
+        blocking(move || activate::restore(&layout, &name, &previous)).await?;
+        metrics::global().link_switched();
+        Ok(())
+    }
+
+    /// Removes `active/<name>`, whatever it points at: the version now
+    /// active has no files.
+    async fn unlink_name(&self, name: &crate::domain::package::PackageName) -> Result<(), ExecError> {
+        let link = self.layout.active(name);
+        let removed = blocking(move || match activate::read(&link)? {
+            Some(_) => activate::set(&link, None).map(|()| true),
+            None => Ok(false),
+        })
+        .await?;
+        if removed {
+            metrics::global().link_switched();
+        }
+        Ok(())
+    }
+}
+
+/// Runs a link change off the async threads (it syncs a directory).
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, LinkError> + Send + 'static,
+) -> Result<T, ExecError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ExecError::Failed(format!("the link task failed: {e}")))?
+        .map_err(|e| match e {
+            LinkError::NotALink(_) => ExecError::Fatal(e.to_string()),
+            LinkError::Io { .. } => ExecError::Failed(e.to_string()),
+        })
 }
 
 /// A fetch error as the queue sees it: retried, or failed at once.

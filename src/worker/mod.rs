@@ -18,6 +18,7 @@ pub use self::files::{Executors, FileWork};
 use crate::domain::Timestamp;
 use crate::domain::operation::Transfer;
 use crate::domain::operation::backoff;
+use crate::domain::package::OperationKind;
 use crate::store::Failure;
 use crate::store::{AndThen, Claim, Continue, Store, StoreError};
 
@@ -209,8 +210,18 @@ impl<E: Executor> Worker<E> {
         };
         // The package cannot be deleted while its operation is in flight;
         // a read that fails is a storage fault, retried like any attempt.
-        let result = match self.store.get_package(op.package_id) {
-            Ok(package) => {
+        let read = self.store.get_package(op.package_id).and_then(|package| {
+            let replaces = match op.kind {
+                OperationKind::Activate => self
+                    .store
+                    .active_version(&package.name)?
+                    .filter(|p| p.id != package.id),
+                _ => None,
+            };
+            Ok((package, replaces))
+        });
+        let result = match read {
+            Ok((package, replaces)) => {
                 let work = Work {
                     operation_id: id,
                     package_id: op.package_id,
@@ -220,6 +231,7 @@ impl<E: Executor> Worker<E> {
                     last_attempt: op.attempts >= self.config.max_attempts,
                     package,
                     transfer: op.transfer.clone(),
+                    replaces,
                 };
                 self.executor.execute(work, &mut steps).await
             }

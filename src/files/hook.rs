@@ -1,0 +1,377 @@
+//! The operator's hooks: a program run after `active/<name>` changes, with
+//! no shell, a clean environment and a deadline.
+//!
+//! - The environment is `PATH`, `HOME`, `LANG`, `LC_ALL` and `TZ` (when
+//!   packd has them) plus the `PACKD_*` variables of the operation; packd's
+//!   own settings and secrets (`PACKD_BOOTSTRAP_KEY`) are not passed on.
+//! - The hook runs in a process group of its own, so the deadline reaches
+//!   what it started too: SIGTERM to the group, then SIGKILL after a grace
+//!   period.
+//! - Its output is logged line by line at debug level, and the last
+//!   `TAIL_BYTES` are kept for the operation's `error`.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+
+/// How much of a hook's output ends up in an operation's `error`.
+pub const TAIL_BYTES: usize = 2048;
+
+/// Longest a hook gets between SIGTERM and SIGKILL.
+const KILL_GRACE: Duration = Duration::from_secs(5);
+
+/// How long the output is still read after the hook exits: a program it
+/// left running in the background may hold the pipes open for good.
+const OUTPUT_DRAIN: Duration = Duration::from_secs(1);
+
+/// Variables passed through from packd's own environment.
+const PASSED_THROUGH: [&str; 5] = ["PATH", "HOME", "LANG", "LC_ALL", "TZ"];
+
+/// Used when packd itself has no `PATH`.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The hooks an operator configured.
+#[derive(Debug, Clone)]
+pub struct Hooks {
+    pub activate: Option<PathBuf>,
+    pub deactivate: Option<PathBuf>,
+    pub timeout: Duration,
+}
+
+/// Why a hook did not succeed; each carries the end of its output.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HookError {
+    #[error("cannot start {program}: {error}")]
+    CannotStart { program: String, error: String },
+    #[error("{program} exited with {status}{}", tail_suffix(.output))]
+    Failed {
+        program: String,
+        status: String,
+        output: String,
+    },
+    #[error("{program} did not finish within {timeout:?} and was stopped{}", tail_suffix(.output))]
+    TimedOut {
+        program: String,
+        timeout: Duration,
+        output: String,
+    },
+    /// packd is shutting down; the hook was stopped.
+    #[error("stopped by the shutdown")]
+    Stopped,
+}
+
+impl HookError {
+    /// The outcome label of `packd_hook_runs_total`.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            HookError::CannotStart { .. } => "not_started",
+            HookError::Failed { .. } => "failed",
+            HookError::TimedOut { .. } => "timed_out",
+            HookError::Stopped => "stopped",
+        }
+    }
+}
+
+fn tail_suffix(output: &str) -> String {
+    if output.is_empty() {
+        String::new()
+    } else {
+        format!("; output ends with: {output}")
+    }
+}
+
+/// Runs `program` with `vars` added to the clean environment, in `dir`.
+/// Ends early (stopping the hook) when `stop` resolves.
+pub async fn run(
+    program: &Path,
+    vars: &[(&str, String)],
+    dir: &Path,
+    timeout: Duration,
+    stop: impl Future<Output = ()>,
+) -> Result<(), HookError> {
+    let shown = program.display().to_string();
+    let mut command = tokio::process::Command::new(program);
+    command
+        .env_clear()
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        // A safety net: a hook is never left behind by a dropped future.
+        .kill_on_drop(true);
+    for name in PASSED_THROUGH {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
+    if std::env::var_os("PATH").is_none() {
+        command.env("PATH", DEFAULT_PATH);
+    }
+    for (name, value) in vars {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().map_err(|e| HookError::CannotStart {
+        program: shown.clone(),
+        error: e.to_string(),
+    })?;
+    let group = child.id().and_then(|id| i32::try_from(id).ok());
+    let tail = Arc::new(Mutex::new(Tail::default()));
+    let mut readers = tokio::task::JoinSet::new();
+    if let Some(out) = child.stdout.take() {
+        readers.spawn(read_lines(out, "stdout", tail.clone()));
+    }
+    if let Some(err) = child.stderr.take() {
+        readers.spawn(read_lines(err, "stderr", tail.clone()));
+    }
+
+    enum End {
+        Exited(std::io::Result<std::process::ExitStatus>),
+        TimedOut,
+        Stopped,
+    }
+    let end = tokio::select! {
+        status = child.wait() => End::Exited(status),
+        () = tokio::time::sleep(timeout) => End::TimedOut,
+        () = stop => End::Stopped,
+    };
+    if !matches!(end, End::Exited(_)) {
+        terminate(&mut child, group).await;
+    }
+    // The output a hook wrote before it ended is all in the pipes by now;
+    // reading it must not wait on what the hook left running.
+    let _ = tokio::time::timeout(OUTPUT_DRAIN, async {
+        while readers.join_next().await.is_some() {}
+    })
+    .await;
+    readers.abort_all();
+    let output = tail.lock().map(|t| t.text()).unwrap_or_default();
+    match end {
+        End::Exited(Ok(status)) if status.success() => Ok(()),
+        End::Exited(Ok(status)) => Err(HookError::Failed {
+            program: shown,
+            status: describe(status),
+            output,
+        }),
+        End::Exited(Err(e)) => Err(HookError::Failed {
+            program: shown,
+            status: format!("an unknown status ({e})"),
+            output,
+        }),
+        End::TimedOut => Err(HookError::TimedOut {
+            program: shown,
+            timeout,
+            output,
+        }),
+        End::Stopped => Err(HookError::Stopped),
+    }
+}
+
+/// SIGTERM to the hook's process group, then SIGKILL if it has not ended
+/// within the grace period.
+async fn terminate(child: &mut tokio::process::Child, group: Option<i32>) {
+    if let Some(group) = group {
+        // SAFETY: kill(2) with a negative pid signals a process group; the
+        // group is the hook's own (process_group(0) made it its leader).
+        unsafe {
+            libc::kill(-group, libc::SIGTERM);
+        }
+    }
+    if tokio::time::timeout(KILL_GRACE, child.wait()).await.is_err() {
+        if let Some(group) = group {
+            // SAFETY: as above.
+            unsafe {
+                libc::kill(-group, libc::SIGKILL);
+            }
+        }
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+    } else if let Some(group) = group {
+        // The leader is gone; what it started must not outlive it.
+        // SAFETY: as above.
+        unsafe {
+            libc::kill(-group, libc::SIGKILL);
+        }
+    }
+}
+
+fn describe(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("status {code}"),
+        (None, Some(signal)) => format!("signal {signal}"),
+        _ => status.to_string(),
+    }
+}
+
+async fn read_lines(stream: impl AsyncRead + Unpin, name: &'static str, tail: Arc<Mutex<Tail>>) {
+    let mut lines = BufReader::new(stream);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        // Lines are capped so that a hook printing without newlines cannot
+        // grow packd's memory.
+        match (&mut lines)
+            .take(64 * 1024)
+            .read_until(b'\n', &mut line)
+            .await
+        {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&line);
+                tracing::debug!(stream = name, line = %text.trim_end(), "hook output");
+                if let Ok(mut tail) = tail.lock() {
+                    tail.push(&line);
+                }
+            }
+        }
+    }
+}
+
+/// The last `TAIL_BYTES` of a hook's output, both streams in the order read.
+#[derive(Default)]
+struct Tail(VecDeque<u8>);
+
+impl Tail {
+    fn push(&mut self, bytes: &[u8]) {
+        self.0.extend(bytes);
+        let excess = self.0.len().saturating_sub(TAIL_BYTES);
+        self.0.drain(..excess);
+    }
+
+    fn text(&self) -> String {
+        let bytes: Vec<u8> = self.0.iter().copied().collect();
+        String::from_utf8_lossy(&bytes).trim().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn script(dir: &Path, body: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join("hook.sh");
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    fn never() -> impl Future<Output = ()> {
+        std::future::pending()
+    }
+
+    #[tokio::test]
+    async fn a_hook_gets_its_variables_and_a_clean_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("env.txt");
+        let hook = script(dir.path(), &format!("env > {}", out.display()));
+        // Some variable of the test's own environment that is not passed on.
+        let (private, _) = std::env::vars()
+            .find(|(k, _)| !PASSED_THROUGH.contains(&k.as_str()))
+            .expect("the test runs with more than PATH in its environment");
+        run(
+            &hook,
+            &[("PACKD_PACKAGE_NAME", "jq".into())],
+            dir.path(),
+            Duration::from_secs(10),
+            never(),
+        )
+        .await
+        .unwrap();
+        let env = std::fs::read_to_string(out).unwrap();
+        assert!(env.contains("PACKD_PACKAGE_NAME=jq"), "{env}");
+        assert!(env.contains("PATH="), "{env}");
+        assert!(
+            !env.lines().any(|l| l.starts_with(&format!("{private}="))),
+            "{private} leaked: {env}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failure_keeps_the_end_of_the_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let hook = script(
+            dir.path(),
+            "i=0; while [ $i -lt 500 ]; do echo \"line $i\"; i=$((i+1)); done; echo boom >&2; exit 3",
+        );
+        let err = run(&hook, &[], dir.path(), Duration::from_secs(10), never())
+            .await
+            .unwrap_err();
+        let HookError::Failed { status, output, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(status, "status 3");
+        assert!(output.ends_with("boom"), "{output}");
+        assert!(output.len() <= TAIL_BYTES);
+        assert!(!output.contains("line 0\n"));
+        assert_eq!(err.outcome(), "failed");
+    }
+
+    #[tokio::test]
+    async fn a_hanging_hook_and_what_it_started_are_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("child.pid");
+        // The child ignores nothing, but the hook traps SIGTERM and goes on:
+        // only SIGKILL ends it.
+        let hook = script(
+            dir.path(),
+            &format!(
+                "sleep 300 & echo $! > {}; trap '' TERM; echo waiting; while :; do sleep 1; done",
+                pid_file.display()
+            ),
+        );
+        let started = std::time::Instant::now();
+        let err = run(&hook, &[], dir.path(), Duration::from_millis(500), never())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, HookError::TimedOut { .. }), "{err:?}");
+        assert!(err.to_string().contains("waiting"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(15));
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // SAFETY: signal 0 only asks whether the process exists.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while unsafe { libc::kill(pid, 0) } == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the hook's child outlived it"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_and_a_shutdown_are_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = run(
+            &dir.path().join("absent"),
+            &[],
+            dir.path(),
+            Duration::from_secs(1),
+            never(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.outcome(), "not_started");
+        let hook = script(dir.path(), "sleep 30");
+        let err = run(
+            &hook,
+            &[],
+            dir.path(),
+            Duration::from_secs(60),
+            tokio::time::sleep(Duration::from_millis(100)),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err, HookError::Stopped);
+    }
+}
