@@ -180,6 +180,18 @@ struct Transition {
     operation: OperationKindDto,
     from: StatusDto,
     to: StatusDto,
+    /// What the operation does.
+    description: String,
+    /// What its success does to the other versions of the package's name
+    /// in the same transaction, if anything: the one in `from` moves to `to`.
+    same_name: Option<SameName>,
+}
+
+/// A status change of the other versions of a name.
+#[derive(Debug, Object)]
+struct SameName {
+    from: StatusDto,
+    to: StatusDto,
 }
 
 /// The statuses and the transitions between them.
@@ -509,6 +521,11 @@ impl PackagesApi {
                         operation: (*k).into(),
                         from: from.into(),
                         to: to.into(),
+                        description: k.description().into(),
+                        same_name: k.displaces().map(|(from, to)| SameName {
+                            from: from.into(),
+                            to: to.into(),
+                        }),
                     }
                 })
                 .collect(),

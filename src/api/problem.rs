@@ -222,11 +222,13 @@ impl From<StoreError> for Problem {
                 p.field = Some("Idempotency-Key".into());
                 p
             }
-            StoreError::Refused(Refusal::InvalidTransition { .. } | Refusal::Active) => Problem::new(
-                StatusCode::CONFLICT,
-                ErrorCode::InvalidTransition,
-                e.to_string(),
-            ),
+            StoreError::Refused(Refusal::InvalidTransition { .. } | Refusal::Active) => {
+                Problem::new(
+                    StatusCode::CONFLICT,
+                    ErrorCode::InvalidTransition,
+                    e.to_string(),
+                )
+            }
             StoreError::Refused(Refusal::AlreadyFinished(_)) => Problem::new(
                 StatusCode::CONFLICT,
                 ErrorCode::AlreadyFinished,
@@ -235,13 +237,13 @@ impl From<StoreError> for Problem {
             StoreError::Refused(Refusal::Conflict(_)) => {
                 Problem::new(StatusCode::CONFLICT, ErrorCode::Conflict, e.to_string())
             }
-            StoreError::Refused(
-                Refusal::OperationInProgress { .. } | Refusal::NameBusy { .. },
-            ) => Problem::new(
-                StatusCode::CONFLICT,
-                ErrorCode::OperationInProgress,
-                e.to_string(),
-            ),
+            StoreError::Refused(Refusal::OperationInProgress { .. } | Refusal::NameBusy { .. }) => {
+                Problem::new(
+                    StatusCode::CONFLICT,
+                    ErrorCode::OperationInProgress,
+                    e.to_string(),
+                )
+            }
             StoreError::Failed(Failure::Unavailable(_)) | StoreError::Failed(Failure::Closed) => {
                 tracing::warn!(error = %e, "store unavailable");
                 Problem::new(

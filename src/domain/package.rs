@@ -164,7 +164,9 @@ impl Status {
         match self {
             Status::Created => "Defined, not on this machine.",
             Status::Downloaded => "On this machine, not in use.",
-            Status::Active => "In use.",
+            Status::Active => {
+                "In use: active/<name> points at it. One version of a name is active."
+            }
         }
     }
 }
@@ -205,6 +207,30 @@ impl OperationKind {
             OperationKind::Download => (Status::Created, Status::Downloaded),
             OperationKind::Activate => (Status::Downloaded, Status::Active),
             OperationKind::Deactivate => (Status::Active, Status::Downloaded),
+        }
+    }
+
+    /// What the operation does, for people reading `GET /v1/statuses`.
+    pub fn description(self) -> &'static str {
+        match self {
+            OperationKind::Download => {
+                "Fetches the source, verifies its SHA-256 and unpacks it into packages/<name>/<version>/ (simulated without a source)."
+            }
+            OperationKind::Activate => {
+                "Points active/<name> at this version, then runs the activate hook; the version of the same name that was active becomes downloaded in the same step."
+            }
+            OperationKind::Deactivate => {
+                "Removes active/<name> if it points at this version, then runs the deactivate hook."
+            }
+        }
+    }
+
+    /// What a success does to the other versions of the name: the one in
+    /// the first status moves to the second, in the same transaction.
+    pub fn displaces(self) -> Option<(Status, Status)> {
+        match self {
+            OperationKind::Activate => Some((Status::Active, Status::Downloaded)),
+            OperationKind::Download | OperationKind::Deactivate => None,
         }
     }
 
@@ -488,5 +514,4 @@ mod tests {
         )
         .unwrap()
     }
-
 }

@@ -149,13 +149,22 @@ mod tests {
         assert_eq!(link.parent().unwrap(), layout.root().join("active"));
 
         assert_eq!(point(&layout, &name, &v("1.0")).unwrap(), Previous(None));
-        assert_eq!(std::fs::read_to_string(link.join("VERSION")).unwrap(), "1.0");
+        assert_eq!(
+            std::fs::read_to_string(link.join("VERSION")).unwrap(),
+            "1.0"
+        );
         let before = point(&layout, &name, &v("2.0")).unwrap();
         assert_eq!(before.0, Some(target(&name, &v("1.0"))));
-        assert_eq!(std::fs::read_to_string(link.join("VERSION")).unwrap(), "2.0");
+        assert_eq!(
+            std::fs::read_to_string(link.join("VERSION")).unwrap(),
+            "2.0"
+        );
 
         restore(&layout, &name, &before).unwrap();
-        assert_eq!(std::fs::read_to_string(link.join("VERSION")).unwrap(), "1.0");
+        assert_eq!(
+            std::fs::read_to_string(link.join("VERSION")).unwrap(),
+            "1.0"
+        );
         // No temporary link is left beside it.
         let entries: Vec<_> = std::fs::read_dir(layout.root().join("active"))
             .unwrap()

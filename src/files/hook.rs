@@ -182,7 +182,10 @@ async fn terminate(child: &mut tokio::process::Child, group: Option<i32>) {
             libc::kill(-group, libc::SIGTERM);
         }
     }
-    if tokio::time::timeout(KILL_GRACE, child.wait()).await.is_err() {
+    if tokio::time::timeout(KILL_GRACE, child.wait())
+        .await
+        .is_err()
+    {
         if let Some(group) = group {
             // SAFETY: as above.
             unsafe {

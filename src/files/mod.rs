@@ -10,8 +10,8 @@
 pub mod activate;
 pub mod fetch;
 pub mod hook;
-pub mod reconcile;
 pub mod layout;
+pub mod reconcile;
 pub mod unpack;
 
 pub use self::layout::Layout;

@@ -296,7 +296,11 @@ mod tests {
         )
         .unwrap();
         activate::set(&layout.root().join("active/dead"), Some(Path::new("../x"))).unwrap();
-        activate::set(&layout.root().join("active/.dead.link-1"), Some(Path::new("x"))).unwrap();
+        activate::set(
+            &layout.root().join("active/.dead.link-1"),
+            Some(Path::new("x")),
+        )
+        .unwrap();
         std::fs::create_dir(layout.root().join("active/by-hand")).unwrap();
         let orphan = layout.root().join("artifacts/sha256").join("ff".repeat(32));
         std::fs::write(&orphan, "orphan").unwrap();
@@ -330,11 +334,24 @@ mod tests {
         assert!(!stray_partial.exists());
         assert!(!staging.exists());
         for kept in [&active, &old, &fetching, &repointed, &curl_old] {
-            assert!(layout.package(&kept.name, &kept.version).join("bin").is_file());
-            assert!(layout.artifact(&kept.source.as_ref().unwrap().sha256()).is_file());
+            assert!(
+                layout
+                    .package(&kept.name, &kept.version)
+                    .join("bin")
+                    .is_file()
+            );
+            assert!(
+                layout
+                    .artifact(&kept.source.as_ref().unwrap().sha256())
+                    .is_file()
+            );
         }
         assert!(!layout.package_versions(&gone.name).exists());
-        assert!(!layout.artifact(&gone.source.as_ref().unwrap().sha256()).exists());
+        assert!(
+            !layout
+                .artifact(&gone.source.as_ref().unwrap().sha256())
+                .exists()
+        );
         assert!(!orphan.exists());
         assert_eq!(report.get("partial_removed"), 1);
         assert_eq!(report.get("staging_removed"), 1);
@@ -356,7 +373,9 @@ mod tests {
         let report = reconcile(&layout, std::slice::from_ref(&p), &[]);
         assert!(!dir.exists());
         assert!(
-            layout.artifact(&p.source.as_ref().unwrap().sha256()).exists(),
+            layout
+                .artifact(&p.source.as_ref().unwrap().sha256())
+                .exists(),
             "its source still names the artifact"
         );
         assert_eq!(report.get("package_dir_removed"), 1);

@@ -148,7 +148,9 @@ pub enum Refusal {
         needed: crate::domain::package::Status,
         actual: crate::domain::package::Status,
     },
-    #[error("the package is active (in use); deactivate it first, or activate another version of its name")]
+    #[error(
+        "the package is active (in use); deactivate it first, or activate another version of its name"
+    )]
     Active,
     /// Link changes of one name run one at a time: `active/<name>` has one
     /// writer.

@@ -202,12 +202,12 @@ fn release_package(
     after.updated_at = now;
     unindex_package(wtx, &before)?;
     put_package(wtx, &after)?;
-    if new_status == Some(Status::Active) {
-        // One version of a name is active: the one this replaces goes back
-        // to `downloaded` in the same transaction.
+    // One version of a name is active: the one an activation replaces goes
+    // back to `downloaded` in the same transaction.
+    if let (Some(_), Some((from, to))) = (new_status, op.kind.displaces()) {
         for other in packages::of_name(wtx, &after.name)? {
-            if other.id != after.id && other.status == Status::Active {
-                packages::set_status(wtx, &other, Status::Downloaded, now)?;
+            if other.id != after.id && other.status == from {
+                packages::set_status(wtx, &other, to, now)?;
             }
         }
     }
@@ -844,8 +844,35 @@ mod model_tests {
 
     struct Model {
         status: HashMap<Uuid, Status>,
+        /// Packages share names two by two, so activations displace.
+        name: HashMap<Uuid, usize>,
         in_flight: HashMap<Uuid, Uuid>,
+        kinds: HashMap<Uuid, OperationKind>,
         progress: HashMap<Uuid, u8>,
+    }
+
+    impl Model {
+        /// Another version of `pkg`'s name has an activate or deactivate in flight.
+        fn name_busy(&self, pkg: Uuid) -> bool {
+            self.in_flight.iter().any(|(other, op)| {
+                *other != pkg
+                    && self.name[other] == self.name[&pkg]
+                    && self.kinds[op] != OperationKind::Download
+            })
+        }
+
+        fn succeeded(&mut self, pkg: Uuid, kind: OperationKind) {
+            let to = kind.apply(self.status[&pkg]).expect("valid when enqueued");
+            if to == Status::Active {
+                let name = self.name[&pkg];
+                for (other, status) in self.status.iter_mut() {
+                    if self.name[other] == name && *status == Status::Active {
+                        *status = Status::Downloaded;
+                    }
+                }
+            }
+            self.status.insert(pkg, to);
+        }
     }
 
     fn check(store: &Store, model: &Model, after_crash: bool) {
@@ -873,8 +900,12 @@ mod model_tests {
             queued_in_table, queued_ops,
             "queue table == queued operations"
         );
+        let mut active_names = HashSet::new();
         for (pkg, status) in &model.status {
             let p = store.get_package(*pkg).unwrap();
+            if p.status == Status::Active {
+                assert!(active_names.insert(p.name.clone()), "one active per name");
+            }
             assert_eq!(p.status, *status, "a status changed without a success");
             let open: Vec<&Operation> = ops
                 .iter()
@@ -900,20 +931,23 @@ mod model_tests {
         let mut store = Store::open(&path, &StoreOptions::default()).unwrap();
         let mut model = Model {
             status: HashMap::new(),
+            name: HashMap::new(),
             in_flight: HashMap::new(),
+            kinds: HashMap::new(),
             progress: HashMap::new(),
         };
         let mut pkgs = Vec::new();
-        for i in 0..4 {
+        for i in 0..6 {
             let p = store
                 .create_package(NewPackage {
-                    name: PackageName::parse(format!("p{i}")).unwrap(),
-                    version: PackageVersion::parse("1").unwrap(),
+                    name: PackageName::parse(format!("p{}", i / 2)).unwrap(),
+                    version: PackageVersion::parse(format!("{i}")).unwrap(),
                     source: None,
                 })
                 .await
                 .unwrap();
             model.status.insert(p.id, Status::Created);
+            model.name.insert(p.id, i / 2);
             pkgs.push(p.id);
         }
         let mut running: Vec<Operation> = Vec::new();
@@ -925,16 +959,19 @@ mod model_tests {
                     let pkg = pkgs[rng.random_range(0..pkgs.len())];
                     let kind = OperationKind::ALL[rng.random_range(0..3)];
                     let expect_ok = !model.in_flight.contains_key(&pkg)
-                        && kind.apply(model.status[&pkg]).is_some();
+                        && kind.apply(model.status[&pkg]).is_some()
+                        && (kind == OperationKind::Download || !model.name_busy(pkg));
                     match store.enqueue(pkg, kind, None).await {
                         Ok((op, true)) => {
                             assert!(expect_ok);
                             model.in_flight.insert(pkg, op.id);
+                            model.kinds.insert(op.id, kind);
                             all_ops.push(op.id);
                         }
                         Ok((_, false)) => unreachable!("no idempotency key"),
                         Err(StoreError::Refused(Refusal::OperationInProgress { .. }))
-                        | Err(StoreError::Refused(Refusal::InvalidTransition { .. })) => {
+                        | Err(StoreError::Refused(Refusal::InvalidTransition { .. }))
+                        | Err(StoreError::Refused(Refusal::NameBusy { .. })) => {
                             assert!(!expect_ok)
                         }
                         Err(e) => panic!("{e}"),
@@ -978,8 +1015,7 @@ mod model_tests {
                         .await
                         .unwrap();
                     if done.state == OperationState::Succeeded {
-                        let s = model.status.get_mut(&op.package_id).unwrap();
-                        *s = op.kind.apply(*s).expect("valid when enqueued");
+                        model.succeeded(op.package_id, op.kind);
                         model.progress.insert(op.id, 100);
                     }
                     model.in_flight.remove(&op.package_id);

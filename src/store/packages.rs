@@ -146,7 +146,10 @@ pub(super) fn migrate_to_one_active_per_name(
 }
 
 /// The packages of one name, in id order.
-pub(super) fn of_name(wtx: &WriteTransaction, name: &PackageName) -> Result<Vec<Package>, StoreError> {
+pub(super) fn of_name(
+    wtx: &WriteTransaction,
+    name: &PackageName,
+) -> Result<Vec<Package>, StoreError> {
     let index = wtx.open_table(PACKAGES_BY_NAME)?;
     let rows = wtx.open_table(PACKAGES)?;
     index
@@ -541,6 +544,119 @@ mod tests {
             matches!(record, PackageRecord::V2(PackageV2 { source: None, .. })),
             "{record:?}"
         );
+    }
+
+    /// Schema 3 allowed several active versions of a name; the migration
+    /// to schema 4 keeps the one changed last and makes the others
+    /// `downloaded`, in the transaction that sets the new version.
+    #[tokio::test]
+    async fn schema_3_files_get_one_active_version_per_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v3.redb");
+        let row = |name: &str, version: &str, status: Status, updated_at: i64| {
+            let id = Uuid::now_v7();
+            let p = Package {
+                id,
+                name: PackageName::parse(name).unwrap(),
+                version: PackageVersion::parse(version).unwrap(),
+                status,
+                source: None,
+                operation_id: None,
+                revision: 3,
+                created_at: Timestamp::from_micros(1),
+                updated_at: Timestamp::from_micros(updated_at),
+            };
+            p
+        };
+        let older = row("jq", "1.6", Status::Active, 10);
+        let newer = row("jq", "1.7", Status::Active, 20);
+        let alone = row("curl", "8.0", Status::Active, 5);
+        let idle = row("jq", "1.5", Status::Downloaded, 30);
+        let all = [older.clone(), newer.clone(), alone.clone(), idle.clone()];
+        crate::store::old_files::write(&path, 3, |wtx| {
+            for p in &all {
+                put(wtx, p).unwrap();
+            }
+        });
+        let store = Store::open(&path, &StoreOptions::default()).unwrap();
+        let status = |p: &Package| store.get_package(p.id).unwrap();
+        assert_eq!(status(&newer).status, Status::Active);
+        assert_eq!(status(&alone).status, Status::Active);
+        assert_eq!(status(&idle), idle);
+        let demoted = status(&older);
+        assert_eq!((demoted.status, demoted.revision), (Status::Downloaded, 4));
+        assert_eq!(
+            store.active_version(&newer.name).unwrap().map(|p| p.id),
+            Some(newer.id)
+        );
+        let active = store
+            .list_packages(&ListPackages {
+                status: Some(Status::Active),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(active.items.len(), 2, "the status index follows");
+        store.close();
+        drop(store);
+        let (version, _) = crate::store::old_files::read(&path, PACKAGES, newer.id.as_u128());
+        assert_eq!(version, crate::store::SCHEMA_VERSION);
+    }
+
+    #[tokio::test]
+    async fn an_active_package_is_neither_deleted_nor_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.redb");
+        let mut p = Package {
+            id: Uuid::now_v7(),
+            name: PackageName::parse("jq").unwrap(),
+            version: PackageVersion::parse("1.7").unwrap(),
+            status: Status::Active,
+            source: None,
+            operation_id: None,
+            revision: 1,
+            created_at: Timestamp::from_micros(1),
+            updated_at: Timestamp::from_micros(1),
+        };
+        crate::store::old_files::write(&path, crate::store::SCHEMA_VERSION, |wtx| {
+            put(wtx, &p).unwrap();
+        });
+        let store = Store::open(&path, &StoreOptions::default()).unwrap();
+        let refused = store.delete_package(p.id, Precondition::None).await;
+        assert!(
+            matches!(refused, Err(StoreError::Refused(Refusal::Active))),
+            "{refused:?}"
+        );
+        let refused = store
+            .update_package(
+                p.id,
+                PackagePatch {
+                    version: Some(PackageVersion::parse("1.8").unwrap()),
+                    ..PackagePatch::default()
+                },
+                Precondition::None,
+            )
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::Refused(Refusal::Active))),
+            "{refused:?}"
+        );
+        assert_eq!(store.get_package(p.id).unwrap(), p);
+        // The same name and version again is no change, so it is not refused.
+        let (_, after) = store
+            .update_package(
+                p.id,
+                PackagePatch {
+                    version: Some(p.version.clone()),
+                    ..PackagePatch::default()
+                },
+                Precondition::None,
+            )
+            .await
+            .unwrap();
+        p.revision = after.revision;
+        assert_eq!(after, p);
+        store.close();
     }
 
     #[tokio::test]

@@ -253,15 +253,10 @@ impl FileWork {
             self.layout.root().to_path_buf()
         };
         tracing::info!(hook = %program.display(), "running the {label} hook");
-        let ran = hook::run(
-            program,
-            &vars,
-            &cwd,
-            self.hooks.timeout,
-            steps.stopping(),
-        )
-        .await;
-        let outcome = ran.as_ref().map_or_else(HookError::outcome, |()| "succeeded");
+        let ran = hook::run(program, &vars, &cwd, self.hooks.timeout, steps.stopping()).await;
+        let outcome = ran
+            .as_ref()
+            .map_or_else(HookError::outcome, |()| "succeeded");
         metrics::global().hook_ran(label, outcome);
         let Err(error) = ran else {
             return Ok(());
@@ -288,7 +283,10 @@ impl FileWork {
 
     /// Removes `active/<name>`, whatever it points at: the version now
     /// active has no files.
-    async fn unlink_name(&self, name: &crate::domain::package::PackageName) -> Result<(), ExecError> {
+    async fn unlink_name(
+        &self,
+        name: &crate::domain::package::PackageName,
+    ) -> Result<(), ExecError> {
         let link = self.layout.active(name);
         let removed = blocking(move || match activate::read(&link)? {
             Some(_) => activate::set(&link, None).map(|()| true),

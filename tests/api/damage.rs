@@ -178,21 +178,23 @@ fn an_empty_file_is_refused_untouched() {
 }
 
 #[test]
-fn the_database_and_backups_are_owner_only() {
+fn the_database_and_backups_are_owner_only_and_package_files_readable() {
     use std::os::unix::fs::PermissionsExt;
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     let s = TestServer::start();
     assert_eq!(mode(&s.db), 0o600);
     let data = crate::helpers::data_dir_for(&s.db);
-    for dir in [
-        "",
-        "artifacts",
-        "artifacts/sha256",
-        "partial",
-        "packages",
-        "active",
+    // Downloads are the owner's; what services read (packages and the
+    // links to them) is readable by all, written by packd only.
+    for (dir, want) in [
+        ("", 0o755),
+        ("artifacts", 0o700),
+        ("artifacts/sha256", 0o700),
+        ("partial", 0o700),
+        ("packages", 0o755),
+        ("active", 0o755),
     ] {
-        assert_eq!(mode(&data.join(dir)), 0o700, "data directory {dir:?}");
+        assert_eq!(mode(&data.join(dir)), want, "data directory {dir:?}");
     }
     let out = s.db.with_file_name("backup.redb");
     let backup = run_packd(

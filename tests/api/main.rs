@@ -1,6 +1,7 @@
 //! Black-box tests: every test starts the real `packd` binary and talks HTTP
 //! to it over a real socket. One test binary, so the build links once.
 
+mod activation;
 mod artifacts;
 mod backup;
 mod crash;

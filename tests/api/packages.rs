@@ -371,12 +371,18 @@ fn statuses_lists_statuses_and_transitions() {
         .collect();
     assert_eq!(names, ["created", "downloaded", "active"]);
     assert!(body["statuses"][0]["description"].is_string());
+    let mut transitions = body["transitions"].clone();
+    for t in transitions.as_array_mut().unwrap() {
+        let description = t.as_object_mut().unwrap().remove("description").unwrap();
+        assert!(description.as_str().is_some_and(|d| !d.is_empty()), "{t}");
+    }
     assert_eq!(
-        body["transitions"],
+        transitions,
         json!([
-            {"operation": "download", "from": "created", "to": "downloaded"},
-            {"operation": "activate", "from": "downloaded", "to": "active"},
-            {"operation": "deactivate", "from": "active", "to": "downloaded"},
+            {"operation": "download", "from": "created", "to": "downloaded", "same_name": null},
+            {"operation": "activate", "from": "downloaded", "to": "active",
+             "same_name": {"from": "active", "to": "downloaded"}},
+            {"operation": "deactivate", "from": "active", "to": "downloaded", "same_name": null},
         ])
     );
 }
