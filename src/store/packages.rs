@@ -553,20 +553,16 @@ mod tests {
     async fn schema_3_files_get_one_active_version_per_name() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v3.redb");
-        let row = |name: &str, version: &str, status: Status, updated_at: i64| {
-            let id = Uuid::now_v7();
-            let p = Package {
-                id,
-                name: PackageName::parse(name).unwrap(),
-                version: PackageVersion::parse(version).unwrap(),
-                status,
-                source: None,
-                operation_id: None,
-                revision: 3,
-                created_at: Timestamp::from_micros(1),
-                updated_at: Timestamp::from_micros(updated_at),
-            };
-            p
+        let row = |name: &str, version: &str, status: Status, updated_at: i64| Package {
+            id: Uuid::now_v7(),
+            name: PackageName::parse(name).unwrap(),
+            version: PackageVersion::parse(version).unwrap(),
+            status,
+            source: None,
+            operation_id: None,
+            revision: 3,
+            created_at: Timestamp::from_micros(1),
+            updated_at: Timestamp::from_micros(updated_at),
         };
         let older = row("jq", "1.6", Status::Active, 10);
         let newer = row("jq", "1.7", Status::Active, 20);
