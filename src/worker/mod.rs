@@ -200,6 +200,9 @@ impl<E: Executor> Worker<E> {
         op: crate::domain::operation::Operation,
     ) -> Option<crate::domain::operation::Operation> {
         let id = op.id;
+        // From the work's start to its outcome committed: what an operator
+        // (and benches/activation.py) reads as the cost of one attempt.
+        let started = std::time::Instant::now();
         tracing::info!(operation = %id, kind = %op.kind, attempt = op.attempts, progress = op.progress, "operation started");
         let mut steps = StoreSteps {
             store: self.store.clone(),
@@ -287,7 +290,8 @@ impl<E: Executor> Worker<E> {
             }
         };
         if let Some(state) = outcome {
-            tracing::info!(operation = %id, state, "operation stopped");
+            let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+            tracing::info!(operation = %id, state, elapsed_ms, "operation stopped");
         }
         next
     }
