@@ -185,7 +185,12 @@ impl OperationsApi {
 
     /// Activate a package: `downloaded` -> `active`.
     ///
-    /// Role: `write`. As for download.
+    /// Role: `write`. As for download. For a package with a source, points
+    /// `active/<name>` at its files, then runs the activate hook (a failing
+    /// hook puts the link back and fails the attempt). The version of the
+    /// same name that was active becomes `downloaded` in the transaction
+    /// that makes this one `active`. While another version of the name has
+    /// an activate or deactivate in flight: 409 `operation_in_progress`.
     #[oai(
         path = "/v1/packages/:id/activate",
         method = "post",
@@ -206,7 +211,8 @@ impl OperationsApi {
 
     /// Deactivate a package: `active` -> `downloaded`.
     ///
-    /// Role: `write`. As for download.
+    /// Role: `write`. As for activate: removes `active/<name>` (if it points
+    /// at this version), then runs the deactivate hook.
     #[oai(
         path = "/v1/packages/:id/deactivate",
         method = "post",

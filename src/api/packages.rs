@@ -426,10 +426,12 @@ impl PackagesApi {
         Ok(PackageResponse::new(p, self.layout.as_ref()))
     }
 
-    /// Edit a package's name or version.
+    /// Edit a package's name, version or source.
     ///
     /// Role: `write`. With `If-Match`, a stale revision is 412. A changed
-    /// `version` sets the status back to `created`. With an operation in
+    /// `name`, `version` or `source` sets the status back to `created` and
+    /// removes the package's files. Of an `active` package it is 409
+    /// `invalid_transition` (deactivate it first). With an operation in
     /// flight: 409 `operation_in_progress`.
     #[oai(
         path = "/v1/packages/:id",
@@ -476,10 +478,11 @@ impl PackagesApi {
         Ok(PackageResponse::new(p, self.layout.as_ref()))
     }
 
-    /// Delete a package.
+    /// Delete a package and its files.
     ///
     /// Role: `write`. `If-Match` as for PATCH. With an operation in flight:
-    /// 409 `operation_in_progress`.
+    /// 409 `operation_in_progress`. An `active` package: 409
+    /// `invalid_transition` (deactivate it first).
     #[oai(
         path = "/v1/packages/:id",
         method = "delete",
