@@ -184,7 +184,7 @@ struct Transition {
     description: String,
     /// What its success does to the other versions of the package's name
     /// in the same transaction, if anything: the one in `from` moves to `to`.
-    same_name: Option<SameName>,
+    same_name: Nullable<SameName>,
 }
 
 /// A status change of the other versions of a name.
@@ -525,10 +525,13 @@ impl PackagesApi {
                         from: from.into(),
                         to: to.into(),
                         description: k.description().into(),
-                        same_name: k.displaces().map(|(from, to)| SameName {
-                            from: from.into(),
-                            to: to.into(),
-                        }),
+                        same_name: k
+                            .displaces()
+                            .map(|(from, to)| SameName {
+                                from: from.into(),
+                                to: to.into(),
+                            })
+                            .into(),
                     }
                 })
                 .collect(),
