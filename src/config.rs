@@ -295,6 +295,15 @@ pub struct ServeArgs {
     #[arg(long, env = "PACKD_CA_FILE")]
     pub ca_file: Option<PathBuf>,
 
+    /// Event streams (`GET /v1/events`) open at once; past it a new one gets 503.
+    #[arg(long, env = "PACKD_MAX_STREAMS", default_value_t = 256)]
+    pub max_streams: usize,
+
+    /// How often an idle event stream gets a comment line, so proxies keep
+    /// it open (at most 15s, as the API promises).
+    #[arg(long, env = "PACKD_EVENT_HEARTBEAT", default_value = "15s", value_parser = parse_heartbeat)]
+    pub event_heartbeat: Duration,
+
     /// A program run (without a shell) after `active/<name>` points at a
     /// newly activated version; a failure puts the link back and fails the
     /// attempt. It may run again after a crash: it must be idempotent.
@@ -377,6 +386,13 @@ fn parse_program(s: &str) -> Result<PathBuf, String> {
         return Err(format!("{s} is not an executable file"));
     }
     Ok(path)
+}
+
+fn parse_heartbeat(s: &str) -> Result<Duration, String> {
+    match parse_positive_duration(s)? {
+        d if d > Duration::from_secs(15) => Err("must be at most 15s".into()),
+        d => Ok(d),
+    }
 }
 
 fn parse_positive_duration(s: &str) -> Result<Duration, String> {

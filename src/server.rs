@@ -321,6 +321,8 @@ impl Application {
                 rate_limit: args.rate_limit,
                 auth_failure_burst: args.auth_failure_burst,
                 allow_file_sources: args.allow_file_sources,
+                max_streams: args.max_streams,
+                event_heartbeat: args.event_heartbeat,
             },
         );
         let mut stopping = shutdown.clone();

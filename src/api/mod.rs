@@ -5,6 +5,7 @@
 mod audit;
 mod auth;
 mod backup;
+mod events;
 mod health;
 mod json;
 mod keys;
@@ -67,11 +68,16 @@ pub struct ApiOptions {
     pub auth_failure_burst: u32,
     /// Accept `file://` package sources.
     pub allow_file_sources: bool,
+    /// Event streams (`/v1/events`) open at once.
+    pub max_streams: usize,
+    /// Comment lines on idle event streams this often.
+    pub event_heartbeat: std::time::Duration,
 }
 
 type Apis = (
     packages::PackagesApi,
     operations::OperationsApi,
+    events::EventsApi,
     keys::KeysApi,
     backup::BackupApi,
     health::HealthApi,
@@ -103,6 +109,13 @@ fn service(state: &AppState, options: &ApiOptions) -> OpenApiService<Apis, ()> {
                 store: state.store.clone(),
                 shutdown: state.shutdown.clone(),
                 waiting: Arc::new(tokio::sync::Semaphore::new(options.max_waiting)),
+            },
+            events::EventsApi {
+                store: state.store.clone(),
+                layout: state.layout.clone(),
+                shutdown: state.shutdown.clone(),
+                streams: Arc::new(tokio::sync::Semaphore::new(options.max_streams)),
+                heartbeat: options.event_heartbeat,
             },
             keys::KeysApi {
                 store: state.store.clone(),

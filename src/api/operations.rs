@@ -44,7 +44,7 @@ api_enum!(StateDto as "OperationState" <=> OperationState {
 /// A long-running status change of a package.
 #[derive(Debug, Object)]
 #[oai(rename = "Operation")]
-struct OperationDto {
+pub(super) struct OperationDto {
     id: Uuid,
     package_id: Uuid,
     kind: OperationKindDto,

@@ -10,6 +10,7 @@ mod audit;
 mod backup;
 mod check;
 mod codec;
+pub mod events;
 mod handle;
 mod keys;
 mod operations;
@@ -286,6 +287,8 @@ struct Inner {
     queue_changed: tokio::sync::Notify,
     /// Bumped whenever an operation finishes.
     finished: tokio::sync::watch::Sender<u64>,
+    /// Every committed change of an operation or a package, for `/v1/events`.
+    changes: events::Changes,
 }
 
 impl Store {
@@ -349,6 +352,7 @@ impl Store {
                 keys: keys::KeyCache::default(),
                 queue_changed: tokio::sync::Notify::new(),
                 finished: tokio::sync::watch::Sender::new(0),
+                changes: events::Changes::default(),
             }),
         };
         store.load_key_cache().map_err(|e| OpenError::Other {

@@ -16,10 +16,10 @@ use super::tables::{
     IDEMPOTENCY, OPERATIONS, OPERATIONS_BY_PACKAGE, OPERATIONS_BY_STATE, OPERATIONS_QUEUE, PACKAGES,
 };
 use super::{Failure, Refusal};
-use super::{Page, Store, StoreError, page_of, paginate};
+use super::{Page, Store, StoreError, events, page_of, paginate};
 use crate::domain::Timestamp;
 use crate::domain::operation::{AlreadyFinished, Change, Operation, OperationState, Transfer};
-use crate::domain::package::{OperationKind, Status};
+use crate::domain::package::{OperationKind, Package, Status};
 use crate::metrics;
 
 /// Versions of a stored operation. V1 (schema 2 and before) had no
@@ -177,21 +177,22 @@ fn save(
     Ok(())
 }
 
-/// Clears the package's in-flight mark, and on success gives it its new status.
+/// Clears the package's in-flight mark, and on success gives it its new
+/// status; returns the packages it wrote.
 fn release_package(
     wtx: &WriteTransaction,
     op: &Operation,
     new_status: Option<Status>,
     now: Timestamp,
-) -> Result<(), StoreError> {
+) -> Result<Vec<Package>, StoreError> {
     let before = match get_package_in(&wtx.open_table(PACKAGES)?, op.package_id) {
         Ok(p) => p,
         // Deleted packages cannot have an operation in flight; nothing to release.
-        Err(StoreError::Refused(Refusal::NotFound)) => return Ok(()),
+        Err(StoreError::Refused(Refusal::NotFound)) => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
     if before.operation_id != Some(op.id) {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let mut after = before.clone();
     after.operation_id = None;
@@ -202,16 +203,25 @@ fn release_package(
     after.updated_at = now;
     unindex_package(wtx, &before)?;
     put_package(wtx, &after)?;
+    let mut written = Vec::new();
     // One version of a name is active: the one an activation replaces goes
     // back to `downloaded` in the same transaction.
     if let (Some(_), Some((from, to))) = (new_status, op.kind.displaces()) {
         for other in packages::of_name(wtx, &after.name)? {
             if other.id != after.id && other.status == from {
-                packages::set_status(wtx, &other, to, now)?;
+                written.push(packages::set_status(wtx, &other, to, now)?);
             }
         }
     }
-    Ok(())
+    written.insert(0, after);
+    Ok(written)
+}
+
+/// What `apply` wrote: the operation as it now is, and the packages its
+/// end changed.
+struct Applied {
+    op: Operation,
+    packages: Vec<Package>,
 }
 
 /// `active/<name>` has one writer: an activate or deactivate is refused
@@ -238,14 +248,15 @@ fn check_name_free(
 
 /// Writes what a rule of `domain::operation` decided: the record and its
 /// indexes, the queue entry, and for a finished operation the package (its
-/// in-flight mark cleared and, on success, its new status). Returns the
-/// operation as it now is, if it changed.
+/// in-flight mark cleared and, on success, its new status). Returns what it
+/// wrote, if anything changed.
 fn apply(
     wtx: &WriteTransaction,
     before: &Operation,
     change: Change,
     now: Timestamp,
-) -> Result<Option<Operation>, StoreError> {
+) -> Result<Option<Applied>, StoreError> {
+    let mut packages = Vec::new();
     let op = match change {
         Change::Nothing => return Ok(None),
         Change::Update(op) => op,
@@ -260,12 +271,12 @@ fn apply(
             }
             let new_status =
                 (op.state == OperationState::Succeeded).then(|| op.kind.transition().1);
-            release_package(wtx, &op, new_status, now)?;
+            packages = release_package(wtx, &op, new_status, now)?;
             op
         }
     };
     save(wtx, Some(before), &op)?;
-    Ok(Some(op))
+    Ok(Some(Applied { op, packages }))
 }
 
 /// Removes a queued operation's queue entry. The entry's due time is not on
@@ -359,6 +370,18 @@ impl Store {
         self.inner.finished.send_modify(|n| *n = n.wrapping_add(1));
     }
 
+    /// Tells subscribers what a committed `apply` wrote.
+    fn publish(&self, applied: &Applied) {
+        self.inner
+            .changes
+            .publish(events::Change::Operation(applied.op.clone()));
+        for p in &applied.packages {
+            self.inner
+                .changes
+                .publish(events::Change::Package(p.clone()));
+        }
+    }
+
     /// Starts `kind` on a package: the operation, its queue entry and the
     /// package's `operation_id` in one transaction. With an idempotency key
     /// already used for this same call, returns that call's operation (and
@@ -383,7 +406,7 @@ impl Store {
                         if r.kind != kind_code(kind) || r.package_id != package_id.as_u128() {
                             return Err(StoreError::Refused(Refusal::IdempotencyMismatch));
                         }
-                        return Ok((load(wtx, Uuid::from_u128(r.operation_id))?, false));
+                        return Ok((load(wtx, Uuid::from_u128(r.operation_id))?, None));
                     }
                 }
                 let package = get_package_in(&wtx.open_table(PACKAGES)?, package_id)?;
@@ -436,20 +459,32 @@ impl Store {
                         encode(&record)?.as_slice(),
                     )?;
                 }
-                Ok((op, true))
+                Ok((op, Some(marked)))
             })
             .await?;
-        if result.1 {
+        let (op, marked) = result;
+        let new = marked.is_some();
+        if let Some(marked) = marked {
             metrics::global().operation_started(kind);
             self.notify_queue();
+            self.publish(&Applied {
+                op: op.clone(),
+                packages: vec![marked],
+            });
         }
-        Ok(result)
+        Ok((op, new))
     }
 
     /// Takes the first due operation off the queue and marks it running.
     pub async fn claim(&self) -> Result<Claim, StoreError> {
         let now = Timestamp::now();
-        self.write(move |wtx| claim_in(wtx, now)).await
+        let claim = self.write(move |wtx| claim_in(wtx, now)).await?;
+        if let Claim::Work(op) = &claim {
+            self.inner
+                .changes
+                .publish(events::Change::Operation(op.clone()));
+        }
+        Ok(claim)
     }
 
     /// Saves a step's progress (and a download's checkpoint); says whether
@@ -461,14 +496,17 @@ impl Store {
         transfer: Option<Transfer>,
     ) -> Result<Continue, StoreError> {
         let now = Timestamp::now();
-        let change = self
+        let (change, applied) = self
             .write(move |wtx| {
                 let before = load(wtx, id)?;
                 let change = before.report_progress(progress, transfer.clone(), now);
-                apply(wtx, &before, change.clone(), now)?;
-                Ok(change)
+                let applied = apply(wtx, &before, change.clone(), now)?;
+                Ok((change, applied))
             })
             .await?;
+        if let Some(applied) = &applied {
+            self.publish(applied);
+        }
         Ok(match change {
             Change::Update(_) => Continue::Yes,
             Change::Finish(op) => {
@@ -493,7 +531,7 @@ impl Store {
         then: AndThen,
     ) -> Result<(Operation, Option<Claim>), StoreError> {
         let now = Timestamp::now();
-        let (op, finished, next) = self
+        let (op, done, next) = self
             .write(move |wtx| {
                 let before = load(wtx, id)?;
                 let done = apply(wtx, &before, before.complete(transfer.clone(), now), now)?;
@@ -506,12 +544,21 @@ impl Store {
                             )
                             .ok()
                     });
-                let finished = done.is_some();
-                Ok((done.unwrap_or(before), finished, next))
+                Ok((before, done, next))
             })
             .await?;
-        if finished {
-            self.finished_now(&op);
+        let op = match done {
+            Some(applied) => {
+                self.finished_now(&applied.op);
+                self.publish(&applied);
+                applied.op
+            }
+            None => op,
+        };
+        if let Some(Claim::Work(next)) = &next {
+            self.inner
+                .changes
+                .publish(events::Change::Operation(next.clone()));
         }
         Ok((op, next))
     }
@@ -534,9 +581,11 @@ impl Store {
                 Ok((before, after))
             })
             .await?;
-        let Some(op) = after else {
+        let Some(applied) = after else {
             return Ok(before);
         };
+        self.publish(&applied);
+        let op = applied.op;
         if op.state.is_finished() {
             self.finished_now(&op);
         } else {
@@ -550,11 +599,16 @@ impl Store {
     /// `Operation::pause`.
     pub async fn pause(&self, id: Uuid) -> Result<(), StoreError> {
         let now = Timestamp::now();
-        self.write(move |wtx| {
-            let before = load(wtx, id)?;
-            apply(wtx, &before, before.pause(), now).map(|_| ())
-        })
-        .await
+        let applied = self
+            .write(move |wtx| {
+                let before = load(wtx, id)?;
+                apply(wtx, &before, before.pause(), now)
+            })
+            .await?;
+        if let Some(applied) = &applied {
+            self.publish(applied);
+        }
+        Ok(())
     }
 
     /// At start-up, before any worker runs: every operation left `running`
@@ -593,9 +647,19 @@ impl Store {
                 let change = before.cancel(now).map_err(|AlreadyFinished(state)| {
                     StoreError::Refused(Refusal::AlreadyFinished(state))
                 })?;
-                Ok(apply(wtx, &before, change, now)?.unwrap_or(before))
+                Ok(match apply(wtx, &before, change, now)? {
+                    Some(applied) => {
+                        let op = applied.op.clone();
+                        (op, Some(applied))
+                    }
+                    None => (before, None),
+                })
             })
             .await?;
+        let (op, applied) = op;
+        if let Some(applied) = &applied {
+            self.publish(applied);
+        }
         // Only a queued operation finishes here; a running one finishes at its
         // worker's next step.
         if op.state.is_finished() {
@@ -612,6 +676,12 @@ impl Store {
                 .ok_or(StoreError::Refused(Refusal::NotFound))?;
             from_record(id.as_u128(), row.value())
         })
+    }
+
+    /// Every change committed from now on (`events::Change`), for event
+    /// streams.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<std::sync::Arc<events::Change>> {
+        self.inner.changes.subscribe()
     }
 
     /// A receiver that changes whenever any operation finishes: long polls

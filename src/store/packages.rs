@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::codec::{decode, encode, stored_codes};
+use super::events::Change;
 use super::tables::{
     PACKAGES, PACKAGES_BY_DIGEST, PACKAGES_BY_NAME, PACKAGES_BY_NAME_VERSION, PACKAGES_BY_STATUS,
 };
@@ -158,19 +159,20 @@ pub(super) fn of_name(
         .collect()
 }
 
-/// Rewrites `p` with a new status (a new revision).
+/// Rewrites `p` with a new status (a new revision); returns it so.
 pub(super) fn set_status(
     wtx: &WriteTransaction,
     p: &Package,
     status: Status,
     now: Timestamp,
-) -> Result<(), StoreError> {
+) -> Result<Package, StoreError> {
     let mut after = p.clone();
     after.status = status;
     after.revision += 1;
     after.updated_at = now;
     unindex(wtx, p)?;
-    put(wtx, &after)
+    put(wtx, &after)?;
+    Ok(after)
 }
 
 /// Filters and position of a package listing.
@@ -275,12 +277,15 @@ impl Store {
             created_at: now,
             updated_at: now,
         };
-        self.write(move |wtx| {
-            check_unique(wtx, &package.name, &package.version, None)?;
-            put(wtx, &package)?;
-            Ok(package.clone())
-        })
-        .await
+        let created = self
+            .write(move |wtx| {
+                check_unique(wtx, &package.name, &package.version, None)?;
+                put(wtx, &package)?;
+                Ok(package.clone())
+            })
+            .await?;
+        self.inner.changes.publish(Change::Package(created.clone()));
+        Ok(created)
     }
 
     /// Writes `count` generated packages straight to the file, `per_commit`
@@ -400,21 +405,26 @@ impl Store {
         precondition: Precondition,
     ) -> Result<(Package, Package), StoreError> {
         let now = Timestamp::now();
-        self.write(move |wtx| {
-            let before = load_for_change(wtx, id, &precondition)?;
-            let mut after = before.clone();
-            let changed = after
-                .apply_patch(patch.clone(), now)
-                .map_err(|_| StoreError::Refused(Refusal::Active))?;
-            if !changed {
-                return Ok((before, after));
-            }
-            check_unique(wtx, &after.name, &after.version, Some(id))?;
-            unindex(wtx, &before)?;
-            put(wtx, &after)?;
-            Ok((before, after))
-        })
-        .await
+        let (before, after) = self
+            .write(move |wtx| {
+                let before = load_for_change(wtx, id, &precondition)?;
+                let mut after = before.clone();
+                let changed = after
+                    .apply_patch(patch.clone(), now)
+                    .map_err(|_| StoreError::Refused(Refusal::Active))?;
+                if !changed {
+                    return Ok((before, after));
+                }
+                check_unique(wtx, &after.name, &after.version, Some(id))?;
+                unindex(wtx, &before)?;
+                put(wtx, &after)?;
+                Ok((before, after))
+            })
+            .await?;
+        if after != before {
+            self.inner.changes.publish(Change::Package(after.clone()));
+        }
+        Ok((before, after))
     }
 
     /// Deletes a package; returns it as it was.
@@ -423,16 +433,19 @@ impl Store {
         id: Uuid,
         precondition: Precondition,
     ) -> Result<Package, StoreError> {
-        self.write(move |wtx| {
-            let current = load_for_change(wtx, id, &precondition)?;
-            current
-                .check_removable()
-                .map_err(|_| StoreError::Refused(Refusal::Active))?;
-            unindex(wtx, &current)?;
-            wtx.open_table(PACKAGES)?.remove(id.as_u128())?;
-            Ok(current)
-        })
-        .await
+        let gone = self
+            .write(move |wtx| {
+                let current = load_for_change(wtx, id, &precondition)?;
+                current
+                    .check_removable()
+                    .map_err(|_| StoreError::Refused(Refusal::Active))?;
+                unindex(wtx, &current)?;
+                wtx.open_table(PACKAGES)?.remove(id.as_u128())?;
+                Ok(current)
+            })
+            .await?;
+        self.inner.changes.publish(Change::PackageDeleted(id));
+        Ok(gone)
     }
 
     /// The active version of `name`, if any.

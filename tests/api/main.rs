@@ -8,6 +8,7 @@ mod crash;
 mod damage;
 mod downloads;
 mod errors;
+mod events;
 mod faults;
 mod helpers;
 mod hostile;
