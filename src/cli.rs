@@ -7,7 +7,7 @@ use std::io::Write;
 
 use anyhow::Context;
 
-use crate::config::{BackupArgs, CheckArgs, DevArgs, DevCommand, KeysArgs, KeysCommand};
+use crate::config::{BackupArgs, CheckArgs, DevArgs, DevCommand, KeysCommand};
 use crate::domain::Timestamp;
 use crate::domain::key::{Role, parse_key_name};
 use crate::domain::package::{OperationKind, Status};
@@ -45,9 +45,16 @@ pub fn check(args: &CheckArgs) -> std::process::ExitCode {
     }
 }
 
-pub async fn keys(args: KeysArgs) -> anyhow::Result<()> {
-    let store = Store::open(&args.file.db, &StoreOptions::default())?;
-    let result = run(&store, args.command).await;
+/// `packd keys … --db FILE`: offline, on the file.
+pub async fn keys(db: &std::path::Path, command: KeysCommand) -> anyhow::Result<()> {
+    if matches!(
+        command,
+        KeysCommand::Get { .. } | KeysCommand::Rotate { .. }
+    ) {
+        anyhow::bail!("`keys get` and `keys rotate` go through the API: leave out --db");
+    }
+    let store = Store::open(db, &StoreOptions::default())?;
+    let result = run(&store, command).await;
     store.close();
     result
 }
@@ -110,6 +117,9 @@ async fn run(store: &Store, command: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::Delete { id } => {
             store.delete_key(id).await?;
             writeln!(out, "deleted {id}")?;
+        }
+        KeysCommand::Get { .. } | KeysCommand::Rotate { .. } => {
+            unreachable!("refused before the file is opened")
         }
     }
     Ok(())

@@ -3,7 +3,9 @@
 //! A tour, from the outside in:
 //!
 //! - [`config`]: every command-line flag and its `PACKD_*` environment twin.
-//! - [`cli`]: the offline commands (`packd keys ...`) on the database file.
+//! - [`cli`]: the offline commands (`packd keys ... --db`) on the database file.
+//! - [`client`]: the command-line client (`packd pkg`, `packd op`, `packd
+//!   keys`) over the HTTP API.
 //! - [`healthcheck`]: `packd healthcheck`, a tiny HTTP client for container
 //!   health checks.
 //! - [`server`]: starts and stops the service: opens the store, binds the
@@ -21,6 +23,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod domain;
 pub mod files;

@@ -18,7 +18,20 @@ fn main() -> ExitCode {
             .map(|spec| println!("{spec}"))
             .map_err(Into::into),
         Some(Command::Serve(args)) => serve(*args),
-        Some(Command::Keys(args)) => runtime().and_then(|rt| rt.block_on(packd::cli::keys(args))),
+        Some(Command::Pkg(args)) => return packd::client::pkg(args),
+        Some(Command::Op(args)) => return packd::client::op(args),
+        Some(Command::Keys(args)) => match args.db {
+            Some(db) => runtime().and_then(|rt| rt.block_on(packd::cli::keys(&db, args.command))),
+            None => return packd::client::keys(&args.client, args.command),
+        },
+        Some(Command::Completions(args)) => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(args.shell, &mut command, "packd", &mut std::io::stdout());
+            Ok(())
+        }
+        Some(Command::Man) => clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+            .render(&mut std::io::stdout())
+            .map_err(Into::into),
         Some(Command::Backup(args)) => {
             runtime().and_then(|rt| rt.block_on(packd::cli::backup(args)))
         }

@@ -4,6 +4,7 @@
 mod activation;
 mod artifacts;
 mod backup;
+mod client;
 mod crash;
 mod damage;
 mod downloads;

@@ -1,0 +1,204 @@
+//! Following an operation to its end: the event stream
+//! (`/v1/events?operation_id=`) says each saved step, a progress bar on a
+//! terminal shows it (bytes and rate for a download), plain lines on
+//! standard error otherwise. Without a stream (the server's limit reached,
+//! a proxy that cuts it) it falls back to long polls.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::http::{Api, Failure, read};
+
+/// The stream promises a line every 15 s; silence for longer means it is gone.
+const SILENCE: Duration = Duration::from_secs(45);
+
+/// Waits for the operation to finish; returns it finished.
+pub async fn to_the_end(api: &Api, id: Uuid, label: &str) -> Result<Value, Failure> {
+    let mut view = View::new(label);
+    // Subscribed before the first read, so no change falls between the two.
+    let stream = api
+        .request("GET", &format!("/v1/events?operation_id={id}"))?
+        .send()
+        .await
+        .map_err(|e| api.unreachable(&e))?;
+    let mut stream = if stream.status().is_success() {
+        Some(stream)
+    } else {
+        // Not worth failing for: long polls do the same job.
+        let _ = read(stream).await;
+        None
+    };
+    let mut op = api
+        .send("GET", &format!("/v1/operations/{id}"), None)
+        .await?;
+    let mut buffer = Vec::new();
+    loop {
+        view.show(&op);
+        if is_finished(&op) {
+            view.finish(&op);
+            return Ok(op);
+        }
+        let next = match stream.as_mut() {
+            Some(s) => next_operation(s, &mut buffer).await,
+            None => None,
+        };
+        op = match next {
+            Some(newer) => newer,
+            None => {
+                stream = None;
+                api.send("GET", &format!("/v1/operations/{id}?wait=30"), None)
+                    .await?
+            }
+        };
+    }
+}
+
+fn is_finished(op: &Value) -> bool {
+    matches!(
+        op["state"].as_str(),
+        Some("succeeded" | "failed" | "cancelled")
+    )
+}
+
+/// The next `operation` event of the stream; `None` when the stream ended,
+/// fell silent or fell behind (the caller reads the state instead).
+async fn next_operation(stream: &mut reqwest::Response, buffer: &mut Vec<u8>) -> Option<Value> {
+    loop {
+        while let Some(end) = find(buffer, b"\n\n") {
+            let block: Vec<u8> = buffer.drain(..end + 2).collect();
+            let text = String::from_utf8_lossy(&block);
+            let mut name = "message";
+            let mut data = String::new();
+            for line in text.lines() {
+                if let Some(v) = line.strip_prefix("event:") {
+                    name = v.trim();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.trim_start());
+                }
+            }
+            match name {
+                "operation" => return serde_json::from_str(&data).ok(),
+                "lagged" => return None,
+                _ => {}
+            }
+        }
+        let chunk = tokio::time::timeout(SILENCE, stream.chunk()).await;
+        match chunk {
+            Ok(Ok(Some(bytes))) => buffer.extend_from_slice(&bytes),
+            _ => return None,
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// How progress is shown: a bar on a terminal, lines elsewhere.
+enum View {
+    Bar { bar: ProgressBar, bytes: bool },
+    Lines { label: String, last: String },
+}
+
+impl View {
+    fn new(label: &str) -> Self {
+        if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new(100);
+            bar.set_style(percent_style());
+            bar.set_prefix(label.to_string());
+            Self::Bar { bar, bytes: false }
+        } else {
+            Self::Lines {
+                label: label.to_string(),
+                last: String::new(),
+            }
+        }
+    }
+
+    fn show(&mut self, op: &Value) {
+        let state = op["state"].as_str().unwrap_or("?");
+        let progress = op["progress"].as_u64().unwrap_or(0);
+        let done = op["bytes_done"].as_u64();
+        let total = op["bytes_total"].as_u64();
+        match self {
+            View::Bar { bar, bytes } => {
+                if let (Some(done), Some(total)) = (done, total) {
+                    if !*bytes {
+                        bar.set_style(bytes_style());
+                        bar.set_length(total);
+                        *bytes = true;
+                    }
+                    bar.set_position(done);
+                } else if !*bytes {
+                    bar.set_position(progress);
+                }
+                bar.set_message(state.to_string());
+            }
+            View::Lines { label, last } => {
+                let mut line = format!("{label}: {state} {progress}%");
+                if let Some(done) = done {
+                    line.push_str(&format!(" ({}", mib(done)));
+                    if let Some(total) = total {
+                        line.push_str(&format!(" of {}", mib(total)));
+                    }
+                    line.push(')');
+                }
+                if line != *last {
+                    eprintln!("{line}");
+                    *last = line;
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, op: &Value) {
+        if let View::Bar { bar, .. } = self {
+            bar.set_message(op["state"].as_str().unwrap_or("?").to_string());
+            if op["state"] == "succeeded" {
+                bar.finish();
+            } else {
+                bar.abandon();
+            }
+        }
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
+}
+
+fn percent_style() -> ProgressStyle {
+    ProgressStyle::with_template("{prefix} [{bar:30}] {pos:>3}% {msg} {elapsed}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ")
+}
+
+fn bytes_style() -> ProgressStyle {
+    ProgressStyle::with_template(
+        "{prefix} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} {msg} eta {eta}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finished_states_are_the_three() {
+        for (state, done) in [
+            ("queued", false),
+            ("running", false),
+            ("succeeded", true),
+            ("failed", true),
+            ("cancelled", true),
+        ] {
+            assert_eq!(is_finished(&serde_json::json!({"state": state})), done);
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! Requests to the server, and what becomes of their answers: a JSON value,
+//! or a `Failure` that knows its exit status and how to say itself.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::config::ClientOptions;
+
+/// Why a command did not do what it was asked, and its exit status.
+#[derive(Debug)]
+pub enum Failure {
+    /// 1: the operation ended `failed` or `cancelled`.
+    OperationFailed(String),
+    /// 2: the command line cannot be carried out as given.
+    Usage(String),
+    /// 3: no answer from the server.
+    Unreachable(String),
+    /// 4: the key is missing, unknown, inactive, expired or lacks the role.
+    Refused(Problem),
+    /// 5: any other problem the API answered.
+    Api(Problem),
+    /// 5: anything else (an answer that is not what the API sends).
+    Other(String),
+}
+
+/// An RFC 9457 problem as the server sent it.
+#[derive(Debug)]
+pub struct Problem {
+    pub status: u16,
+    pub code: String,
+    pub detail: String,
+}
+
+impl Failure {
+    /// Says what went wrong on standard error; returns the exit status.
+    pub fn report(self) -> ExitCode {
+        let (status, text) = match self {
+            Failure::OperationFailed(m) => (1, m),
+            Failure::Usage(m) => (2, m),
+            Failure::Unreachable(m) => (3, m),
+            Failure::Refused(p) | Failure::Api(p) => {
+                let status = if matches!(p.status, 401 | 403) { 4 } else { 5 };
+                (status, format!("{} {}: {}", p.status, p.code, p.detail))
+            }
+            Failure::Other(m) => (5, m),
+        };
+        eprintln!("packd: {text}");
+        ExitCode::from(status)
+    }
+}
+
+/// The server, as the client sees it.
+pub struct Api {
+    http: reqwest::Client,
+    base: String,
+    key: Option<String>,
+}
+
+impl Api {
+    pub fn new(options: &ClientOptions) -> Result<Self, Failure> {
+        let base = options.url.trim_end_matches('/').to_string();
+        let parsed = url::Url::parse(&base)
+            .map_err(|e| Failure::Usage(format!("--url {base:?} is not a URL: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(Failure::Usage(format!(
+                "--url {base:?} must be http or https"
+            )));
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if parsed.scheme() == "https" {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Failure::Other(format!("TLS set-up: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("packd-cli/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Failure::Other(format!("cannot set up the HTTP client: {e}")))?;
+        Ok(Self {
+            http,
+            base,
+            key: options.key.clone(),
+        })
+    }
+
+    /// A request with the key, to `path` (which starts with `/`).
+    pub fn request(&self, method: &str, path: &str) -> Result<reqwest::RequestBuilder, Failure> {
+        let method = reqwest::Method::from_bytes(method.as_bytes())
+            .map_err(|e| Failure::Other(e.to_string()))?;
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(key) = &self.key {
+            req = req.header("X-API-Key", key);
+        }
+        Ok(req)
+    }
+
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, Failure> {
+        self.send_with(method, path, body, &[]).await
+    }
+
+    /// Sends a request with a JSON body and headers; the answer's JSON
+    /// (`null` for 204), or the failure it means.
+    pub async fn send_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<Value, Failure> {
+        let mut req = self.request(method, path)?.timeout(Duration::from_secs(90));
+        if let Some(body) = body {
+            req = req
+                .header("Content-Type", "application/json")
+                .body(body.to_string());
+        }
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let answer = req.send().await.map_err(|e| self.unreachable(&e))?;
+        read(answer).await
+    }
+
+    /// Every item of a paginated list.
+    pub async fn all_pages(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Vec<Value>, Failure> {
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut params: Vec<(&str, String)> = query.to_vec();
+            params.push(("limit", "1000".into()));
+            if let Some(c) = &cursor {
+                params.push(("cursor", c.clone()));
+            }
+            let qs = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(params)
+                .finish();
+            let page = self.send("GET", &format!("{path}?{qs}"), None).await?;
+            if let Some(list) = page["items"].as_array() {
+                items.extend(list.iter().cloned());
+            }
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_string()),
+                None => return Ok(items),
+            }
+        }
+    }
+
+    /// A package by REF: its id, or `NAME@VERSION` (split at the last `@`).
+    pub async fn package(&self, reference: &str) -> Result<Value, Failure> {
+        if let Ok(id) = reference.parse::<uuid::Uuid>() {
+            return self.send("GET", &format!("/v1/packages/{id}"), None).await;
+        }
+        let Some((name, version)) = reference.rsplit_once('@') else {
+            return Err(Failure::Usage(format!(
+                "{reference:?} is neither a package id nor NAME@VERSION"
+            )));
+        };
+        let found = self
+            .all_pages("/v1/packages", &[("name", name.to_string())])
+            .await?;
+        found
+            .into_iter()
+            .find(|p| p["version"].as_str() == Some(version))
+            .ok_or_else(|| {
+                Failure::Api(Problem {
+                    status: 404,
+                    code: "not_found".into(),
+                    detail: format!("no package {name}@{version}"),
+                })
+            })
+    }
+
+    pub fn unreachable(&self, e: &reqwest::Error) -> Failure {
+        let mut cause = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            cause = format!("{cause}: {s}");
+            source = s.source();
+        }
+        Failure::Unreachable(format!("cannot reach {}: {cause}", self.base))
+    }
+}
+
+/// The answer's JSON, or the problem it carries.
+pub async fn read(answer: reqwest::Response) -> Result<Value, Failure> {
+    let status = answer.status().as_u16();
+    let text = answer
+        .text()
+        .await
+        .map_err(|e| Failure::Unreachable(format!("the answer was cut: {e}")))?;
+    if (200..300).contains(&status) {
+        if text.is_empty() {
+            return Ok(Value::Null);
+        }
+        return serde_json::from_str(&text)
+            .map_err(|e| Failure::Other(format!("the server sent something else than JSON: {e}")));
+    }
+    let problem: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    let problem = Problem {
+        status,
+        code: problem["code"].as_str().unwrap_or("unknown").to_string(),
+        detail: problem["detail"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| text.chars().take(200).collect()),
+    };
+    Err(if matches!(status, 401 | 403) {
+        Failure::Refused(problem)
+    } else {
+        Failure::Api(problem)
+    })
+}

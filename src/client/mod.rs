@@ -1,0 +1,272 @@
+//! The command-line client: `packd pkg …`, `packd op …` and `packd keys …`
+//! (online), over the HTTP API and never over the file: the API's first
+//! user. `http.rs` talks to the server and turns answers into values or
+//! `Failure`s; `follow.rs` watches an operation to its end through the
+//! event stream; `show.rs` prints tables or JSON.
+//!
+//! Exit statuses (API.md): 0 done, 1 the operation failed or was
+//! cancelled, 2 usage error, 3 server unreachable, 4 authentication or
+//! authorization refused, 5 any other API error (its problem on stderr).
+
+mod follow;
+mod http;
+mod show;
+
+use std::process::ExitCode;
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use self::http::Api;
+pub use self::http::Failure;
+use crate::config::{
+    ClientOptions, KeysCommand, OpArgs, OpCommand, Output, PkgArgs, PkgCommand, StartArgs,
+};
+
+/// Runs `packd pkg …`.
+pub fn pkg(args: PkgArgs) -> ExitCode {
+    let out = args.client.output;
+    run(&args.client, async move |api| {
+        pkg_command(&api, out, args.command).await
+    })
+}
+
+/// Runs `packd op …`.
+pub fn op(args: OpArgs) -> ExitCode {
+    let out = args.client.output;
+    run(&args.client, async move |api| {
+        op_command(&api, out, args.command).await
+    })
+}
+
+/// Runs `packd keys …` through the API.
+pub fn keys(client: &ClientOptions, command: KeysCommand) -> ExitCode {
+    let out = client.output;
+    run(client, async move |api| {
+        keys_command(&api, out, command).await
+    })
+}
+
+fn run(options: &ClientOptions, body: impl AsyncFnOnce(Api) -> Result<(), Failure>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return Failure::Other(format!("cannot start: {e}")).report(),
+    };
+    let result = runtime.block_on(async {
+        let api = Api::new(options)?;
+        body(api).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => failure.report(),
+    }
+}
+
+async fn pkg_command(api: &Api, out: Output, command: PkgCommand) -> Result<(), Failure> {
+    match command {
+        PkgCommand::List { status, name } => {
+            let mut query = Vec::new();
+            if let Some(s) = status {
+                query.push(("status", s));
+            }
+            if let Some(n) = name {
+                query.push(("name", n));
+            }
+            let items = api.all_pages("/v1/packages", &query).await?;
+            show::packages(out, &items);
+        }
+        PkgCommand::Get { reference } => {
+            let p = api.package(&reference).await?;
+            show::package(out, &p);
+        }
+        PkgCommand::Create {
+            name,
+            version,
+            url,
+            sha256,
+            size,
+        } => {
+            let mut body = json!({"name": name, "version": version});
+            if let (Some(url), Some(sha256)) = (url, sha256) {
+                body["source"] = json!({"url": url, "sha256": sha256, "size": size});
+            }
+            let p = api.send("POST", "/v1/packages", Some(&body)).await?;
+            show::package(out, &p);
+        }
+        PkgCommand::Edit {
+            reference,
+            name,
+            version,
+            url,
+            sha256,
+            size,
+            no_source,
+        } => {
+            let current = api.package(&reference).await?;
+            let mut body = json!({});
+            if let Some(name) = name {
+                body["name"] = json!(name);
+            }
+            if let Some(version) = version {
+                body["version"] = json!(version);
+            }
+            if let (Some(url), Some(sha256)) = (url, sha256) {
+                body["source"] = json!({"url": url, "sha256": sha256, "size": size});
+            } else if no_source {
+                body["source"] = Value::Null;
+            }
+            let id = id_of(&current)?;
+            let p = api
+                .send("PATCH", &format!("/v1/packages/{id}"), Some(&body))
+                .await?;
+            show::package(out, &p);
+        }
+        PkgCommand::Delete { reference } => {
+            let current = api.package(&reference).await?;
+            let id = id_of(&current)?;
+            api.send("DELETE", &format!("/v1/packages/{id}"), None)
+                .await?;
+            show::deleted(out, "package", id);
+        }
+        PkgCommand::Download(start) => operation(api, out, "download", start).await?,
+        PkgCommand::Activate(start) => operation(api, out, "activate", start).await?,
+        PkgCommand::Deactivate(start) => operation(api, out, "deactivate", start).await?,
+    }
+    Ok(())
+}
+
+/// Starts an operation; with `--wait`, follows it to its end.
+async fn operation(api: &Api, out: Output, kind: &str, start: StartArgs) -> Result<(), Failure> {
+    let package = api.package(&start.reference).await?;
+    let id = id_of(&package)?;
+    let headers: Vec<(&str, &str)> = start
+        .idempotency_key
+        .as_deref()
+        .map(|k| ("Idempotency-Key", k))
+        .into_iter()
+        .collect();
+    let op = api
+        .send_with("POST", &format!("/v1/packages/{id}/{kind}"), None, &headers)
+        .await?;
+    if !start.wait {
+        show::operation(out, &op);
+        return Ok(());
+    }
+    let label = format!(
+        "{kind} {}@{}",
+        package["name"].as_str().unwrap_or("?"),
+        package["version"].as_str().unwrap_or("?")
+    );
+    let done = follow::to_the_end(api, id_of(&op)?, &label).await?;
+    finished(out, &done)
+}
+
+/// Prints a finished operation; a failed or cancelled one is exit 1.
+fn finished(out: Output, op: &Value) -> Result<(), Failure> {
+    show::operation(out, op);
+    match op["state"].as_str() {
+        Some("succeeded") => Ok(()),
+        state => Err(Failure::OperationFailed(format!(
+            "the operation {}{}",
+            state.unwrap_or("ended"),
+            op["error"]
+                .as_str()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        ))),
+    }
+}
+
+async fn op_command(api: &Api, out: Output, command: OpCommand) -> Result<(), Failure> {
+    match command {
+        OpCommand::List { state, package } => {
+            let mut query = Vec::new();
+            if let Some(s) = state {
+                query.push(("state", s));
+            }
+            if let Some(reference) = package {
+                let p = api.package(&reference).await?;
+                query.push(("package_id", id_of(&p)?.to_string()));
+            }
+            let items = api.all_pages("/v1/operations", &query).await?;
+            show::operations(out, &items);
+        }
+        OpCommand::Get { id } => {
+            let op = api
+                .send("GET", &format!("/v1/operations/{id}"), None)
+                .await?;
+            show::operation(out, &op);
+        }
+        OpCommand::Wait { id } => {
+            let done = follow::to_the_end(api, id, &format!("operation {id}")).await?;
+            finished(out, &done)?;
+        }
+        OpCommand::Cancel { id } => {
+            let op = api
+                .send("POST", &format!("/v1/operations/{id}/cancel"), None)
+                .await?;
+            show::operation(out, &op);
+        }
+    }
+    Ok(())
+}
+
+async fn keys_command(api: &Api, out: Output, command: KeysCommand) -> Result<(), Failure> {
+    match command {
+        KeysCommand::Create { name, role, ttl } => {
+            let mut body = json!({"name": name, "role": role});
+            if let Some(ttl) = ttl {
+                let at = crate::domain::Timestamp::now()
+                    .plus(ttl)
+                    .to_offset_date_time()
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .map_err(|e| Failure::Other(e.to_string()))?;
+                body["expires_at"] = json!(at);
+            }
+            let k = api.send("POST", "/v1/keys", Some(&body)).await?;
+            show::key(out, &k);
+        }
+        KeysCommand::List => {
+            let items = api.all_pages("/v1/keys", &[]).await?;
+            show::keys(out, &items);
+        }
+        KeysCommand::Get { id } => {
+            let k = api.send("GET", &format!("/v1/keys/{id}"), None).await?;
+            show::key(out, &k);
+        }
+        KeysCommand::Deactivate { id } | KeysCommand::Activate { id } => {
+            let verb = if matches!(command, KeysCommand::Activate { .. }) {
+                "activate"
+            } else {
+                "deactivate"
+            };
+            let k = api
+                .send("POST", &format!("/v1/keys/{id}/{verb}"), None)
+                .await?;
+            show::key(out, &k);
+        }
+        KeysCommand::Rotate { id, grace } => {
+            let body = json!({"grace_seconds": grace.map_or(0, |g| g.as_secs())});
+            let k = api
+                .send("POST", &format!("/v1/keys/{id}/rotate"), Some(&body))
+                .await?;
+            show::key(out, &k);
+        }
+        KeysCommand::Delete { id } => {
+            api.send("DELETE", &format!("/v1/keys/{id}"), None).await?;
+            show::deleted(out, "key", id);
+        }
+    }
+    Ok(())
+}
+
+/// The `id` of an object the server sent.
+fn id_of(v: &Value) -> Result<Uuid, Failure> {
+    v["id"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| Failure::Other(format!("the server sent an object without an id: {v}")))
+}

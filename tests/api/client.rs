@@ -1,0 +1,347 @@
+//! The command-line client, run as the real binary against a real server:
+//! every command, each exit status (0 done, 1 the operation failed, 2
+//! usage, 3 unreachable, 4 refused key, 5 other problem), JSON output that
+//! parses, and no terminal escapes when the output is not a terminal.
+
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+use crate::helpers::{ADMIN_KEY, BIN, TestServer};
+
+/// Runs `packd ARGS` as a client of `s` (key and URL from the environment).
+fn packd(s: &TestServer, args: &[&str]) -> Output {
+    packd_as(s, Some(ADMIN_KEY), args)
+}
+
+fn packd_as(s: &TestServer, key: Option<&str>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env("PACKD_URL", &s.base)
+        .env_remove("PACKD_API_KEY")
+        .env_remove("PACKD_OUTPUT")
+        .env_remove("PACKD_DB")
+        .stdin(Stdio::null());
+    if let Some(key) = key {
+        cmd.env("PACKD_API_KEY", key);
+    }
+    let out = cmd.output().expect("run packd");
+    for stream in [&out.stdout, &out.stderr] {
+        assert!(
+            !stream.contains(&0x1b),
+            "terminal escapes in output that is not a terminal: {}",
+            String::from_utf8_lossy(stream)
+        );
+    }
+    out
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().expect("exited")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[track_caller]
+fn json_of(out: &Output) -> Value {
+    assert_eq!(code(out), 0, "stderr: {}", stderr(out));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(out)))
+}
+
+#[test]
+fn packages_and_operations_through_the_client() {
+    let s = TestServer::start_with(
+        &[
+            "--download-duration",
+            "300ms",
+            "--activate-duration",
+            "0s",
+            "--deactivate-duration",
+            "0s",
+        ],
+        &[],
+    );
+    // Create, as a table and as JSON.
+    let out = packd(&s, &["pkg", "create", "jq", "1.7"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains("created"), "{}", stdout(&out));
+    let created = json_of(&packd(
+        &s,
+        &["pkg", "create", "jq", "1.8", "--output", "json"],
+    ));
+    assert_eq!(created["status"], "created");
+    let id = created["id"].as_str().unwrap().to_string();
+
+    // List and get, by id and by NAME@VERSION.
+    let list = json_of(&packd(
+        &s,
+        &["pkg", "list", "--name", "jq", "--output", "json"],
+    ));
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    let table = stdout(&packd(&s, &["pkg", "list"]));
+    assert!(table.lines().next().unwrap().contains("NAME"), "{table}");
+    assert_eq!(table.lines().count(), 3, "{table}");
+    assert_eq!(
+        json_of(&packd(&s, &["pkg", "get", "jq@1.8", "-o", "json"]))["id"],
+        id.as_str()
+    );
+    assert_eq!(
+        json_of(&packd(&s, &["pkg", "get", &id, "--output", "json"]))["version"],
+        "1.8"
+    );
+
+    // Download and wait: plain progress lines on stderr (not a terminal),
+    // the finished operation on stdout.
+    let out = packd(
+        &s,
+        &["pkg", "download", "jq@1.8", "--wait", "--output", "json"],
+    );
+    let op = json_of(&out);
+    assert_eq!(op["state"], "succeeded");
+    let lines = stderr(&out);
+    assert!(lines.contains("download jq@1.8: running"), "{lines}");
+    assert!(lines.trim_end().ends_with("succeeded 100%"), "{lines}");
+
+    // Activate without --wait answers at once with the queued operation;
+    // op wait follows it.
+    let started = json_of(&packd(&s, &["pkg", "activate", &id, "-o", "json"]));
+    let op_id = started["id"].as_str().unwrap();
+    assert!(["queued", "running", "succeeded"].contains(&started["state"].as_str().unwrap()));
+    assert_eq!(
+        json_of(&packd(&s, &["op", "wait", op_id, "-o", "json"]))["state"],
+        "succeeded"
+    );
+    assert_eq!(
+        json_of(&packd(&s, &["op", "get", op_id, "-o", "json"]))["kind"],
+        "activate"
+    );
+    let ops = json_of(&packd(
+        &s,
+        &["op", "list", "--package", "jq@1.8", "-o", "json"],
+    ));
+    assert_eq!(ops.as_array().unwrap().len(), 2);
+    let done = json_of(&packd(
+        &s,
+        &["op", "list", "--state", "succeeded", "-o", "json"],
+    ));
+    assert_eq!(done.as_array().unwrap().len(), 2);
+
+    // Exit 5: the API's problem, with its detail, on stderr.
+    let out = packd(&s, &["pkg", "delete", "jq@1.8"]);
+    assert_eq!(code(&out), 5);
+    assert!(
+        stderr(&out).contains("409 invalid_transition"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("deactivate it first"),
+        "{}",
+        stderr(&out)
+    );
+    let out = packd(&s, &["op", "cancel", op_id]);
+    assert_eq!(code(&out), 5);
+    assert!(
+        stderr(&out).contains("already_finished"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Edit, deactivate, delete.
+    let out = packd(&s, &["pkg", "deactivate", "jq@1.8", "--wait"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let edited = json_of(&packd(
+        &s,
+        &["pkg", "edit", "jq@1.8", "--version", "1.9", "-o", "json"],
+    ));
+    assert_eq!(
+        (edited["version"].as_str(), edited["status"].as_str()),
+        (Some("1.9"), Some("created"))
+    );
+    let gone = json_of(&packd(&s, &["pkg", "delete", "jq@1.9", "-o", "json"]));
+    assert_eq!(gone["id"], id.as_str());
+    let out = packd(&s, &["pkg", "get", "jq@1.9"]);
+    assert_eq!(code(&out), 5);
+    assert!(stderr(&out).contains("404 not_found"), "{}", stderr(&out));
+}
+
+#[test]
+fn exit_statuses_say_what_went_wrong() {
+    let s = TestServer::start_with(
+        &[
+            "--download-duration",
+            "0s",
+            "--stub-failure-rate",
+            "1",
+            "--max-attempts",
+            "1",
+        ],
+        &[],
+    );
+    packd(&s, &["pkg", "create", "jq", "1.7"]);
+
+    // 1: the operation failed.
+    let out = packd(&s, &["pkg", "download", "jq@1.7", "--wait"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the operation failed"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("failed"),
+        "the operation is still shown"
+    );
+
+    // 2: usage, from clap and from the client.
+    for args in [
+        &["pkg", "create", "jq"][..],
+        &["pkg", "frobnicate"],
+        &["pkg", "get", "neither-id-nor-ref"],
+        &["pkg", "list", "--output", "yaml"],
+        &["pkg", "create", "x", "1", "--url", "https://example.org/x"],
+    ] {
+        let out = packd(&s, args);
+        assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
+        assert!(!stderr(&out).is_empty());
+    }
+    let out = Command::new(BIN)
+        .args(["pkg", "list", "--url", "ftp://127.0.0.1/"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+
+    // 3: nothing listens there.
+    let out = Command::new(BIN)
+        .args([
+            "pkg",
+            "list",
+            "--url",
+            "http://127.0.0.1:9",
+            "--key",
+            ADMIN_KEY,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(stderr(&out).contains("cannot reach"), "{}", stderr(&out));
+
+    // 4: no key, a wrong key, a key without the role.
+    assert_eq!(code(&packd_as(&s, None, &["pkg", "list"])), 4);
+    let out = packd_as(
+        &s,
+        Some("wrong-key-0123456789abcdefghijklmnopqrstu"),
+        &["pkg", "list"],
+    );
+    assert_eq!(code(&out), 4);
+    assert!(stderr(&out).contains("401"), "{}", stderr(&out));
+    let reader = json_of(&packd(
+        &s,
+        &[
+            "keys", "create", "--name", "ro", "--role", "read", "-o", "json",
+        ],
+    ));
+    let out = packd_as(&s, reader["key"].as_str(), &["pkg", "create", "x", "1"]);
+    assert_eq!(code(&out), 4);
+    assert!(stderr(&out).contains("403 forbidden"), "{}", stderr(&out));
+
+    // 5: any other problem.
+    let out = packd(&s, &["pkg", "create", "jq", "1.7"]);
+    assert_eq!(code(&out), 5);
+    assert!(stderr(&out).contains("409 duplicate"), "{}", stderr(&out));
+}
+
+#[test]
+fn keys_are_managed_online_and_offline() {
+    let mut s = TestServer::start();
+    let created = json_of(&packd(
+        &s,
+        &[
+            "keys", "create", "--name", "ci", "--role", "write", "--ttl", "90d", "-o", "json",
+        ],
+    ));
+    let id = created["id"].as_str().unwrap().to_string();
+    let secret = created["key"].as_str().unwrap().to_string();
+    assert!(created["expires_at"].is_string());
+    let table = stdout(&packd(
+        &s,
+        &["keys", "create", "--name", "t", "--role", "read"],
+    ));
+    assert!(table.contains("secret (shown only now): "), "{table}");
+
+    let listed = json_of(&packd(&s, &["keys", "list", "-o", "json"]));
+    assert_eq!(listed.as_array().unwrap().len(), 3);
+    assert!(!listed.to_string().contains(&secret), "no secret in a list");
+    assert_eq!(
+        json_of(&packd(&s, &["keys", "get", &id, "-o", "json"]))["name"],
+        "ci"
+    );
+    let rotated = json_of(&packd(
+        &s,
+        &["keys", "rotate", &id, "--grace", "1m", "-o", "json"],
+    ));
+    assert_ne!(rotated["key"], secret.as_str());
+    assert_eq!(
+        json_of(&packd(&s, &["keys", "deactivate", &id, "-o", "json"]))["active"],
+        false
+    );
+    assert_eq!(
+        json_of(&packd(&s, &["keys", "activate", &id, "-o", "json"]))["active"],
+        true
+    );
+    assert_eq!(code(&packd(&s, &["keys", "delete", &id])), 0);
+    assert_eq!(code(&packd(&s, &["keys", "get", &id])), 5);
+
+    // With --db, offline on the file (the server stopped).
+    s.terminate();
+    let db = s.db.to_str().unwrap().to_string();
+    let out = Command::new(BIN)
+        .args(["keys", "list", "--db", &db])
+        .env_remove("PACKD_URL")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains("admin"), "{}", stdout(&out));
+    let out = Command::new(BIN)
+        .args(["keys", "rotate", &id, "--db", &db])
+        .output()
+        .unwrap();
+    assert_ne!(code(&out), 0);
+    assert!(
+        stderr(&out).contains("go through the API"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn completions_and_the_manual_page() {
+    for shell in ["bash", "zsh", "fish", "powershell"] {
+        let out = Command::new(BIN)
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 0, "{shell}");
+        let script = stdout(&out);
+        assert!(
+            script.contains("packd") && script.contains("pkg"),
+            "{shell}: {script}"
+        );
+        assert!(script.len() > 1000, "{shell}");
+    }
+    let out = Command::new(BIN).arg("man").output().unwrap();
+    assert_eq!(code(&out), 0);
+    let page = stdout(&out);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH packd 1"),
+        "{page}"
+    );
+    assert!(page.contains("pkg"), "the subcommands are listed");
+}
