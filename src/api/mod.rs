@@ -91,7 +91,9 @@ what went wrong. Lists are cursor-paginated and oldest first. Every response \
 carries `X-Request-Id`.\n\n\
 Every `/v1` call needs an API key, sent as `X-API-Key: <key>` or \
 `Authorization: Bearer <key>` (use Authorize in the explorer). Roles: \
-`read` < `write` < `admin`; each operation says which it needs.";
+`read` < `write` < `admin`; each operation says which it needs.\n\n\
+The interactive explorer is at [/docs](/docs), the reference page at \
+[/redoc](/redoc), the description itself at [/openapi.json](/openapi.json).";
 
 fn service(state: &AppState, options: &ApiOptions) -> OpenApiService<Apis, ()> {
     OpenApiService::new(
@@ -195,6 +197,26 @@ fn described(api: &OpenApiService<Apis, ()>) -> serde_json::Value {
     spec
 }
 
+/// A documentation page as packd serves it: the description it embeds is
+/// the served one (`described`), and nothing is fetched from elsewhere
+/// (poem-openapi's Redoc page links web fonts; the page falls back to the
+/// system's).
+fn offline_page(html: String, draft: &str, served: &str) -> String {
+    let mut page = html.replace(draft, served);
+    // Only the page's own head is looked at: the inlined scripts after it
+    // are code, not tags.
+    loop {
+        let head_end = page.find("<script").unwrap_or(page.len());
+        let Some(start) = page[..head_end].find("<link href=\"https://") else {
+            return page;
+        };
+        let Some(len) = page[start..].find('>') else {
+            return page;
+        };
+        page.replace_range(start..=start + len, "");
+    }
+}
+
 /// An endpoint that answers every request with the same bytes, shared
 /// rather than copied.
 fn shared_body(
@@ -217,13 +239,25 @@ pub fn app(state: AppState, options: &ApiOptions) -> impl Endpoint + 'static {
         description.to_string().into(),
         "application/json; charset=utf-8",
     );
-    // The explorer page is 1.6 MB (its script is inlined, so it works
-    // offline). poem-openapi's own endpoint copies it for every request; one
-    // shared buffer means a client that asks and never reads holds nothing.
-    let docs = shared_body(api.swagger_ui_html().into(), "text/html; charset=utf-8");
+    // The explorer page is 1.6 MB and the reference page 1 MB (their
+    // scripts are inlined, so they work offline). poem-openapi's own
+    // endpoints copy them for every request; one shared buffer each means a
+    // client that asks and never reads holds nothing. Both show the
+    // description as served, not poem-openapi's draft of it.
+    let served = description.to_string();
+    let draft = api.spec();
+    let docs = shared_body(
+        offline_page(api.swagger_ui_html(), &draft, &served).into(),
+        "text/html; charset=utf-8",
+    );
+    let redoc = shared_body(
+        offline_page(api.redoc_html(), &draft, &served).into(),
+        "text/html; charset=utf-8",
+    );
     let routes = Route::new()
         .at("/openapi.json", poem::get(spec))
         .at("/docs", poem::get(docs))
+        .at("/redoc", poem::get(redoc))
         .nest(
             "/",
             api.into_endpoint()

@@ -22,21 +22,29 @@ fn root_redirects_to_the_explorer() {
 }
 
 #[test]
-fn explorer_works_offline() {
+fn the_explorer_and_the_reference_page_work_offline() {
     let s = TestServer::start();
-    let r = s.get("/docs");
-    r.assert_status(200);
-    assert!(r.header("content-type").unwrap().starts_with("text/html"));
-    assert!(r.body.contains("SwaggerUIBundle"), "the UI is inlined");
-    // Nothing loaded from elsewhere: no external script, stylesheet or font.
-    for needle in [
-        "<script src=\"http",
-        "<link href=\"http",
-        "fonts.googleapis",
-        "cdn.",
-    ] {
-        assert!(!r.body.contains(needle), "explorer references {needle}");
+    let served = s.get("/openapi.json").body;
+    for (path, inlined) in [("/docs", "SwaggerUIBundle"), ("/redoc", "Redoc.init")] {
+        let r = s.get(path);
+        r.assert_status(200);
+        assert!(r.header("content-type").unwrap().starts_with("text/html"));
+        assert!(r.body.contains(inlined), "{path}: the UI is inlined");
+        // Nothing loaded from elsewhere: no external script, stylesheet or font.
+        for needle in [
+            "<script src=",
+            "<link href=\"http",
+            "fonts.googleapis",
+            "cdn.",
+        ] {
+            assert!(!r.body.contains(needle), "{path} references {needle}");
+        }
+        // The page shows the description as served (with packd's own
+        // additions), not a draft of it.
+        assert!(r.body.contains(&served), "{path} embeds /openapi.json");
     }
+    // The explorer links to the reference page.
+    assert!(served.contains("(/redoc)"));
 }
 
 #[test]
