@@ -115,7 +115,7 @@ struct KeyPatchBody {
 struct RotateBody {
     /// Seconds the old secret keeps working (default 0: it stops at once).
     #[oai(validator(minimum(value = "0"), maximum(value = "2592000")))]
-    grace_seconds: Option<u64>,
+    grace_seconds: MaybeUndefined<u64>,
 }
 
 #[derive(Debug, Object)]
@@ -337,7 +337,18 @@ impl KeysApi {
         id: Path<Uuid>,
         body: Json<RotateBody>,
     ) -> Result<Json<KeyWithSecret>, ChangeErrors> {
-        let grace = Duration::from_secs(body.0.grace_seconds.unwrap_or(0).min(MAX_GRACE_SECONDS));
+        let seconds = match body.0.grace_seconds {
+            MaybeUndefined::Undefined => 0,
+            MaybeUndefined::Value(s) => s,
+            MaybeUndefined::Null => {
+                return Err(crate::domain::ValidationError::new(
+                    "grace_seconds",
+                    "must be a number of seconds (leave it out for 0)",
+                )
+                .into());
+            }
+        };
+        let grace = Duration::from_secs(seconds.min(MAX_GRACE_SECONDS));
         let (k, secret) = self.store.rotate_key(id.0, grace).await?;
         Ok(Json(with_secret(k, secret)))
     }

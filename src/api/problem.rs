@@ -305,22 +305,80 @@ pub fn from_poem_error(err: &poem::Error) -> Problem {
     from_status(err.status(), &err.to_string())
 }
 
+/// The code a bare status stands for.
+pub fn code_for_status(status: u16) -> ErrorCode {
+    match status {
+        401 => ErrorCode::Unauthorized,
+        403 => ErrorCode::Forbidden,
+        404 => ErrorCode::NotFound,
+        405 => ErrorCode::MethodNotAllowed,
+        409 => ErrorCode::Conflict,
+        412 => ErrorCode::PreconditionFailed,
+        413 => ErrorCode::PayloadTooLarge,
+        422 => ErrorCode::ValidationFailed,
+        429 => ErrorCode::RateLimited,
+        503 => ErrorCode::Unavailable,
+        500..=599 => ErrorCode::Internal,
+        _ => ErrorCode::BadRequest,
+    }
+}
+
+/// An example problem body for the description.
+pub fn example(status: u16, code: ErrorCode) -> serde_json::Value {
+    let detail = match code {
+        ErrorCode::BadRequest => {
+            "the body is not valid JSON: expected `,` or `}` at line 1 column 18"
+        }
+        ErrorCode::ValidationFailed => "name: must be 1 to 200 characters",
+        ErrorCode::Unauthorized => "the API key is not valid",
+        ErrorCode::KeyInactive => "the API key is deactivated",
+        ErrorCode::KeyExpired => "the API key expired",
+        ErrorCode::Forbidden => "this call needs the write role; the key has read",
+        ErrorCode::NotFound => "no such package",
+        ErrorCode::MethodNotAllowed => "method not allowed",
+        ErrorCode::Conflict => "conflicts with the current state",
+        ErrorCode::Duplicate => {
+            "a package named \"jq\" with version \"1.7.1\" already exists (0193b7a2-0000-7000-8000-000000000000)"
+        }
+        ErrorCode::InvalidTransition => {
+            "activate needs a package with status downloaded; this one is created"
+        }
+        ErrorCode::OperationInProgress => {
+            "operation 0193b7a2-0000-7000-8000-000000000001 is in flight for this package"
+        }
+        ErrorCode::AlreadyFinished => "the operation has already finished (succeeded)",
+        ErrorCode::LastAdmin => {
+            "this is the last active admin key that never expires; create another admin key first"
+        }
+        ErrorCode::PreconditionFailed => "the current revision is 3",
+        ErrorCode::PayloadTooLarge => "the request body is larger than 64 KiB",
+        ErrorCode::RateLimited => {
+            "too many requests for this key; retry after the Retry-After delay"
+        }
+        ErrorCode::Unavailable => "the service cannot take this request right now; retry later",
+        ErrorCode::Internal => {
+            "an internal error occurred; the server log has the details under this request's id"
+        }
+    };
+    let mut body = serde_json::json!({
+        "type": format!("urn:packd:problem:{}", code.as_str()),
+        "title": StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("Error"),
+        "status": status,
+        "detail": detail,
+        "code": code.as_str(),
+    });
+    if code == ErrorCode::ValidationFailed {
+        body["field"] = "name".into();
+    }
+    body
+}
+
 /// A problem for a bare status (a framework response without a problem body).
 pub fn from_status(status: StatusCode, detail: &str) -> Problem {
-    let code = match status {
-        StatusCode::UNAUTHORIZED => ErrorCode::Unauthorized,
-        StatusCode::FORBIDDEN => ErrorCode::Forbidden,
-        StatusCode::NOT_FOUND => ErrorCode::NotFound,
-        StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
-        StatusCode::CONFLICT => ErrorCode::Conflict,
-        StatusCode::PRECONDITION_FAILED => ErrorCode::PreconditionFailed,
-        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
-        StatusCode::UNPROCESSABLE_ENTITY => ErrorCode::ValidationFailed,
-        StatusCode::TOO_MANY_REQUESTS => ErrorCode::RateLimited,
-        StatusCode::SERVICE_UNAVAILABLE => ErrorCode::Unavailable,
-        s if s.is_server_error() => ErrorCode::Internal,
-        _ => ErrorCode::BadRequest,
-    };
+    let code = code_for_status(status.as_u16());
     if code == ErrorCode::Internal {
         tracing::error!(%status, error = detail, "internal error");
         return Problem::internal();

@@ -351,3 +351,56 @@ fn log_lines_carry_the_request_and_the_operation() {
     assert_eq!(started["span"]["package_id"], id.as_str(), "{started}");
     assert_eq!(started["span"]["attempt"], 1, "{started}");
 }
+
+/// What generated clients and the explorer need from the description: a
+/// `Problem` whose `code` is a plain reference (openapi-python-client drops
+/// the model otherwise), an example for every request body (the explorer
+/// prefills it, so it must work unedited) and for every error status.
+#[test]
+fn the_description_has_examples_and_a_plain_problem_code() {
+    let s = TestServer::start();
+    let spec = s.get("/openapi.json").json();
+    assert_eq!(
+        spec["components"]["schemas"]["Problem"]["properties"]["code"],
+        serde_json::json!({"$ref": "#/components/schemas/ErrorCode"})
+    );
+    let codes = spec["components"]["schemas"]["ErrorCode"]["enum"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let mut bodies = 0;
+    let mut problems = 0;
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if let Some(content) = op["requestBody"]["content"].as_object() {
+                for (media_type, media) in content {
+                    assert!(media["example"].is_object(), "{method} {path} {media_type}");
+                    bodies += 1;
+                }
+            }
+            for (status, response) in op["responses"].as_object().unwrap() {
+                let Some(media) = response["content"].get("application/problem+json") else {
+                    continue;
+                };
+                let example = &media["example"];
+                assert_eq!(example["status"].to_string(), *status, "{method} {path}");
+                assert!(codes.contains(&example["code"]), "{method} {path} {status}");
+                if status == "401" {
+                    assert_eq!(example["code"], "unauthorized");
+                }
+                problems += 1;
+            }
+        }
+    }
+    assert_eq!(bodies, 5);
+    assert!(problems > 150, "{problems}");
+    // The explorer's prefilled create works unedited.
+    let example = spec["paths"]["/v1/packages"]["post"]["requestBody"]["content"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap()["example"]
+        .clone();
+    s.json("POST", "/v1/packages", &example).assert_status(201);
+}
