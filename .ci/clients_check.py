@@ -1,0 +1,34 @@
+"""Uses the Python client generated from packd's description, unmodified:
+creates a package, downloads it, waits for the operation, and handles a 409
+through the generated `Problem` model. Run by .ci/clients against a live
+server: python3 clients_check.py BASE_URL KEY (the generated package on
+PYTHONPATH)."""
+
+import sys
+
+from packd_client import AuthenticatedClient
+from packd_client.api.operations import download_package, get_operation
+from packd_client.api.packages import create_package, get_package
+from packd_client.models import ErrorCode, NewPackage, Operation, Package, Problem
+
+base, key = sys.argv[1:3]
+client = AuthenticatedClient(base_url=base, token=key, prefix="", auth_header_name="X-API-Key")
+
+created = create_package.sync(client=client, body=NewPackage(name="generated", version="1.0"))
+assert isinstance(created, Package), created
+print(f"created {created.name}@{created.version}: {created.status}")
+
+op = download_package.sync(created.id, client=client)
+assert isinstance(op, Operation), op
+while op.state.value in ("queued", "running"):
+    op = get_operation.sync(op.id, client=client, wait=30)
+    assert isinstance(op, Operation), op
+assert op.state.value == "succeeded", op
+package = get_package.sync(created.id, client=client)
+assert isinstance(package, Package) and package.status.value == "downloaded", package
+print(f"downloaded: operation {op.id} {op.state.value}")
+
+again = create_package.sync(client=client, body=NewPackage(name="generated", version="1.0"))
+assert isinstance(again, Problem), again
+assert again.status == 409 and again.code == ErrorCode.DUPLICATE, again
+print(f"a second create: {again.status} {again.code.value}: {again.detail}")
