@@ -245,11 +245,44 @@ pub enum Output {
 
 #[derive(Debug, Args)]
 pub struct PkgArgs {
-    #[command(flatten)]
-    pub client: ClientOptions,
+    /// The server's base URL. Give it before the subcommand (`packd pkg
+    /// --url URL list`) or in PACKD_URL: after `create` and `edit`,
+    /// `--url` is the package source's.
+    #[arg(
+        long = "url",
+        id = "server_url",
+        env = "PACKD_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub url: String,
+
+    /// The API key.
+    #[arg(long, env = "PACKD_API_KEY", hide_env_values = true, global = true)]
+    pub key: Option<String>,
+
+    /// `table` for people, `json` (one document) for programs.
+    #[arg(
+        long,
+        short = 'o',
+        env = "PACKD_OUTPUT",
+        value_enum,
+        default_value = "table",
+        global = true
+    )]
+    pub output: Output,
 
     #[command(subcommand)]
     pub command: PkgCommand,
+}
+
+impl PkgArgs {
+    pub fn client(&self) -> ClientOptions {
+        ClientOptions {
+            url: self.url.clone(),
+            key: self.key.clone(),
+            output: self.output,
+        }
+    }
 }
 
 /// REF is a package id or NAME@VERSION (split at the last `@`).

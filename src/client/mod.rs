@@ -25,8 +25,9 @@ use crate::config::{
 
 /// Runs `packd pkg …`.
 pub fn pkg(args: PkgArgs) -> ExitCode {
-    let out = args.client.output;
-    run(&args.client, async move |api| {
+    let options = args.client();
+    let out = options.output;
+    run(&options, async move |api| {
         pkg_command(&api, out, args.command).await
     })
 }

@@ -133,6 +133,36 @@ fn packages_and_operations_through_the_client() {
     ));
     assert_eq!(done.as_array().unwrap().len(), 2);
 
+    // A package with a source: after `create`, --url is the source's, and
+    // the server's is PACKD_URL (or `packd pkg --url … create`).
+    let server = crate::artifacts::ArtifactServer::start();
+    let body = crate::artifacts::pattern(200_000);
+    let url = server.put("/tool-2.0", body.clone(), Default::default());
+    let sha = crate::artifacts::sha256_hex(&body);
+    let out = packd(
+        &s,
+        &[
+            "pkg", "create", "tool", "2.0", "--url", &url, "--sha256", &sha, "-o", "json",
+        ],
+    );
+    assert_eq!(json_of(&out)["source"]["url"], url.as_str());
+    let out = packd(
+        &s,
+        &[
+            "pkg", "--url", &s.base, "download", "tool@2.0", "--wait", "-o", "json",
+        ],
+    );
+    let op = json_of(&out);
+    assert_eq!(
+        (op["state"].as_str(), op["bytes_done"].as_u64()),
+        (Some("succeeded"), Some(200_000))
+    );
+    assert!(
+        stderr(&out).contains("of 0.2 MiB"),
+        "bytes in the lines: {}",
+        stderr(&out)
+    );
+
     // Exit 5: the API's problem, with its detail, on stderr.
     let out = packd(&s, &["pkg", "delete", "jq@1.8"]);
     assert_eq!(code(&out), 5);
@@ -213,7 +243,7 @@ fn exit_statuses_say_what_went_wrong() {
         assert!(!stderr(&out).is_empty());
     }
     let out = Command::new(BIN)
-        .args(["pkg", "list", "--url", "ftp://127.0.0.1/"])
+        .args(["pkg", "--url", "ftp://127.0.0.1/", "list"])
         .output()
         .unwrap();
     assert_eq!(code(&out), 2, "{}", stderr(&out));
@@ -222,9 +252,9 @@ fn exit_statuses_say_what_went_wrong() {
     let out = Command::new(BIN)
         .args([
             "pkg",
-            "list",
             "--url",
             "http://127.0.0.1:9",
+            "list",
             "--key",
             ADMIN_KEY,
         ])
@@ -298,6 +328,19 @@ fn keys_are_managed_online_and_offline() {
     );
     assert_eq!(code(&packd(&s, &["keys", "delete", &id])), 0);
     assert_eq!(code(&packd(&s, &["keys", "get", &id])), 5);
+
+    // A cancel through the client; waiting on a cancelled operation is exit 1.
+    packd(&s, &["pkg", "create", "slow", "1"]);
+    let op = json_of(&packd(&s, &["pkg", "download", "slow@1", "-o", "json"]));
+    let op_id = op["id"].as_str().unwrap();
+    let cancelled = json_of(&packd(&s, &["op", "cancel", op_id, "-o", "json"]));
+    assert!(
+        cancelled["state"] == "cancelled" || cancelled["cancel_requested"] == true,
+        "{cancelled}"
+    );
+    let out = packd(&s, &["op", "wait", op_id]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("cancelled"), "{}", stderr(&out));
 
     // With --db, offline on the file (the server stopped).
     s.terminate();
