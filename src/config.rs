@@ -221,6 +221,13 @@ pub struct ClientOptions {
     )]
     pub url: String,
 
+    #[command(flatten)]
+    pub session: Session,
+}
+
+/// The key and the output format of a client command.
+#[derive(Debug, Clone, Args)]
+pub struct Session {
     /// The API key.
     #[arg(long, env = "PACKD_API_KEY", hide_env_values = true, global = true)]
     pub key: Option<String>,
@@ -256,20 +263,8 @@ pub struct PkgArgs {
     )]
     pub url: String,
 
-    /// The API key.
-    #[arg(long, env = "PACKD_API_KEY", hide_env_values = true, global = true)]
-    pub key: Option<String>,
-
-    /// `table` for people, `json` (one document) for programs.
-    #[arg(
-        long,
-        short = 'o',
-        env = "PACKD_OUTPUT",
-        value_enum,
-        default_value = "table",
-        global = true
-    )]
-    pub output: Output,
+    #[command(flatten)]
+    pub session: Session,
 
     #[command(subcommand)]
     pub command: PkgCommand,
@@ -279,8 +274,7 @@ impl PkgArgs {
     pub fn client(&self) -> ClientOptions {
         ClientOptions {
             url: self.url.clone(),
-            key: self.key.clone(),
-            output: self.output,
+            session: self.session.clone(),
         }
     }
 }

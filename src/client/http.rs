@@ -92,7 +92,7 @@ impl Api {
         Ok(Self {
             http,
             base,
-            key: options.key.clone(),
+            key: options.session.key.clone(),
         })
     }
 

@@ -26,7 +26,7 @@ use crate::config::{
 /// Runs `packd pkg …`.
 pub fn pkg(args: PkgArgs) -> ExitCode {
     let options = args.client();
-    let out = options.output;
+    let out = options.session.output;
     run(&options, async move |api| {
         pkg_command(&api, out, args.command).await
     })
@@ -34,7 +34,7 @@ pub fn pkg(args: PkgArgs) -> ExitCode {
 
 /// Runs `packd op …`.
 pub fn op(args: OpArgs) -> ExitCode {
-    let out = args.client.output;
+    let out = args.client.session.output;
     run(&args.client, async move |api| {
         op_command(&api, out, args.command).await
     })
@@ -42,7 +42,7 @@ pub fn op(args: OpArgs) -> ExitCode {
 
 /// Runs `packd keys …` through the API.
 pub fn keys(client: &ClientOptions, command: KeysCommand) -> ExitCode {
-    let out = client.output;
+    let out = client.session.output;
     run(client, async move |api| {
         keys_command(&api, out, command).await
     })
