@@ -158,7 +158,7 @@ fn packages_and_operations_through_the_client() {
         (Some("succeeded"), Some(200_000))
     );
     assert!(
-        stderr(&out).contains("of 0.2 MiB"),
+        stderr(&out).contains("of 195.3 KiB"),
         "bytes in the lines: {}",
         stderr(&out)
     );
