@@ -388,3 +388,36 @@ fn completions_and_the_manual_page() {
     );
     assert!(page.contains("pkg"), "the subcommands are listed");
 }
+
+/// On a terminal `--wait` draws a progress bar (on standard error), not the
+/// plain lines a pipe gets. `script` (util-linux) gives the client a
+/// terminal of its own.
+#[test]
+fn on_a_terminal_wait_draws_a_progress_bar() {
+    let s = TestServer::start_with(&["--download-duration", "1s"], &[]);
+    packd(&s, &["pkg", "create", "jq", "1.7"]);
+    let out = Command::new("script")
+        .args([
+            "-qec",
+            &format!("{BIN} pkg download jq@1.7 --wait"),
+            "/dev/null",
+        ])
+        .env("PACKD_URL", &s.base)
+        .env("PACKD_API_KEY", ADMIN_KEY)
+        .env("TERM", "xterm")
+        .stdin(Stdio::null())
+        .output()
+        .expect("script (util-linux)");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let screen = stdout(&out);
+    assert!(
+        screen.contains('\u{1b}'),
+        "a terminal gets a drawn bar: {screen:?}"
+    );
+    assert!(screen.contains("download jq@1.7 ["), "{screen:?}");
+    assert!(
+        !screen.contains("download jq@1.7: running"),
+        "no plain lines: {screen:?}"
+    );
+    assert!(screen.contains("succeeded"), "{screen:?}");
+}
