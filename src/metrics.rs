@@ -163,6 +163,8 @@ pub struct Metrics {
     link_switches: AtomicU64,
     hook_runs: [[AtomicU64; HOOK_OUTCOMES.len()]; HOOKS.len()],
     reconciled: [AtomicU64; RECONCILE_ACTIONS.len()],
+    event_streams_open: AtomicU64,
+    events_lagged: AtomicU64,
 }
 
 /// Counts a long poll as waiting until dropped.
@@ -171,6 +173,15 @@ pub struct WaitingGuard(&'static Metrics);
 impl Drop for WaitingGuard {
     fn drop(&mut self) {
         self.0.long_polls_waiting.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts an event stream as open until dropped.
+pub struct StreamGuard(&'static Metrics);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.event_streams_open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -250,6 +261,8 @@ impl Metrics {
             link_switches: AtomicU64::new(0),
             hook_runs: Default::default(),
             reconciled: Default::default(),
+            event_streams_open: AtomicU64::new(0),
+            events_lagged: AtomicU64::new(0),
             long_polls_waiting: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
         }
@@ -286,6 +299,17 @@ impl Metrics {
         {
             slot.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// An event stream opens; it closes when the guard drops.
+    pub fn event_stream_open(&'static self) -> StreamGuard {
+        self.event_streams_open.fetch_add(1, Ordering::Relaxed);
+        StreamGuard(self)
+    }
+
+    /// A subscriber fell behind and was told so.
+    pub fn events_lagged(&self) {
+        self.events_lagged.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A long poll starts waiting; it stops when the guard drops.
@@ -436,6 +460,20 @@ impl Metrics {
             "gauge",
             "HTTP connections open now.",
             self.connections_open.load(Ordering::Relaxed),
+        );
+        single(
+            out,
+            "packd_event_streams_open",
+            "gauge",
+            "Event streams (GET /v1/events) open now, against --max-streams.",
+            self.event_streams_open.load(Ordering::Relaxed),
+        );
+        single(
+            out,
+            "packd_event_streams_lagged_total",
+            "counter",
+            "Times an event stream fell behind the shared ring and was sent a lagged event.",
+            self.events_lagged.load(Ordering::Relaxed),
         );
         single(
             out,

@@ -113,6 +113,7 @@ struct Subscription {
     layout: Option<Layout>,
     shutdown: Shutdown,
     _permit: OwnedSemaphorePermit,
+    _open: crate::metrics::StreamGuard,
 }
 
 impl Subscription {
@@ -137,6 +138,7 @@ impl Subscription {
                 }
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    crate::metrics::global().events_lagged();
                     return Some(StreamEvent::Lagged(Lagged { missed }));
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,
@@ -189,6 +191,7 @@ impl EventsApi {
             layout: self.layout.clone(),
             shutdown: self.shutdown.clone(),
             _permit: permit,
+            _open: crate::metrics::global().event_stream_open(),
         };
         let stream = futures_util::stream::unfold(subscription, |mut s| async move {
             s.next().await.map(|event| (event, s))
@@ -227,6 +230,7 @@ mod tests {
             layout: None,
             shutdown,
             _permit: permit,
+            _open: crate::metrics::global().event_stream_open(),
         };
         (s, trigger)
     }

@@ -203,8 +203,21 @@ fn an_idle_stream_gets_heartbeats_and_open_streams_are_bounded() {
     }
     assert!(comments >= 5, "{comments} heartbeats in 1.5 s");
 
+    let open = |s: &TestServer| -> u64 {
+        s.get("/metrics")
+            .body
+            .lines()
+            .find_map(|l| l.strip_prefix("packd_event_streams_open "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("the gauge")
+    };
+    assert_eq!(open(&s), 2);
+
     // A closed stream gives its place back.
     drop(second);
+    wait_for("the gauge to count one stream", || {
+        (open(&s) == 1).then_some(())
+    });
     let _third = wait_for("a place among the streams", || Stream::try_open(&s, ""));
     // A malformed filter is refused before any stream opens.
     s.get("/v1/events?operation_id=nope")
