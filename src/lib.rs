@@ -18,6 +18,8 @@
 //!   writer thread batches writes into transactions (group commit).
 //! - [`worker`]: the task queue's workers and the `Executor` trait (with the
 //!   stub executor) that does the work of an operation.
+//! - [`files`]: the only module that touches the data directory: fetch,
+//!   unpack, the `active/<name>` links, hooks, start-up reconciliation.
 //! - [`metrics`]: process-wide counters and histograms for `GET /metrics`.
 //! - [`domain`]: pure rules (names, versions, statuses, transitions), no I/O.
 
