@@ -35,4 +35,5 @@ pub mod notify;
 pub mod server;
 pub mod shutdown;
 pub mod store;
+pub mod tls;
 pub mod worker;

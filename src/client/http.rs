@@ -2,7 +2,6 @@
 //! or a `Failure` that knows its exit status and how to say itself.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -69,20 +68,10 @@ impl Api {
                 "--url {base:?} must be http or https"
             )));
         }
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        if parsed.scheme() == "https" {
-            for cert in rustls_native_certs::load_native_certs().certs {
-                let _ = roots.add(cert);
-            }
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Failure::Other(format!("TLS set-up: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        // The system's store is read only for an https server: plain http
+        // (the usual loopback) starts faster without it.
+        let tls =
+            crate::tls::client_config(&[], parsed.scheme() == "https").map_err(Failure::Other)?;
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .connect_timeout(Duration::from_secs(5))

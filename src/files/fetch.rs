@@ -100,21 +100,7 @@ impl Fetcher {
         if let Some(client) = self.client.get() {
             return Ok(client);
         }
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        for cert in rustls_native_certs::load_native_certs().certs {
-            // A system certificate rustls cannot use is skipped, not fatal.
-            let _ = roots.add(cert);
-        }
-        for cert in &self.extra_roots {
-            let _ = roots.add(cert.clone());
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| FetchError::Fatal(format!("TLS set-up: {e}")))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let tls = crate::tls::client_config(&self.extra_roots, true).map_err(FetchError::Fatal)?;
         let client = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .connect_timeout(self.settings.connect_timeout)

@@ -55,16 +55,7 @@ fn downloaded(s: &TestServer, server: &ArtifactServer, name: &str, version: &str
 fn run(s: &TestServer, id: &str, kind: &str) -> Value {
     let r = s.send("POST", &format!("/v1/packages/{id}/{kind}"), &[], None);
     r.assert_status(202);
-    finished(s, &r.id())
-}
-
-fn finished(s: &TestServer, op: &str) -> Value {
-    wait_for("the operation to finish", || {
-        let o = s.get(&format!("/v1/operations/{op}?wait=5")).json();
-        ["succeeded", "failed", "cancelled"]
-            .contains(&o["state"].as_str().unwrap_or(""))
-            .then_some(o)
-    })
+    s.finished(&r.id())
 }
 
 fn data(s: &TestServer) -> PathBuf {
@@ -91,14 +82,6 @@ fn script(dir: &Path, name: &str, body: &str) -> String {
     std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     path.to_str().unwrap().to_string()
-}
-
-fn metric(s: &TestServer, line_start: &str) -> u64 {
-    let text = s.get("/metrics").body;
-    text.lines()
-        .find_map(|l| l.strip_prefix(line_start))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {line_start} in the metrics"))
 }
 
 #[test]
@@ -205,7 +188,7 @@ fn the_link_switches_atomically_and_one_version_of_a_name_is_active() {
     );
     assert!(link(&s, "jq").symlink_metadata().is_err(), "no link left");
     assert_eq!(status(&s, &v2), "downloaded");
-    assert!(metric(&s, "packd_link_switches_total ") >= 14);
+    assert!(s.metric("packd_link_switches_total ") >= 14);
 }
 
 #[test]
@@ -263,7 +246,7 @@ fn an_active_package_refuses_delete_and_edits_and_link_changes_of_a_name_queue_o
     let p = busy.assert_problem(409, "operation_in_progress");
     assert!(p["detail"].as_str().unwrap().contains(&first.id()), "{p}");
     std::fs::write(&gate, "").unwrap();
-    assert_eq!(finished(&s, &first.id())["state"], "succeeded");
+    assert_eq!(s.finished(&first.id())["state"], "succeeded");
     assert_eq!(
         (status(&s, &v1), status(&s, &v2)),
         ("downloaded".into(), "active".into())
@@ -347,10 +330,7 @@ fn the_hooks_see_the_new_link_and_their_environment() {
         }
     }
     assert_eq!(
-        metric(
-            &s,
-            "packd_hook_runs_total{hook=\"activate\",outcome=\"succeeded\"}"
-        ),
+        s.metric("packd_hook_runs_total{hook=\"activate\",outcome=\"succeeded\"}"),
         2
     );
 }
@@ -409,10 +389,7 @@ fn a_failing_or_hanging_hook_leaves_the_link_and_the_statuses_as_they_were() {
         ("active".into(), "downloaded".into())
     );
     assert_eq!(
-        metric(
-            &s,
-            "packd_hook_runs_total{hook=\"activate\",outcome=\"timed_out\"}"
-        ),
+        s.metric("packd_hook_runs_total{hook=\"activate\",outcome=\"timed_out\"}"),
         1
     );
 }
@@ -465,7 +442,7 @@ fn a_kill_between_the_switch_and_the_commit_and_hands_in_the_directory_are_repai
 
     // The restart has no hook: the resumed activation finishes at once.
     s.restart(ARGS, &[]);
-    let done = finished(&s, &op.id());
+    let done = s.finished(&op.id());
     assert_eq!(done["state"], "succeeded", "{done}");
     assert_eq!(done["attempts"], 2, "resumed after the crash");
     assert_eq!(in_use(&s, "jq").as_deref(), Some("jq 2.0"));
@@ -476,23 +453,23 @@ fn a_kill_between_the_switch_and_the_commit_and_hands_in_the_directory_are_repai
     // Reconciliation put the link back to what the database had (1.0)
     // before the resumed activation switched it again.
     assert_eq!(
-        metric(&s, "packd_reconciled_total{action=\"link_repointed\"}"),
+        s.metric("packd_reconciled_total{action=\"link_repointed\"}"),
         1
     );
     assert_eq!(
-        metric(&s, "packd_reconciled_total{action=\"link_removed\"}"),
+        s.metric("packd_reconciled_total{action=\"link_removed\"}"),
         1
     );
     assert_eq!(
-        metric(&s, "packd_reconciled_total{action=\"partial_removed\"}"),
+        s.metric("packd_reconciled_total{action=\"partial_removed\"}"),
         1
     );
     assert_eq!(
-        metric(&s, "packd_reconciled_total{action=\"artifact_removed\"}"),
+        s.metric("packd_reconciled_total{action=\"artifact_removed\"}"),
         1
     );
     assert_eq!(
-        metric(&s, "packd_reconciled_total{action=\"package_dir_removed\"}"),
+        s.metric("packd_reconciled_total{action=\"package_dir_removed\"}"),
         1
     );
     assert!(!dir.join("active/gone").exists());
@@ -513,12 +490,9 @@ fn a_kill_between_the_switch_and_the_commit_and_hands_in_the_directory_are_repai
     s.restart(ARGS, &[]);
     assert_eq!(in_use(&s, "jq").as_deref(), Some("jq 2.0"));
     assert_eq!(in_use(&s, "gone").as_deref(), Some("gone 1.0"));
+    assert_eq!(s.metric("packd_reconciled_total{action=\"link_made\"}"), 1);
     assert_eq!(
-        metric(&s, "packd_reconciled_total{action=\"link_made\"}"),
-        1
-    );
-    assert_eq!(
-        metric(&s, "packd_reconciled_total{action=\"link_repointed\"}"),
+        s.metric("packd_reconciled_total{action=\"link_repointed\"}"),
         1
     );
     assert!(s.stderr().contains("reconciled"), "logged");

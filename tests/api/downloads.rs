@@ -30,15 +30,6 @@ fn start_download(s: &TestServer, name: &str, url: &str, body: &[u8]) -> (String
     (id, op.id())
 }
 
-fn finished(s: &TestServer, op: &str) -> Value {
-    wait_for("the download to finish", || {
-        let o = s.get(&format!("/v1/operations/{op}?wait=5")).json();
-        ["succeeded", "failed", "cancelled"]
-            .contains(&o["state"].as_str().unwrap_or(""))
-            .then_some(o)
-    })
-}
-
 /// Where a package's files are, as the API says.
 fn path_of(s: &TestServer, id: &str) -> PathBuf {
     let p = s.get(&format!("/v1/packages/{id}")).json();
@@ -74,7 +65,7 @@ fn a_single_file_is_fetched_verified_stored_and_placed() {
     let url = server.put("/bin/tool-linux64", body.clone(), Knobs::default());
     let s = TestServer::start_with(ARGS, &[]);
     let (id, op) = start_download(&s, "tool", &url, &body);
-    let done = finished(&s, &op);
+    let done = s.finished(&op);
     assert_eq!(done["state"], "succeeded", "{done}");
     assert_eq!(
         (done["bytes_done"].as_u64(), done["bytes_total"].as_u64()),
@@ -119,13 +110,13 @@ fn a_tar_gz_is_unpacked_and_a_digest_already_stored_is_not_fetched_again() {
     let url = server.put("/jq-1.7.tar.gz", body.clone(), Knobs::default());
     let s = TestServer::start_with(ARGS, &[]);
     let (id, op) = start_download(&s, "jq", &url, &body);
-    assert_eq!(finished(&s, &op)["state"], "succeeded");
+    assert_eq!(s.finished(&op)["state"], "succeeded");
     let path = path_of(&s, &id);
     assert_eq!(tree(&path), ["jq-1.7/README", "jq-1.7/bin/jq"]);
 
     // Another package with the same digest: no second fetch.
     let (_, again) = start_download(&s, "jq-copy", &url, &body);
-    assert_eq!(finished(&s, &again)["state"], "succeeded");
+    assert_eq!(s.finished(&again)["state"], "succeeded");
     assert_eq!(server.requests("/jq-1.7.tar.gz").len(), 1);
 }
 
@@ -146,7 +137,7 @@ fn faults_are_retried_or_failed_as_they_deserve() {
     let op = s
         .send("POST", &format!("/v1/packages/{id}/download"), &[], None)
         .id();
-    let done = finished(&s, &op);
+    let done = s.finished(&op);
     assert_eq!(
         (done["state"].as_str(), done["attempts"].as_u64()),
         (Some("failed"), Some(1))
@@ -163,7 +154,7 @@ fn faults_are_retried_or_failed_as_they_deserve() {
     // 404: failed after one attempt.
     let missing = format!("{}/missing", server.base);
     let (_, op) = start_download(&s, "missing", &missing, &body);
-    let done = finished(&s, &op);
+    let done = s.finished(&op);
     assert_eq!(
         (done["state"].as_str(), done["attempts"].as_u64()),
         (Some("failed"), Some(1))
@@ -180,7 +171,7 @@ fn faults_are_retried_or_failed_as_they_deserve() {
         },
     );
     let (_, op) = start_download(&s, "busy", &busy, &body);
-    let done = finished(&s, &op);
+    let done = s.finished(&op);
     assert_eq!(
         (done["state"].as_str(), done["attempts"].as_u64()),
         (Some("failed"), Some(3))
@@ -204,7 +195,7 @@ fn an_archive_entry_that_escapes_fails_the_download_and_writes_nothing_outside()
     let url = server.put("/evil.tar", body.clone(), Knobs::default());
     let s = TestServer::start_with(ARGS, &[]);
     let (id, op) = start_download(&s, "evil", &url, &body);
-    let done = finished(&s, &op);
+    let done = s.finished(&op);
     assert_eq!(done["state"], "failed", "{done}");
     assert!(
         done["error"].as_str().unwrap().contains("outside"),
@@ -238,7 +229,7 @@ fn a_dropped_connection_resumes_with_range_from_the_checkpoint() {
     );
     let s = TestServer::start_with(ARGS, &[]);
     let (id, op) = start_download(&s, "big", &url, &body);
-    let done = finished(&s, &op);
+    let done = s.finished(&op);
     assert_eq!(done["state"], "succeeded", "{done}");
     assert_eq!(done["attempts"], 2, "{done}");
     let requests = server.requests("/big.bin");
@@ -279,7 +270,7 @@ fn a_server_without_range_support_is_read_from_the_start() {
     );
     let s = TestServer::start_with(ARGS, &[]);
     let (id, op) = start_download(&s, "plain", &url, &body);
-    assert_eq!(finished(&s, &op)["state"], "succeeded");
+    assert_eq!(s.finished(&op)["state"], "succeeded");
     let path = path_of(&s, &id);
     assert_eq!(std::fs::read(path.join("plain.bin")).unwrap(), body);
 }
@@ -306,7 +297,7 @@ fn kill_9_mid_download_then_the_restart_resumes_from_the_saved_offset() {
     });
     s.kill9();
     s.restart(ARGS, &[]);
-    let done = finished(&s, &op);
+    let done = s.finished(&op);
     assert_eq!(done["state"], "succeeded", "{done}");
     let requests = server.requests("/slow.bin");
     let resumed_at: u64 = requests
@@ -345,7 +336,7 @@ fn a_cancel_stops_the_download_and_removes_the_partial() {
     });
     s.send("POST", &format!("/v1/operations/{op}/cancel"), &[], None)
         .assert_status(200);
-    let done = finished(&s, &op);
+    let done = s.finished(&op);
     assert_eq!(done["state"], "cancelled", "{done}");
     wait_for("the partial to be removed", || {
         tree(&data(&s).join("partial")).is_empty().then_some(())
@@ -367,9 +358,9 @@ fn delete_and_patch_remove_files_and_the_last_user_takes_the_artifact() {
     let url = server.put("/shared.bin", body.clone(), Knobs::default());
     let s = TestServer::start_with(ARGS, &[]);
     let (a, op) = start_download(&s, "a", &url, &body);
-    assert_eq!(finished(&s, &op)["state"], "succeeded");
+    assert_eq!(s.finished(&op)["state"], "succeeded");
     let (b, op) = start_download(&s, "b", &url, &body);
-    assert_eq!(finished(&s, &op)["state"], "succeeded");
+    assert_eq!(s.finished(&op)["state"], "succeeded");
     let (path_a, path_b) = (path_of(&s, &a), path_of(&s, &b));
     let artifact = data(&s).join("artifacts/sha256").join(sha256_hex(&body));
 
@@ -405,7 +396,7 @@ fn https_sources_are_verified_and_ca_file_adds_a_root() {
     let server = crate::artifacts::TlsServer::start(body.clone());
     let untrusting = TestServer::start_with(&["--max-attempts", "1"], &[]);
     let (_, op) = start_download(&untrusting, "secure", &server.url, &body);
-    let done = finished(&untrusting, &op);
+    let done = untrusting.finished(&op);
     assert_eq!(done["state"], "failed", "{done}");
     assert!(
         done["error"]
@@ -421,7 +412,7 @@ fn https_sources_are_verified_and_ca_file_adds_a_root() {
     std::fs::write(&ca, &server.ca_pem).unwrap();
     let trusting = TestServer::start_with(&["--ca-file", ca.to_str().unwrap()], &[]);
     let (id, op) = start_download(&trusting, "secure", &server.url, &body);
-    assert_eq!(finished(&trusting, &op)["state"], "succeeded");
+    assert_eq!(trusting.finished(&op)["state"], "succeeded");
     let path = path_of(&trusting, &id);
     assert_eq!(std::fs::read(path.join("secure.bin")).unwrap(), body);
 
@@ -470,9 +461,9 @@ fn tar_and_zip_unpack_and_a_silent_server_is_retried() {
     args.extend(["--read-timeout", "1s"]);
     let s = TestServer::start_with(&args, &[]);
     let (tar_id, op) = start_download(&s, "conf", &tar_url, &tar_body);
-    assert_eq!(finished(&s, &op)["state"], "succeeded");
+    assert_eq!(s.finished(&op)["state"], "succeeded");
     let (zip_id, op) = start_download(&s, "module", &zip_url, &zip_body);
-    let done = finished(&s, &op);
+    let done = s.finished(&op);
     assert_eq!(done["state"], "succeeded", "{done}");
     assert_eq!(
         done["attempts"], 2,
@@ -498,7 +489,7 @@ fn a_file_source_is_read_when_allowed() {
     let url = format!("file://{}", file.display());
     let s = TestServer::start_with(&["--allow-file-sources"], &[]);
     let (id, op) = start_download(&s, "local", &url, &body);
-    assert_eq!(finished(&s, &op)["state"], "succeeded");
+    assert_eq!(s.finished(&op)["state"], "succeeded");
     let path = path_of(&s, &id);
     assert_eq!(std::fs::read(path.join("local.bin")).unwrap(), body);
 }

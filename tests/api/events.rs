@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_KEY, TestServer, wait_for};
+use crate::helpers::{ADMIN_KEY, TestServer, rss, wait_for};
 
 /// One SSE event, or a comment line (`name` "comment").
 #[derive(Debug)]
@@ -203,14 +203,7 @@ fn an_idle_stream_gets_heartbeats_and_open_streams_are_bounded() {
     }
     assert!(comments >= 5, "{comments} heartbeats in 1.5 s");
 
-    let open = |s: &TestServer| -> u64 {
-        s.get("/metrics")
-            .body
-            .lines()
-            .find_map(|l| l.strip_prefix("packd_event_streams_open "))
-            .and_then(|v| v.trim().parse().ok())
-            .expect("the gauge")
-    };
+    let open = |s: &TestServer| s.metric("packd_event_streams_open ");
     assert_eq!(open(&s), 2);
 
     // A closed stream gives its place back.
@@ -239,15 +232,6 @@ fn a_subscriber_that_never_reads_holds_back_no_one() {
     )
     .unwrap();
     let reader = Stream::open(&s, "");
-    let rss = |pid: u32| -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
-            .unwrap()
-            * 1024
-    };
     let before = rss(s.pid());
     // 8 writers make 4,000 packages (4,000 events, about 1.6 MB of stream).
     std::thread::scope(|scope| {

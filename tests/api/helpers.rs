@@ -368,6 +368,29 @@ impl TestServer {
         serde_json::from_value(r.json()).expect("a package")
     }
 
+    /// Waits (with the deadline) for an operation to finish; returns it.
+    #[track_caller]
+    pub fn finished(&self, op: &str) -> Value {
+        wait_for("the operation to finish", || {
+            let o = self.get(&format!("/v1/operations/{op}?wait=5")).json();
+            ["succeeded", "failed", "cancelled"]
+                .contains(&o["state"].as_str().unwrap_or(""))
+                .then_some(o)
+        })
+    }
+
+    /// The value of the metric line that starts with `line_start` (the name
+    /// and its labels, then a space).
+    #[track_caller]
+    pub fn metric(&self, line_start: &str) -> u64 {
+        self.get("/metrics")
+            .body
+            .lines()
+            .find_map(|l| l.strip_prefix(line_start))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {line_start} in the metrics"))
+    }
+
     /// Creates a package and returns its JSON.
     #[track_caller]
     pub fn create_package(&self, name: &str, version: &str) -> Value {
@@ -456,6 +479,18 @@ pub fn wait_with_deadline(mut child: Child) -> ExitStatus {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// A process's resident memory, in bytes.
+pub fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS");
+    kb * 1024
 }
 
 /// Polls `check` until it returns `Some`, failing the test at the deadline.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::helpers::{DEADLINE, TestServer, wait_for};
+use crate::helpers::{DEADLINE, TestServer, rss, wait_for};
 
 fn addr(s: &TestServer) -> SocketAddr {
     s.base.trim_start_matches("http://").parse().unwrap()
@@ -23,18 +23,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-/// The server's resident memory, in bytes.
-fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS");
-    kb * 1024
 }
 
 /// A connection to `to` from the loopback address `from`.
