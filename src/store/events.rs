@@ -57,10 +57,12 @@ impl Default for Changes {
 }
 
 impl Changes {
-    /// Sends a change to every subscriber; nothing when there is none.
-    pub fn publish(&self, change: Change) {
+    /// Sends a change to every subscriber. With none (the usual case on a
+    /// busy server with no stream open) the change is not even built: no
+    /// clone of the record on the write path.
+    pub fn publish(&self, change: impl FnOnce() -> Change) {
         if self.tx.receiver_count() > 0 {
-            let _ = self.tx.send(Arc::new(change));
+            let _ = self.tx.send(Arc::new(change()));
         }
     }
 

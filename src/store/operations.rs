@@ -374,11 +374,11 @@ impl Store {
     fn publish(&self, applied: &Applied) {
         self.inner
             .changes
-            .publish(events::Change::Operation(applied.op.clone()));
+            .publish(|| events::Change::Operation(applied.op.clone()));
         for p in &applied.packages {
             self.inner
                 .changes
-                .publish(events::Change::Package(p.clone()));
+                .publish(|| events::Change::Package(p.clone()));
         }
     }
 
@@ -482,7 +482,7 @@ impl Store {
         if let Claim::Work(op) = &claim {
             self.inner
                 .changes
-                .publish(events::Change::Operation(op.clone()));
+                .publish(|| events::Change::Operation(op.clone()));
         }
         Ok(claim)
     }
@@ -558,7 +558,7 @@ impl Store {
         if let Some(Claim::Work(next)) = &next {
             self.inner
                 .changes
-                .publish(events::Change::Operation(next.clone()));
+                .publish(|| events::Change::Operation(next.clone()));
         }
         Ok((op, next))
     }

@@ -284,7 +284,9 @@ impl Store {
                 Ok(package.clone())
             })
             .await?;
-        self.inner.changes.publish(Change::Package(created.clone()));
+        self.inner
+            .changes
+            .publish(|| Change::Package(created.clone()));
         Ok(created)
     }
 
@@ -422,7 +424,9 @@ impl Store {
             })
             .await?;
         if after != before {
-            self.inner.changes.publish(Change::Package(after.clone()));
+            self.inner
+                .changes
+                .publish(|| Change::Package(after.clone()));
         }
         Ok((before, after))
     }
@@ -444,7 +448,7 @@ impl Store {
                 Ok(current)
             })
             .await?;
-        self.inner.changes.publish(Change::PackageDeleted(id));
+        self.inner.changes.publish(|| Change::PackageDeleted(id));
         Ok(gone)
     }
 
