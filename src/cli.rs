@@ -238,8 +238,8 @@ fn download_backup(base: &str, key: &str, out: &std::path::Path) -> anyhow::Resu
         .get("content-length")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    crate::store::replace_file(out, |tmp| -> anyhow::Result<u64> {
-        let mut file = crate::store::create_private_file(tmp)
+    crate::durable::replace_file(out, |tmp| -> anyhow::Result<u64> {
+        let mut file = crate::durable::create_private_file(tmp)
             .with_context(|| format!("cannot create {}", tmp.display()))?;
         let mut body = resp.body_mut().with_config().limit(u64::MAX).reader();
         let written = std::io::copy(&mut body, &mut file)?;

@@ -21,6 +21,8 @@
 //! - [`files`]: the only module that touches the data directory: fetch,
 //!   unpack, the `active/<name>` links, hooks, start-up reconciliation.
 //! - [`metrics`]: process-wide counters and histograms for `GET /metrics`.
+//! - [`durable`]: syncs and replace-by-rename, shared by the store and the
+//!   data directory.
 //! - [`domain`]: pure rules (names, versions, statuses, transitions), no I/O.
 
 pub mod api;
@@ -28,6 +30,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod domain;
+pub mod durable;
 pub mod files;
 pub mod healthcheck;
 pub mod metrics;

@@ -12,7 +12,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::domain::package::{PackageName, PackageVersion};
-use crate::store::sync_directory;
+use crate::durable::sync_directory;
 
 use super::Layout;
 use super::layout::segment;

@@ -7,12 +7,13 @@
 //! leaves either the old file or the whole new one, never half a backup. The
 //! copy is also compact: it holds no free pages.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use redb::{Database, ReadableDatabase};
 
 use super::Failure;
 use super::{Store, StoreError, tables};
+use crate::durable::{create_private_file, replace_file};
 
 impl Store {
     /// Writes a snapshot of the whole database to `out` and returns its size
@@ -25,7 +26,7 @@ impl Store {
     fn write_snapshot(&self, tmp: &Path) -> Result<(), StoreError> {
         let rtx = self.inner.db.get()?.begin_read()?;
         // Made owner-only first; redb fills the empty file.
-        drop(super::create_private_file(tmp).map_err(io_error)?);
+        drop(create_private_file(tmp).map_err(io_error)?);
         let copy = Database::builder().create(tmp).map_err(|e| {
             StoreError::Failed(Failure::Internal(format!(
                 "cannot create {}: {e}",
@@ -40,48 +41,6 @@ impl Store {
     }
 }
 
-/// Replaces `out` with what `write` puts in a new owner-only file beside
-/// it (which `write` must leave synced), then renames it into place and
-/// syncs the directory: a crash leaves either the old file or the whole new
-/// one, never half of it. On any error the new file is removed.
-pub fn replace_file<T, E>(out: &Path, write: impl FnOnce(&Path) -> Result<T, E>) -> Result<T, E>
-where
-    E: From<std::io::Error>,
-{
-    let tmp = temporary_path(out);
-    // A leftover of an earlier attempt of this same process id.
-    let _ = std::fs::remove_file(&tmp);
-    let result = write(&tmp).and_then(|value| {
-        std::fs::rename(&tmp, out)?;
-        sync_directory(out);
-        Ok(value)
-    });
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
-/// `.NAME.tmp-PID` beside `out`, so the rename stays on one file system.
-pub fn temporary_path(out: &Path) -> PathBuf {
-    let name = out
-        .file_name()
-        .map_or_else(|| "backup".into(), |n| n.to_string_lossy().into_owned());
-    out.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
-}
-
-/// Makes a rename in `path`'s directory durable. Best effort: some file
-/// systems cannot sync a directory, and the data itself is already synced.
-pub fn sync_directory(path: &Path) {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-}
-
 fn io_error(e: std::io::Error) -> StoreError {
     e.into()
 }
@@ -90,6 +49,7 @@ fn io_error(e: std::io::Error) -> StoreError {
 mod tests {
     use super::*;
     use crate::domain::package::{OperationKind, PackageName, PackageVersion};
+    use crate::durable::temporary_path;
     use crate::store::{Idempotency, NewKey, NewPackage, StoreOptions};
 
     /// Rows per table, read without knowing the tables' types.

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase, ReadableTableMetadata};
 
-use super::{OpenError, panic_message, tables, temporary_path, verify_file};
+use super::{OpenError, panic_message, tables, verify_file};
+use crate::durable::temporary_path;
 
 /// What a check found in a file that passed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +59,7 @@ pub fn check_file(path: &Path) -> Result<CheckReport, CheckError> {
         source,
     };
     // Copied by hand: `fs::copy` would give the copy the file's own mode.
-    let mut to = super::create_private_file(&copy.0).map_err(io)?;
+    let mut to = crate::durable::create_private_file(&copy.0).map_err(io)?;
     let mut from = std::fs::File::open(path).map_err(io)?;
     std::io::copy(&mut from, &mut to).map_err(io)?;
     drop(to);

@@ -24,7 +24,6 @@ use std::sync::Arc;
 use redb::{Database, ReadTransaction, ReadableDatabase};
 
 pub use self::audit::AuditEntry;
-pub use self::backup::{replace_file, sync_directory, temporary_path};
 pub use self::check::{CheckError, CheckReport, check_file};
 pub use self::handle::Damage;
 pub use self::keys::{AuthFailure, Bootstrap, KeyPatch, NewKey, Principal};
@@ -309,7 +308,9 @@ impl Store {
             let opener = Box::new(move || {
                 open_database(&again, &with, Integrity::Trust).map_err(|e| e.to_string())
             });
-            Self::from_database(db, path.to_path_buf(), Some(opener))
+            let store = Self::from_database(db, path.to_path_buf(), Some(opener))?;
+            make_private(path);
+            Ok(store)
         }));
         std::panic::set_hook(hook);
         opened.unwrap_or_else(|panic| {
@@ -422,17 +423,6 @@ impl Store {
     }
 }
 
-/// Creates an empty file that only its owner may read or write (the
-/// database and its backups hold key hashes and the whole catalogue).
-/// Fails if the file exists.
-pub fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)
-}
-
 /// The message a panic carried, for an operator.
 pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
@@ -484,16 +474,18 @@ fn open_database(
         }
     };
     if !exists {
-        create_private_file(path).map_err(|source| OpenError::Io {
+        crate::durable::create_private_file(path).map_err(|source| OpenError::Io {
             path: path.to_path_buf(),
             source,
         })?;
     } else {
-        make_private(path);
         match builder.open_read_only(path) {
             Ok(ro) => {
                 let rtx = ro.begin_read().map_err(|e| other(path, &e))?;
                 check_schema(read_schema(&rtx, path)?, path)?;
+                // Only a file known to be packd's has its mode changed: a
+                // wrong --db must be left exactly as it was.
+                make_private(path);
             }
             Err(redb::DatabaseError::RepairAborted) => {}
             Err(e) => return Err(classify_open_error(e, path)),
@@ -813,12 +805,19 @@ mod tests {
             b"these are not the bytes you are looking for\n".repeat(200),
         )
         .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&text, std::fs::Permissions::from_mode(0o644)).unwrap();
         let before = std::fs::read(&text).unwrap();
         let err = Store::open(&text, &StoreOptions::default())
             .err()
             .expect("must refuse");
         assert!(matches!(err, OpenError::Foreign { .. }), "{err}");
         assert!(std::fs::read(&text).unwrap() == before, "file changed");
+        let mode = std::fs::metadata(&text).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode, 0o644,
+            "the mode of a file that is not packd's changed"
+        );
 
         let other_redb = dir.path().join("other.redb");
         {

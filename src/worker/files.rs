@@ -17,6 +17,7 @@ use std::path::Path;
 use crate::domain::operation::Transfer;
 use crate::domain::package::OperationKind;
 use crate::domain::source::Source;
+use crate::durable::sync_directory;
 use crate::files::Layout;
 use crate::files::activate::{self, LinkError, Previous};
 use crate::files::fetch::{FetchError, Fetcher};
@@ -24,7 +25,6 @@ use crate::files::hook::{self, HookError, Hooks};
 use crate::files::layout::{PUBLIC_DIR, create_dir};
 use crate::files::unpack::{self, Format, Limits, UnpackError};
 use crate::metrics;
-use crate::store::sync_directory;
 
 use super::executor::{ExecError, Executor, Steps, StubExecutor, Work};
 
