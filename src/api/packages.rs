@@ -135,9 +135,13 @@ impl SourceBody {
 #[derive(Debug, Object)]
 #[oai(rename = "NewPackage", deny_unknown_fields)]
 struct NewPackageBody {
-    /// 1 to 200 characters; no control characters, no white space at either end.
+    /// 1 to 200 characters; no control characters, no white space at either
+    /// end. Brought to Unicode NFC (so `é` composed and decomposed are one
+    /// name), and at most 200 bytes once encoded as a file name (every byte
+    /// outside `A-Z a-z 0-9 . _ + -` takes 3; 422 past that).
     name: Text<NAME_MAX_CHARS>,
-    /// 1 to 50 characters; no control characters, no white space at either end.
+    /// 1 to 50 characters; no control characters, no white space at either
+    /// end; NFC and the file-name budget as for `name`.
     version: Text<VERSION_MAX_CHARS>,
     /// Where its files come from; absent or null for a catalogue entry
     /// whose operations are simulated.
@@ -398,7 +402,8 @@ impl PackagesApi {
     ) -> Result<FastJson<PackageList>, ListErrors> {
         let q = ListPackages {
             status: status.0.map(Into::into),
-            name: name.0,
+            // Stored names are NFC: so is the filter.
+            name: name.0.map(crate::domain::package::nfc),
             after: cursor_param(cursor.0.as_ref())?,
             limit: pagination::limit(limit.0),
         };

@@ -11,6 +11,71 @@ use super::{Timestamp, ValidationError};
 pub const NAME_MAX_CHARS: usize = 200;
 pub const VERSION_MAX_CHARS: usize = 50;
 
+/// The most bytes a name or version may take as one path segment once
+/// encoded (`path_segment`): a file name holds 255, and packd's own
+/// temporary names beside it (`.<segment>.staging-<uuid>`) add up to 47.
+pub const SEGMENT_MAX_BYTES: usize = 200;
+
+/// One path segment for a name or version: `A-Z a-z 0-9 . _ + -` kept,
+/// every other byte (and a leading `.`) as `%XX`, so `..`, `a/b` or a NUL
+/// stay one harmless segment and different values never share one.
+pub fn path_segment(value: &str) -> String {
+    let mut out = String::with_capacity(segment_len(value));
+    for (i, b) in value.bytes().enumerate() {
+        if kept(i, b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn kept(i: usize, b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'-') || (b == b'.' && i > 0)
+}
+
+/// The length in bytes of `path_segment(value)`.
+pub fn segment_len(value: &str) -> usize {
+    value
+        .bytes()
+        .enumerate()
+        .map(|(i, b)| if kept(i, b) { 1 } else { 3 })
+        .sum()
+}
+
+/// Brings a name or version to Unicode NFC, so the composed and the
+/// decomposed spelling of `é` are one package, not two that look alike.
+pub fn nfc(value: String) -> String {
+    let normalizer = icu_normalizer::ComposingNormalizerBorrowed::new_nfc();
+    match normalizer.normalize(&value) {
+        std::borrow::Cow::Borrowed(_) => value,
+        std::borrow::Cow::Owned(normalized) => normalized,
+    }
+}
+
+/// The rules of names and versions beyond their text: NFC, and a path
+/// segment that fits the file system.
+fn check_name_like(
+    field: &'static str,
+    value: String,
+    max: usize,
+) -> Result<String, ValidationError> {
+    let value = nfc(value);
+    check_text(field, &value, max)?;
+    let bytes = segment_len(&value);
+    if bytes > SEGMENT_MAX_BYTES {
+        return Err(ValidationError::new(
+            field,
+            format!(
+                "is too long for a file name: {bytes} bytes once encoded for the data directory, \
+                 at most {SEGMENT_MAX_BYTES} (every byte outside A-Z a-z 0-9 . _ + - takes 3)"
+            ),
+        ));
+    }
+    Ok(value)
+}
+
 /// Checks the text rules shared by names and versions: length in characters
 /// (not bytes, so non-ASCII names get the same budget, as the README states),
 /// no control characters, no white space at either end.
@@ -90,10 +155,23 @@ fn is_format_char(c: char) -> bool {
 pub struct PackageName(String);
 
 impl PackageName {
+    /// Checks a name as a client sent it, brought to Unicode NFC.
     pub fn parse(value: impl Into<String>) -> Result<Self, ValidationError> {
-        let value = value.into();
+        check_name_like("name", value.into(), NAME_MAX_CHARS).map(Self)
+    }
+
+    /// A name read back from the store: its text rules are checked (a
+    /// record that breaks them is damaged), the newer rules are not, so a
+    /// name stored before them still reads as it was written (and matches
+    /// its index entries).
+    pub fn from_stored(value: String) -> Result<Self, ValidationError> {
         check_text("name", &value, NAME_MAX_CHARS)?;
         Ok(Self(value))
+    }
+
+    /// The name as one path segment under the data directory.
+    pub fn segment(&self) -> String {
+        path_segment(&self.0)
     }
 
     pub fn as_str(&self) -> &str {
@@ -117,10 +195,20 @@ impl fmt::Display for PackageName {
 pub struct PackageVersion(String);
 
 impl PackageVersion {
+    /// Checks a version as a client sent it, brought to Unicode NFC.
     pub fn parse(value: impl Into<String>) -> Result<Self, ValidationError> {
-        let value = value.into();
+        check_name_like("version", value.into(), VERSION_MAX_CHARS).map(Self)
+    }
+
+    /// A version read back from the store (see `PackageName::from_stored`).
+    pub fn from_stored(value: String) -> Result<Self, ValidationError> {
         check_text("version", &value, VERSION_MAX_CHARS)?;
         Ok(Self(value))
+    }
+
+    /// The version as one path segment under the data directory.
+    pub fn segment(&self) -> String {
+        path_segment(&self.0)
     }
 
     pub fn as_str(&self) -> &str {
@@ -346,8 +434,12 @@ mod tests {
         assert!(PackageName::parse("libé-ünïcode").is_ok());
         assert!(PackageName::parse("a b").is_ok());
         assert!(PackageName::parse("x".repeat(200)).is_ok());
-        // 200 characters of two bytes each are still 200 characters.
-        assert!(PackageName::parse("é".repeat(200)).is_ok());
+        // 200 characters of two bytes each are 1,200 bytes as a file name:
+        // a name that could never be downloaded is refused now, not later.
+        let err = PackageName::parse("é".repeat(200)).unwrap_err();
+        assert!(err.message.contains("1200 bytes"), "{err}");
+        assert!(PackageName::parse("é".repeat(33)).is_ok());
+        assert!(PackageName::parse("é".repeat(34)).is_err());
 
         for bad in ["", " lead", "trail ", "\tx", "a\nb", "nul\0", "del\u{7f}"] {
             let err = PackageName::parse(bad).unwrap_err();
@@ -355,6 +447,48 @@ mod tests {
         }
         let err = PackageName::parse("x".repeat(201)).unwrap_err();
         assert!(err.message.contains("200"), "{err}");
+    }
+
+    #[test]
+    fn composed_and_decomposed_spellings_are_one_name() {
+        let composed = PackageName::parse("caf\u{e9}").unwrap();
+        let decomposed = PackageName::parse("cafe\u{301}").unwrap();
+        assert_eq!(composed, decomposed);
+        assert_eq!(decomposed.as_str(), "caf\u{e9}");
+        assert_eq!(
+            PackageVersion::parse("1.0-\u{212B}").unwrap().as_str(),
+            "1.0-\u{C5}",
+            "the Angstrom sign is A with a ring in NFC"
+        );
+    }
+
+    #[test]
+    fn names_that_are_paths_stay_one_segment() {
+        assert_eq!(path_segment("jq"), "jq");
+        assert_eq!(path_segment("1.7.1-rc1+b2"), "1.7.1-rc1+b2");
+        assert_eq!(path_segment(".."), "%2E.");
+        assert_eq!(path_segment("../x"), "%2E.%2Fx");
+        assert_eq!(path_segment("a/b"), "a%2Fb");
+        assert_eq!(path_segment(".hidden"), "%2Ehidden");
+        assert_eq!(path_segment("a b%"), "a%20b%25");
+        assert_eq!(path_segment("é"), "%C3%A9");
+        for hostile in [
+            "..",
+            "../../etc",
+            "/abs",
+            "a/../b",
+            "\\\\x",
+            "%2E%2E",
+            "é/..",
+            "",
+        ] {
+            let s = path_segment(hostile);
+            assert!(!s.contains('/') && !s.starts_with('.'), "{hostile} -> {s}");
+            assert_ne!(s, "..");
+            assert_eq!(s.len(), segment_len(hostile), "{hostile}");
+        }
+        // Different values never share a segment.
+        assert_ne!(path_segment("a/b"), path_segment("a%2Fb"));
     }
 
     #[test]

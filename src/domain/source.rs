@@ -70,6 +70,22 @@ impl Source {
                 "must be 1 to {MAX_URL_CHARS} characters, got {chars}"
             )));
         }
+        // The URL parser forgives a leading space or an upper-case scheme;
+        // every later use of the text (the scheme check of a fetch, the
+        // file name of a single-file artifact) must not have to.
+        if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(bad_url(
+                "must not contain white space or control characters (percent-encode them)",
+            ));
+        }
+        if !["http://", "https://", "file://"]
+            .iter()
+            .any(|scheme| url.starts_with(scheme))
+        {
+            return Err(bad_url(
+                "must start with http://, https:// or file:// (the scheme in lower case)",
+            ));
+        }
         let parsed = url::Url::parse(url).map_err(|e| bad_url(&format!("is not a URL ({e})")))?;
         match (parsed.scheme(), schemes) {
             ("http" | "https", _) => {
@@ -167,6 +183,18 @@ mod tests {
         assert_eq!(url("https://token@example.org/a"), "source.url");
         assert_eq!(url("file:///etc/passwd"), "source.url");
         assert_eq!(url(""), "source.url");
+        // What the URL parser would forgive, refused before it can.
+        for forgiven in [
+            "FILE:///etc/passwd",
+            " https://example.org/a",
+            "https://example.org/a ",
+            "HTTPS://example.org/a",
+            "https://example.org/a b",
+            "\thttps://example.org/a",
+        ] {
+            let err = Source::parse(forgiven, DIGEST, None, Schemes::WebAndFile).unwrap_err();
+            assert_eq!(err.field, "source.url", "{forgiven:?}");
+        }
         let long = format!("https://example.org/{}", "a".repeat(MAX_URL_CHARS));
         assert_eq!(url(&long), "source.url");
         let digest = |d: &str| {

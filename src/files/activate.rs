@@ -15,7 +15,6 @@ use crate::domain::package::{PackageName, PackageVersion};
 use crate::durable::sync_directory;
 
 use super::Layout;
-use super::layout::segment;
 
 /// What `active/<name>` was before a change: its target, or no link.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,8 +35,8 @@ pub enum LinkError {
 pub fn target(name: &PackageName, version: &PackageVersion) -> PathBuf {
     Path::new("..")
         .join("packages")
-        .join(segment(name.as_str()))
-        .join(segment(version.as_str()))
+        .join(name.segment())
+        .join(version.segment())
 }
 
 /// Reads `active/<name>`: its target, or `None` when there is no link.

@@ -24,7 +24,6 @@ use crate::metrics;
 
 use super::Layout;
 use super::activate::{self, target};
-use super::layout::segment;
 
 /// What reconciliation changed, by `metrics::RECONCILE_ACTIONS` label.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -88,7 +87,7 @@ fn links(layout: &Layout, packages: &[Package], report: &mut Report) {
     let mut expected: HashMap<String, &Package> = packages
         .iter()
         .filter(|p| p.status == Status::Active)
-        .map(|p| (segment(p.name.as_str()), p))
+        .map(|p| (p.name.segment(), p))
         .collect();
     for (file_name, path) in entries(&layout.root().join("active"), report) {
         // A leading dot is a temporary link a crash left before its rename.
@@ -160,7 +159,7 @@ fn package_dirs(
     let keep: HashSet<(String, String)> = packages
         .iter()
         .filter(|p| p.status != Status::Created || downloading.contains(&p.id))
-        .map(|p| (segment(p.name.as_str()), segment(p.version.as_str())))
+        .map(|p| (p.name.segment(), p.version.segment()))
         .collect();
     for (name, name_dir) in entries(&layout.root().join("packages"), report) {
         if !is_real_dir(&name_dir) {

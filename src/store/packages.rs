@@ -86,8 +86,8 @@ fn from_record(id: u128, bytes: &[u8]) -> Result<Package, StoreError> {
         |e: crate::domain::ValidationError| StoreError::Failed(Failure::Corrupt(e.to_string()));
     Ok(Package {
         id: Uuid::from_u128(id),
-        name: PackageName::parse(r.name).map_err(corrupt)?,
-        version: PackageVersion::parse(r.version).map_err(corrupt)?,
+        name: PackageName::from_stored(r.name).map_err(corrupt)?,
+        version: PackageVersion::from_stored(r.version).map_err(corrupt)?,
         status: status_from_code(r.status)?,
         source: source.map(|s| Source::from_stored(s.url, s.sha256, s.size)),
         operation_id: r.operation_id.map(Uuid::from_u128),

@@ -75,14 +75,46 @@ fn invalid_names_and_versions_are_422_naming_the_field() {
         assert_eq!(p["field"], field, "{body}");
         assert!(p["detail"].as_str().unwrap().starts_with(field), "{p}");
     }
-    // The limits themselves are accepted, counted in characters.
-    s.create_package(&"é".repeat(200), &"v".repeat(50));
+    // A name that could never be a file name is refused now, not at every
+    // download: 200 × é is 200 characters but 1,200 bytes once encoded.
+    for (body, field) in [
+        (json!({"name": "é".repeat(200), "version": "1"}), "name"),
+        (json!({"name": "é".repeat(34), "version": "1"}), "name"),
+    ] {
+        let p = s
+            .json("POST", "/v1/packages", &body)
+            .assert_problem(422, "validation_failed");
+        assert_eq!(p["field"], field, "{body}");
+        assert!(p["detail"].as_str().unwrap().contains("bytes"), "{p}");
+    }
+    // The limits themselves are accepted.
+    s.create_package(&"x".repeat(200), &"v".repeat(50));
     let listed = s.get("/v1/packages").json();
     assert_eq!(
         listed["items"].as_array().unwrap().len(),
         1,
         "nothing invalid was stored"
     );
+}
+
+#[test]
+fn names_are_nfc_so_twins_that_look_alike_are_one_package() {
+    let s = TestServer::in_process(&[]);
+    // "café" decomposed (e + combining acute) is stored composed.
+    let decomposed = "cafe\u{301}";
+    let p = s.create_package(decomposed, "1.0");
+    assert_eq!(p["name"], "caf\u{e9}");
+    s.json(
+        "POST",
+        "/v1/packages",
+        &json!({"name": "caf\u{e9}", "version": "1.0"}),
+    )
+    .assert_problem(409, "duplicate");
+    // Either spelling finds it.
+    for query in ["caf%C3%A9", "cafe%CC%81"] {
+        let listed = s.get(&format!("/v1/packages?name={query}")).json();
+        assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{query}");
+    }
 }
 
 #[test]
@@ -498,6 +530,15 @@ fn a_bad_source_is_422_naming_the_field() {
             json!({"url": "file:///etc/passwd", "sha256": DIGEST}),
             "source.url",
         ),
+        // What a URL parser forgives would fail later: refused at once.
+        (
+            json!({"url": "HTTPS://example.org/a", "sha256": DIGEST}),
+            "source.url",
+        ),
+        (
+            json!({"url": " https://example.org/a", "sha256": DIGEST}),
+            "source.url",
+        ),
         (
             json!({"url": format!("https://example.org/{}", "a".repeat(2100)), "sha256": DIGEST}),
             "source.url",
@@ -530,4 +571,13 @@ fn a_bad_source_is_422_naming_the_field() {
             &json!({"name": "local", "version": "1", "source": {"url": "file:///srv/local.tar", "sha256": DIGEST}}),
         )
         .assert_status(201);
+    for forgiven in ["FILE:///srv/local.tar", " file:///srv/local.tar"] {
+        allowing
+            .json(
+                "POST",
+                "/v1/packages",
+                &json!({"name": "odd", "version": "1", "source": {"url": forgiven, "sha256": DIGEST}}),
+            )
+            .assert_problem(422, "validation_failed");
+    }
 }
