@@ -8,6 +8,7 @@
 //! old state or the new one, and a repeated step does no harm.
 
 pub mod activate;
+pub mod budget;
 pub mod fetch;
 pub mod hook;
 pub mod layout;

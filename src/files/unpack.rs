@@ -3,22 +3,49 @@
 //! path segment. Everything is written into a directory that does not exist
 //! yet (the staging directory beside the package's), never outside it:
 //!
-//! - an entry whose path is absolute or climbs out (`..`) is refused;
-//! - a link whose target would resolve outside is refused, and no entry is
-//!   written through a link an earlier entry made (a chain of links could
-//!   otherwise lead anywhere);
+//! - an entry whose path is absolute, climbs out (`..`) or is deeper than
+//!   `MAX_DEPTH` is refused;
+//! - symbolic links are made last, once every entry is known, and only if
+//!   each resolves inside through every link of the archive (a chain of
+//!   links cannot lead out); no entry is written through a link;
 //! - devices, FIFOs and other special entries are refused;
-//! - the bytes written and the entries made are capped, so a compression
-//!   bomb stops at the cap;
-//! - modes keep the owner's and others' read and execute bits only (no
-//!   setuid, setgid or sticky bits, no write for others).
+//! - what is read is bounded before it is buffered: a tar extension header
+//!   (GNU long name, PAX records) holds at most `MAX_PATH_BYTES` /
+//!   `MAX_PAX_BYTES`, and counts against the caps; a zip's entries are
+//!   counted from its central directory before any is read, which is walked
+//!   without holding it in memory;
+//! - the bytes written, the entries made and the time taken are capped, and
+//!   a cancel stops the work between entries or chunks;
+//! - modes are packd's, not the archive's or the umask's: directories and
+//!   executables 0755, other files 0644 (0750/0640 with `--private-files`),
+//!   never setuid, setgid or sticky, never writable by others.
 //!
-//! Every error but an I/O one means the artifact itself is at fault: a
-//! retry cannot mend it.
+//! Every error but an I/O one or an interruption means the artifact itself
+//! is at fault: a retry cannot mend it.
 
+use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
+
+use super::budget::{Budget, Interrupted};
+
+/// The longest path (or link target) an archive entry may have, in bytes:
+/// Linux's `PATH_MAX`. A GNU long-name entry past it is refused unread.
+pub const MAX_PATH_BYTES: u64 = 4096;
+/// The most bytes of PAX records one entry may carry (paths, times,
+/// attributes: a few hundred bytes in practice).
+pub const MAX_PAX_BYTES: u64 = 64 * 1024;
+/// The deepest an entry's path may go, in components.
+pub const MAX_DEPTH: usize = 128;
+/// Links followed at most while resolving one link's target (the kernel's
+/// own limit is 40).
+const MAX_LINK_HOPS: usize = 40;
+/// Bytes copied between two checks of the budget.
+const CHUNK: usize = 256 * 1024;
 
 /// How an artifact is turned into files.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,10 +82,46 @@ impl Format {
 /// Bounds on what one artifact may unpack to.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Bytes written in all.
+    /// Bytes written in all, extension headers included.
     pub max_bytes: u64,
-    /// Files, directories and links made.
+    /// Entries read (extension headers included) and directories made.
     pub max_entries: u64,
+}
+
+/// The modes installed files get, whatever the archive and the umask say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Modes {
+    pub dir: u32,
+    pub file: u32,
+    pub exec: u32,
+}
+
+impl Modes {
+    /// Readable by every user (services run as others), written by packd only.
+    pub const PUBLIC: Modes = Modes {
+        dir: 0o755,
+        file: 0o644,
+        exec: 0o755,
+    };
+    /// `--private-files`: the group reads, others nothing.
+    pub const PRIVATE: Modes = Modes {
+        dir: 0o750,
+        file: 0o640,
+        exec: 0o750,
+    };
+
+    pub fn new(private: bool) -> Self {
+        if private { Self::PRIVATE } else { Self::PUBLIC }
+    }
+
+    /// A file's mode: executable if the archive gave it any execute bit.
+    fn of_file(self, archive_mode: u32) -> u32 {
+        if archive_mode & 0o111 != 0 {
+            self.exec
+        } else {
+            self.file
+        }
+    }
 }
 
 /// Why an artifact could not be unpacked.
@@ -74,6 +137,16 @@ pub enum UnpackError {
     TooLarge(u64),
     #[error("the archive has more than {0} entries")]
     TooManyEntries(u64),
+    #[error("the archive entry {0:?} is deeper than {MAX_DEPTH} directories")]
+    TooDeep(String),
+    #[error("the archive has a {what} of {size} bytes, more than the {limit} packd reads")]
+    HeaderTooLarge {
+        what: &'static str,
+        size: u64,
+        limit: u64,
+    },
+    #[error("unpacking {0}")]
+    Interrupted(#[from] Interrupted),
     #[error("cannot write the package's files: {0}")]
     Io(#[from] io::Error),
 }
@@ -86,119 +159,325 @@ pub struct Unpacked {
 }
 
 /// Unpacks `artifact` into `dest`, which must not exist yet. On an error,
-/// `dest` may hold part of the files: the caller removes it.
+/// `dest` may hold part of the files: the caller removes it. The files are
+/// durable when it returns (one `syncfs` of their file system, rather than
+/// a sync per file).
 pub fn unpack(
-    artifact: &Path,
+    artifact: File,
     format: &Format,
     dest: &Path,
     limits: Limits,
+    modes: Modes,
+    budget: &Budget,
 ) -> Result<Unpacked, UnpackError> {
-    // Read by the services that use the package; the umask is not asked.
-    crate::files::layout::create_dir(dest, crate::files::layout::PUBLIC_DIR)?;
-    crate::files::layout::set_mode(dest, crate::files::layout::PUBLIC_DIR)?;
+    make_dir(dest, modes.dir)?;
     let mut out = Writer {
         dest,
         limits,
+        modes,
+        budget,
         done: Unpacked::default(),
+        dirs: HashSet::new(),
+        files: HashSet::new(),
+        links: HashMap::new(),
     };
     match format {
-        Format::Tar => out.tar(File::open(artifact)?)?,
-        Format::TarGz => out.tar(flate2::read::GzDecoder::new(File::open(artifact)?))?,
-        Format::Zip => out.zip(File::open(artifact)?)?,
+        Format::Tar => out.tar(artifact)?,
+        Format::TarGz => out.tar(flate2::read::MultiGzDecoder::new(io::BufReader::new(
+            artifact,
+        )))?,
+        Format::Zip => out.zip(artifact)?,
         Format::Single(name) => {
-            let rel = relative(name)?;
-            let mut file = File::open(artifact)?;
-            out.file(&rel, name, &mut file, 0o644)?;
+            let rel = out.relative(name.as_bytes())?;
+            let mut artifact = artifact;
+            out.file(&rel, name, &mut artifact, 0o644)?;
         }
     }
-    sync_dir(dest)?;
+    out.make_links()?;
+    sync_file_system(dest)?;
     Ok(out.done)
 }
 
 struct Writer<'a> {
     dest: &'a Path,
     limits: Limits,
+    modes: Modes,
+    budget: &'a Budget,
     done: Unpacked,
+    /// Directories made (relative): real ones, never links.
+    dirs: HashSet<PathBuf>,
+    /// Regular files made (relative): what a hard link may name.
+    files: HashSet<PathBuf>,
+    /// Symbolic links to make at the end (relative path -> target).
+    links: HashMap<PathBuf, PathBuf>,
+}
+
+/// What the extension headers before an entry said about it.
+#[derive(Default)]
+struct Extensions {
+    long_name: Option<Vec<u8>>,
+    long_link: Option<Vec<u8>>,
+    pax_path: Option<Vec<u8>>,
+    pax_link: Option<Vec<u8>>,
+    pax_size: Option<u64>,
+}
+
+impl Extensions {
+    fn is_empty(&self) -> bool {
+        self.long_name.is_none()
+            && self.long_link.is_none()
+            && self.pax_path.is_none()
+            && self.pax_link.is_none()
+            && self.pax_size.is_none()
+    }
+}
+
+/// Counts the bytes read through it, to tell a tar that ended with its
+/// end-of-archive block from one cut at an entry's end.
+struct Counting<R> {
+    inner: R,
+    read: std::rc::Rc<std::cell::Cell<u64>>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.set(self.read.get() + n as u64);
+        Ok(n)
+    }
 }
 
 impl Writer<'_> {
+    /// Walks the archive's raw entries: tar's own handling of extension
+    /// headers reads each one whole into memory, whatever its size.
     fn tar(&mut self, reader: impl Read) -> Result<(), UnpackError> {
-        let mut archive = tar::Archive::new(reader);
-        let entries = archive.entries().map_err(broken)?;
-        for entry in entries {
+        let read = std::rc::Rc::new(std::cell::Cell::new(0));
+        let mut archive = tar::Archive::new(Counting {
+            inner: reader,
+            read: read.clone(),
+        });
+        let mut ext = Extensions::default();
+        let mut end_of_last = 0u64;
+        for entry in archive.entries().map_err(broken)?.raw(true) {
+            self.budget.check()?;
             let mut entry = entry.map_err(broken)?;
-            let raw = entry.path().map_err(broken)?.to_string_lossy().into_owned();
-            let rel = relative(&raw)?;
+            let size = entry.size();
+            end_of_last = entry.raw_file_position() + size.div_ceil(512) * 512;
+            self.count_entry()?;
             let kind = entry.header().entry_type();
+            match kind {
+                tar::EntryType::GNULongName => {
+                    ext.long_name =
+                        Some(self.extension(&mut entry, "long name", MAX_PATH_BYTES)?);
+                    continue;
+                }
+                tar::EntryType::GNULongLink => {
+                    ext.long_link =
+                        Some(self.extension(&mut entry, "long link", MAX_PATH_BYTES)?);
+                    continue;
+                }
+                tar::EntryType::XHeader => {
+                    let records = self.extension(&mut entry, "PAX header", MAX_PAX_BYTES)?;
+                    self.pax(&records, &mut ext)?;
+                    continue;
+                }
+                tar::EntryType::XGlobalHeader => {
+                    // Defaults for later entries (times, owners): nothing
+                    // packd keeps. Read, bounded, and set aside.
+                    self.extension(&mut entry, "PAX global header", MAX_PAX_BYTES)?;
+                    continue;
+                }
+                _ => {}
+            }
+            let ext = std::mem::take(&mut ext);
+            if let Some(pax_size) = ext.pax_size
+                && pax_size != size
+            {
+                // Readers that honour one size or the other would see two
+                // different archives.
+                return Err(UnpackError::Broken(format!(
+                    "a PAX size of {pax_size} bytes for an entry whose header says {size}"
+                )));
+            }
+            let raw_path = ext
+                .pax_path
+                .or(ext.long_name.map(trim_nul))
+                .unwrap_or_else(|| entry.header().path_bytes().into_owned());
+            let raw = String::from_utf8_lossy(&raw_path).into_owned();
+            let rel = self.relative(&raw_path)?;
             if rel.as_os_str().is_empty() {
                 continue; // "./": the root itself
             }
-            let mode = entry.header().mode().unwrap_or(0o644);
-            match kind {
-                tar::EntryType::Regular | tar::EntryType::Continuous => {
+            let target = match kind {
+                tar::EntryType::Symlink | tar::EntryType::Link => Some(
+                    ext.pax_link
+                        .or(ext.long_link.map(trim_nul))
+                        .or_else(|| {
+                            entry
+                                .header()
+                                .link_name_bytes()
+                                .map(std::borrow::Cow::into_owned)
+                        })
+                        .filter(|l| !l.is_empty())
+                        .ok_or_else(|| {
+                            UnpackError::Broken(format!("{raw:?}: a link without a target"))
+                        })?,
+                ),
+                _ => None,
+            };
+            match (kind, target) {
+                (tar::EntryType::Regular | tar::EntryType::Continuous, _) => {
+                    let mode = entry.header().mode().unwrap_or(0o644);
                     self.file(&rel, &raw, &mut entry, mode)?;
                 }
-                tar::EntryType::Directory => self.dir(&rel, &raw)?,
-                tar::EntryType::Symlink => {
-                    let target = entry
-                        .link_name()
-                        .map_err(broken)?
-                        .ok_or_else(|| {
-                            UnpackError::Broken(format!("{raw:?}: a link without a target"))
-                        })?
-                        .into_owned();
-                    self.symlink(&rel, &raw, &target)?;
+                (tar::EntryType::Directory, _) => self.dir(&rel, &raw)?,
+                (tar::EntryType::Symlink, Some(target)) => {
+                    self.symlink(&rel, &raw, OsStr::from_bytes(&target))?;
                 }
-                tar::EntryType::Link => {
-                    let target = entry
-                        .link_name()
-                        .map_err(broken)?
-                        .ok_or_else(|| {
-                            UnpackError::Broken(format!("{raw:?}: a link without a target"))
-                        })?
-                        .to_string_lossy()
-                        .into_owned();
+                (tar::EntryType::Link, Some(target)) => {
                     self.hard_link(&rel, &raw, &target)?;
                 }
-                tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => {}
-                other => {
+                (other, _) => {
                     return Err(UnpackError::Unsupported {
                         entry: raw,
                         kind: match other {
                             tar::EntryType::Char => "character device",
                             tar::EntryType::Block => "block device",
                             tar::EntryType::Fifo => "FIFO",
+                            tar::EntryType::GNUSparse => "sparse file",
                             _ => "special entry",
                         },
                     });
                 }
             }
         }
+        if !ext.is_empty() {
+            return Err(UnpackError::Broken(
+                "extension headers at the end describe no entry".into(),
+            ));
+        }
+        // What follows the end block is read too (bounded by the cap), so
+        // a compressed stream's own checks (each gzip member's CRC and
+        // length) cover all of it: a cut or damaged tail is not ignored.
+        let mut rest = archive.into_inner();
+        let mut buf = vec![0u8; CHUNK];
+        let mut drained = 0u64;
+        loop {
+            self.budget.check()?;
+            match rest.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    drained += n as u64;
+                    if self.done.bytes.saturating_add(drained) > self.limits.max_bytes {
+                        return Err(UnpackError::TooLarge(self.limits.max_bytes));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(broken(e)),
+            }
+        }
+        // A tar ends with a block of zeros. Without one it was cut at an
+        // entry's end (a truncated download, or a gzip member missing):
+        // what it holds is not the whole package.
+        if read.get() <= end_of_last {
+            return Err(UnpackError::Broken(
+                "the archive ends without its end-of-archive block (truncated?)".into(),
+            ));
+        }
         Ok(())
     }
 
+    /// Reads an extension header's data, refusing one larger than `limit`
+    /// before a byte of it is buffered. Its bytes count against the cap.
+    fn extension<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        what: &'static str,
+        limit: u64,
+    ) -> Result<Vec<u8>, UnpackError> {
+        let size = entry.size();
+        if size > limit {
+            return Err(UnpackError::HeaderTooLarge { what, size, limit });
+        }
+        self.count_bytes(size)?;
+        let mut data = Vec::with_capacity(size as usize);
+        entry.take(limit).read_to_end(&mut data).map_err(broken)?;
+        Ok(data)
+    }
+
+    /// The PAX records packd honours: the path, the link target and the
+    /// size (checked against the header's); tar's own record parser.
+    fn pax(&self, records: &[u8], ext: &mut Extensions) -> Result<(), UnpackError> {
+        for record in tar::PaxExtensions::new(records) {
+            let record = record.map_err(|e| UnpackError::Broken(format!("a PAX record: {e}")))?;
+            match record.key_bytes() {
+                b"path" => ext.pax_path = Some(bounded_path(record.value_bytes())?),
+                b"linkpath" => ext.pax_link = Some(bounded_path(record.value_bytes())?),
+                b"size" => {
+                    let size = record
+                        .value()
+                        .ok()
+                        .and_then(|v| v.parse().ok())
+                        .ok_or_else(|| {
+                            UnpackError::Broken("a PAX size that is not a number".into())
+                        })?;
+                    ext.pax_size = Some(size);
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Walks the central directory one entry at a time (never all of it in
+    /// memory), after checking its entry count against the cap.
     fn zip(&mut self, file: File) -> Result<(), UnpackError> {
-        let mut archive = zip::ZipArchive::new(file).map_err(broken)?;
-        for i in 0..archive.len() {
-            let mut entry = archive.by_index(i).map_err(broken)?;
-            let raw = entry.name().map_err(broken)?.into_owned();
-            let rel = relative(&raw)?;
+        // Two handles on one open file: one walks the central directory,
+        // the other reads contents; each seeks before it reads.
+        let mut body = file.try_clone()?;
+        let mut archive =
+            zip::unstable::read::ZipIterable::try_new(file, zip::read::Config::default())
+                .map_err(broken)?
+                // Local headers that disagree with the central directory
+                // (zip "cloaking") are refused.
+                .enforce_header_consistency(true);
+        let entries = archive.files().map_err(broken)?;
+        if entries.len() as u64 > self.limits.max_entries {
+            return Err(UnpackError::TooManyEntries(self.limits.max_entries));
+        }
+        for entry in entries {
+            self.budget.check()?;
+            self.count_entry()?;
+            let entry = entry.map_err(broken)?;
+            let raw_bytes = entry.name_raw().to_vec();
+            let raw = String::from_utf8_lossy(&raw_bytes).into_owned();
+            let rel = self.relative(&raw_bytes)?;
             if rel.as_os_str().is_empty() {
                 continue;
             }
-            if entry.is_dir() {
+            let (is_dir, is_symlink) = (entry.is_dir(), entry.is_symlink());
+            let mode = entry.unix_mode().unwrap_or(0o644);
+            let mut content = entry
+                .with_reader(&mut body, zip::ZipReadOptions::new())
+                .map_err(broken)?;
+            if is_dir {
                 self.dir(&rel, &raw)?;
-            } else if entry.is_symlink() {
+            } else if is_symlink {
                 // A zip link's target is its content, kept small.
-                let mut target = String::new();
-                (&mut entry)
-                    .take(4096)
-                    .read_to_string(&mut target)
+                let mut target = Vec::new();
+                (&mut content)
+                    .take(MAX_PATH_BYTES + 1)
+                    .read_to_end(&mut target)
                     .map_err(|e| UnpackError::Broken(format!("{raw:?}: {e}")))?;
-                self.symlink(&rel, &raw, Path::new(&target))?;
+                if target.len() as u64 > MAX_PATH_BYTES || target.is_empty() {
+                    return Err(UnpackError::Broken(format!(
+                        "{raw:?}: a link target of {} bytes",
+                        target.len()
+                    )));
+                }
+                self.symlink(&rel, &raw, OsStr::from_bytes(&target))?;
             } else {
-                let mode = entry.unix_mode().unwrap_or(0o644);
-                self.file(&rel, &raw, &mut entry, mode)?;
+                self.file(&rel, &raw, &mut content, mode)?;
             }
         }
         Ok(())
@@ -212,45 +491,82 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Makes sure every directory on the way to `rel` is a real directory
-    /// made by this unpacking (created here if missing), never a link.
-    fn parents(&mut self, rel: &Path, raw: &str) -> Result<PathBuf, UnpackError> {
-        let mut path = self.dest.to_path_buf();
-        if let Some(parent) = rel.parent() {
-            for part in parent.components() {
-                path.push(part);
-                match std::fs::symlink_metadata(&path) {
-                    Ok(m) if m.file_type().is_symlink() => {
-                        return Err(UnpackError::Escapes(raw.to_string()));
+    fn count_bytes(&mut self, n: u64) -> Result<(), UnpackError> {
+        self.done.bytes = self.done.bytes.saturating_add(n);
+        if self.done.bytes > self.limits.max_bytes {
+            return Err(UnpackError::TooLarge(self.limits.max_bytes));
+        }
+        Ok(())
+    }
+
+    /// The components of an entry's path: `Escapes` for an absolute path
+    /// or one that climbs (`..`), `TooDeep` past `MAX_DEPTH`. Empty for
+    /// the archive's root (`./`).
+    fn relative(&self, raw: &[u8]) -> Result<PathBuf, UnpackError> {
+        let shown = || String::from_utf8_lossy(raw).into_owned();
+        if raw.len() as u64 > MAX_PATH_BYTES {
+            return Err(UnpackError::HeaderTooLarge {
+                what: "path",
+                size: raw.len() as u64,
+                limit: MAX_PATH_BYTES,
+            });
+        }
+        let mut out = PathBuf::new();
+        let mut depth = 0;
+        for part in Path::new(OsStr::from_bytes(raw)).components() {
+            match part {
+                Component::Normal(p) => {
+                    depth += 1;
+                    if depth > MAX_DEPTH {
+                        return Err(UnpackError::TooDeep(shown()));
                     }
-                    Ok(m) if m.is_dir() => {}
-                    Ok(_) => {
-                        return Err(UnpackError::Broken(format!(
-                            "{raw:?}: a file stands where a directory should be"
-                        )));
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                        self.count_entry()?;
-                        std::fs::create_dir(&path)?;
-                    }
-                    Err(e) => return Err(e.into()),
+                    out.push(p);
                 }
+                Component::CurDir => {}
+                _ => return Err(UnpackError::Escapes(shown())),
             }
+        }
+        Ok(out)
+    }
+
+    /// Makes every directory on the way to `rel` (what this unpacking made
+    /// is remembered, so a deep tree costs no lookup per level), refusing
+    /// a way through a link or a file.
+    fn parents(&mut self, rel: &Path, raw: &str) -> Result<PathBuf, UnpackError> {
+        if let Some(parent) = rel.parent() {
+            let mut at = PathBuf::new();
+            for part in parent.components() {
+                at.push(part);
+                if self.dirs.contains(&at) {
+                    continue;
+                }
+                if self.links.contains_key(&at) {
+                    return Err(UnpackError::Escapes(raw.to_string()));
+                }
+                if self.files.contains(&at) {
+                    return Err(UnpackError::Broken(format!(
+                        "{raw:?}: a file stands where a directory should be"
+                    )));
+                }
+                self.count_entry()?;
+                make_dir(&self.dest.join(&at), self.modes.dir)?;
+                self.dirs.insert(at.clone());
+            }
+        }
+        if self.dirs.contains(rel) || self.files.contains(rel) || self.links.contains_key(rel) {
+            return Err(UnpackError::Broken(format!("{raw:?} is given twice")));
         }
         Ok(self.dest.join(rel))
     }
 
     fn dir(&mut self, rel: &Path, raw: &str) -> Result<(), UnpackError> {
-        let path = self.parents(rel, raw)?;
-        match std::fs::symlink_metadata(&path) {
-            Ok(m) if m.is_dir() && !m.file_type().is_symlink() => Ok(()),
-            Ok(_) => Err(UnpackError::Broken(format!("{raw:?} is given twice"))),
-            Err(_) => {
-                self.count_entry()?;
-                std::fs::create_dir(&path)?;
-                Ok(())
-            }
+        if self.dirs.contains(rel) {
+            return Ok(()); // made on the way to an earlier entry
         }
+        let path = self.parents(rel, raw)?;
+        make_dir(&path, self.modes.dir)?;
+        self.dirs.insert(rel.to_path_buf());
+        Ok(())
     }
 
     fn file(
@@ -261,113 +577,171 @@ impl Writer<'_> {
         mode: u32,
     ) -> Result<(), UnpackError> {
         let path = self.parents(rel, raw)?;
-        self.count_entry()?;
-        let mut options = OpenOptions::new();
-        // create_new: never through a link an earlier entry left there.
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, safe_mode(mode));
-        let mut file = options.open(&path).map_err(|e| match e.kind() {
-            io::ErrorKind::AlreadyExists => UnpackError::Broken(format!("{raw:?} is given twice")),
-            _ => e.into(),
-        })?;
-        let left = self.limits.max_bytes - self.done.bytes;
-        let written =
-            io::copy(&mut content.take(left.saturating_add(1)), &mut file).map_err(|e| match e
-                .kind()
-            {
-                io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof => {
-                    UnpackError::Broken(format!("{raw:?}: {e}"))
-                }
-                _ => UnpackError::Io(e),
-            })?;
-        if written > left {
-            return Err(UnpackError::TooLarge(self.limits.max_bytes));
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        self.files.insert(rel.to_path_buf());
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            self.budget.check()?;
+            let n = match content.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(UnpackError::Broken(format!("{raw:?}: {e}"))),
+            };
+            self.count_bytes(n as u64)?;
+            file.write_all(&buf[..n])?;
         }
-        self.done.bytes += written;
-        file.flush()?;
-        file.sync_all()?;
+        // Set, not asked of the umask: 000 would make it writable by all,
+        // 077 unreadable by the services that use it.
+        file.set_permissions(std::fs::Permissions::from_mode(self.modes.of_file(mode)))?;
         Ok(())
     }
 
-    fn symlink(&mut self, rel: &Path, raw: &str, target: &Path) -> Result<(), UnpackError> {
-        let path = self.parents(rel, raw)?;
-        stays_inside(rel, target).ok_or_else(|| UnpackError::Escapes(raw.to_string()))?;
-        self.count_entry()?;
-        #[cfg(unix)]
-        std::os::unix::fs::symlink(target, &path).map_err(|e| match e.kind() {
-            io::ErrorKind::AlreadyExists => UnpackError::Broken(format!("{raw:?} is given twice")),
-            _ => e.into(),
-        })?;
+    /// Records a link, made at the end once every entry is known.
+    fn symlink(&mut self, rel: &Path, raw: &str, target: &OsStr) -> Result<(), UnpackError> {
+        self.parents(rel, raw)?;
+        if target.len() as u64 > MAX_PATH_BYTES {
+            return Err(UnpackError::HeaderTooLarge {
+                what: "link target",
+                size: target.len() as u64,
+                limit: MAX_PATH_BYTES,
+            });
+        }
+        self.links.insert(rel.to_path_buf(), PathBuf::from(target));
         Ok(())
     }
 
     /// A tar hard link names another entry of the archive: it must be a
-    /// file this unpacking made, reached without links.
-    fn hard_link(&mut self, rel: &Path, raw: &str, target: &str) -> Result<(), UnpackError> {
-        let target_rel = relative(target).map_err(|_| UnpackError::Escapes(raw.to_string()))?;
-        let source = self.parents(&target_rel, raw)?;
-        match std::fs::symlink_metadata(&source) {
-            Ok(m) if m.is_file() => {}
-            _ => {
-                return Err(UnpackError::Broken(format!(
-                    "{raw:?} links to {target:?}, which is not a file of the archive"
-                )));
-            }
+    /// regular file this unpacking made.
+    fn hard_link(&mut self, rel: &Path, raw: &str, target: &[u8]) -> Result<(), UnpackError> {
+        let target_rel = self
+            .relative(target)
+            .map_err(|_| UnpackError::Escapes(raw.to_string()))?;
+        if !self.files.contains(&target_rel) {
+            return Err(UnpackError::Broken(format!(
+                "{raw:?} links to {:?}, which is not a file of the archive",
+                String::from_utf8_lossy(target)
+            )));
         }
         let path = self.parents(rel, raw)?;
-        self.count_entry()?;
-        std::fs::hard_link(&source, &path)?;
+        std::fs::hard_link(self.dest.join(&target_rel), &path)?;
+        self.files.insert(rel.to_path_buf());
+        Ok(())
+    }
+
+    /// Makes the links, each only if it resolves inside through every
+    /// other link of the archive.
+    fn make_links(&mut self) -> Result<(), UnpackError> {
+        let mut links: Vec<(&PathBuf, &PathBuf)> = self.links.iter().collect();
+        links.sort();
+        for (rel, target) in links {
+            self.budget.check()?;
+            let shown = || rel.to_string_lossy().into_owned();
+            if self.dirs.contains(rel) || self.files.contains(rel) {
+                return Err(UnpackError::Broken(format!("{:?} is given twice", shown())));
+            }
+            resolve(&self.links, rel, target).map_err(|_| UnpackError::Escapes(shown()))?;
+            std::os::unix::fs::symlink(target, self.dest.join(rel))?;
+        }
         Ok(())
     }
 }
 
-/// The components of an entry's path, or `Escapes` for an absolute path or
-/// one that climbs (`..`). Empty for the archive's root (`./`).
-fn relative(raw: &str) -> Result<PathBuf, UnpackError> {
-    let mut out = PathBuf::new();
-    for part in Path::new(raw).components() {
-        match part {
-            Component::Normal(p) => out.push(p),
-            Component::CurDir => {}
-            _ => return Err(UnpackError::Escapes(raw.to_string())),
-        }
-    }
-    Ok(out)
-}
-
-/// Whether a link at `rel` pointing at `target` resolves inside the root,
-/// read as paths (the directories on the way are real: `parents` saw to it).
-fn stays_inside(rel: &Path, target: &Path) -> Option<()> {
-    let mut at: Vec<&std::ffi::OsStr> = rel
+/// Where following the link at `rel` (to `target`) ends, through every
+/// link of `links`, read as paths inside the root (every directory on the
+/// way is a real one this unpacking made). `Err` when the way leaves the
+/// root, or takes more than `MAX_LINK_HOPS` links.
+fn resolve(links: &HashMap<PathBuf, PathBuf>, rel: &Path, target: &Path) -> Result<PathBuf, ()> {
+    let mut at: Vec<OsString> = rel
         .parent()
-        .map(|p| p.components().map(Component::as_os_str).collect())
+        .map(|p| p.iter().map(OsStr::to_os_string).collect())
         .unwrap_or_default();
-    for part in target.components() {
-        match part {
-            Component::Normal(p) => at.push(p),
-            Component::CurDir => {}
-            Component::ParentDir => {
-                at.pop()?;
+    let mut ahead: std::collections::VecDeque<OsString> = std::collections::VecDeque::new();
+    push_front(&mut ahead, target)?;
+    let mut hops = 0;
+    while let Some(part) = ahead.pop_front() {
+        match part.as_bytes() {
+            b"" | b"." => {}
+            b".." => {
+                at.pop().ok_or(())?;
             }
-            Component::RootDir | Component::Prefix(_) => return None,
+            _ => {
+                at.push(part);
+                let here: PathBuf = at.iter().collect();
+                if let Some(next) = links.get(&here) {
+                    hops += 1;
+                    if hops > MAX_LINK_HOPS {
+                        return Err(());
+                    }
+                    at.pop();
+                    push_front(&mut ahead, next)?;
+                }
+            }
         }
     }
-    Some(())
+    Ok(at.iter().collect())
 }
 
-/// Read and execute for all as the archive says, write for the owner
-/// only; never setuid, setgid or sticky.
-fn safe_mode(mode: u32) -> u32 {
-    (mode & 0o755) | 0o600
+/// Puts a link target's components in front of what is left to walk; an
+/// absolute target leaves the root at once.
+fn push_front(ahead: &mut std::collections::VecDeque<OsString>, target: &Path) -> Result<(), ()> {
+    if target.has_root() {
+        return Err(());
+    }
+    for part in target.components().rev() {
+        match part {
+            Component::Normal(p) => ahead.push_front(p.to_os_string()),
+            Component::ParentDir => ahead.push_front("..".into()),
+            Component::CurDir => {}
+            Component::RootDir | Component::Prefix(_) => return Err(()),
+        }
+    }
+    Ok(())
+}
+
+/// A GNU long name's data ends with a NUL (and may have more).
+fn trim_nul(mut bytes: Vec<u8>) -> Vec<u8> {
+    while bytes.last() == Some(&0) {
+        bytes.pop();
+    }
+    bytes
+}
+
+fn bounded_path(value: &[u8]) -> Result<Vec<u8>, UnpackError> {
+    if value.len() as u64 > MAX_PATH_BYTES {
+        return Err(UnpackError::HeaderTooLarge {
+            what: "PAX path",
+            size: value.len() as u64,
+            limit: MAX_PATH_BYTES,
+        });
+    }
+    Ok(value.to_vec())
+}
+
+/// Creates a directory with exactly `mode`, whatever the umask.
+fn make_dir(path: &Path, mode: u32) -> io::Result<()> {
+    std::fs::create_dir(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
 fn broken(e: impl std::fmt::Display) -> UnpackError {
     UnpackError::Broken(e.to_string())
 }
 
-fn sync_dir(path: &Path) -> io::Result<()> {
-    File::open(path)?.sync_all()
+/// Makes everything written under `dir` durable with one call: a sync of
+/// each of 100,000 files would take most of a minute.
+fn sync_file_system(dir: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let d = File::open(dir)?;
+    // SAFETY: syncfs(2) only reads the descriptor, which `d` keeps open.
+    if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -385,27 +759,86 @@ mod tests {
     /// A tar entry with the name written as raw bytes: tar's own builder
     /// refuses the hostile names these tests need.
     fn entry(kind: tar::EntryType, name: &[u8], link: &[u8], data: &[u8], mode: u32) -> Vec<u8> {
-        let mut h = tar::Header::new_old();
-        h.as_old_mut().name[..name.len()].copy_from_slice(name);
-        h.as_old_mut().linkname[..link.len()].copy_from_slice(link);
-        h.set_entry_type(kind);
-        h.set_size(data.len() as u64);
-        h.set_mode(mode);
-        h.set_cksum();
-        let mut out = h.as_bytes().to_vec();
+        let mut out = header(kind, name, link, data.len() as u64, mode);
         out.extend_from_slice(data);
         out.resize(out.len().div_ceil(512) * 512, 0);
         out
+    }
+
+    /// A header alone, claiming `size` bytes of data.
+    fn header(kind: tar::EntryType, name: &[u8], link: &[u8], size: u64, mode: u32) -> Vec<u8> {
+        let mut h = tar::Header::new_gnu();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name);
+        h.as_old_mut().linkname[..link.len()].copy_from_slice(link);
+        h.set_entry_type(kind);
+        h.set_size(size);
+        h.set_mode(mode);
+        h.set_cksum();
+        h.as_bytes().to_vec()
     }
 
     fn file(name: &str, data: &[u8]) -> Vec<u8> {
         entry(tar::EntryType::Regular, name.as_bytes(), b"", data, 0o644)
     }
 
+    fn dir(name: &str) -> Vec<u8> {
+        entry(tar::EntryType::Directory, name.as_bytes(), b"", b"", 0o755)
+    }
+
+    /// A link; a target past the header's 100 bytes goes in a PAX record.
+    fn symlink(name: &str, target: &str) -> Vec<u8> {
+        if target.len() <= 100 {
+            return entry(
+                tar::EntryType::Symlink,
+                name.as_bytes(),
+                target.as_bytes(),
+                b"",
+                0o777,
+            );
+        }
+        let mut out = pax(&[("linkpath", target.as_bytes())]);
+        out.extend(entry(
+            tar::EntryType::Symlink,
+            name.as_bytes(),
+            b"x",
+            b"",
+            0o777,
+        ));
+        out
+    }
+
+    /// PAX records, each `<len> <key>=<value>\n`.
+    fn pax(records: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut data = Vec::new();
+        for (key, value) in records {
+            let body = 1 + key.len() + 1 + value.len() + 1;
+            let mut len = body + body.to_string().len();
+            if len.to_string().len() != body.to_string().len() {
+                len += 1;
+            }
+            data.extend_from_slice(format!("{len} {key}=").as_bytes());
+            data.extend_from_slice(value);
+            data.push(b'\n');
+        }
+        entry(
+            tar::EntryType::XHeader,
+            b"././@PaxHeader",
+            b"",
+            &data,
+            0o644,
+        )
+    }
+
     fn tar_of(entries: &[Vec<u8>]) -> Vec<u8> {
         let mut out: Vec<u8> = entries.concat();
         out.extend_from_slice(&[0u8; 1024]);
         out
+    }
+
+    fn gz(bytes: &[u8]) -> Vec<u8> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(bytes).unwrap();
+        gz.finish().unwrap()
     }
 
     struct Case {
@@ -427,10 +860,34 @@ mod tests {
             format: Format,
             limits: Limits,
         ) -> Result<Unpacked, UnpackError> {
+            self.run_with(bytes, format, limits, Modes::PUBLIC, &Budget::unbounded())
+        }
+        fn run_with(
+            &self,
+            bytes: &[u8],
+            format: Format,
+            limits: Limits,
+            modes: Modes,
+            budget: &Budget,
+        ) -> Result<Unpacked, UnpackError> {
             std::fs::create_dir_all(self.dir.path().join("pkg")).unwrap();
             let artifact = self.dir.path().join("artifact");
             std::fs::write(&artifact, bytes).unwrap();
-            unpack(&artifact, &format, &self.dest(), limits)
+            unpack(
+                File::open(&artifact).unwrap(),
+                &format,
+                &self.dest(),
+                limits,
+                modes,
+                budget,
+            )
+        }
+        fn mode(&self, rel: &str) -> u32 {
+            std::fs::symlink_metadata(self.dest().join(rel))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777
         }
         /// Nothing was written beside the destination.
         fn nothing_outside(&self) {
@@ -447,11 +904,19 @@ mod tests {
         }
     }
 
+    /// Unpacks a tar of `entries`, which must be refused.
+    fn refused(entries: &[Vec<u8>]) -> UnpackError {
+        let case = Case::new();
+        let err = case.run(&tar_of(entries), Format::Tar, ROOMY).unwrap_err();
+        case.nothing_outside();
+        err
+    }
+
     #[test]
-    fn a_tar_unpacks_with_directories_links_and_safe_modes() {
+    fn a_tar_unpacks_with_directories_links_and_packd_modes() {
         let case = Case::new();
         let tar = tar_of(&[
-            entry(tar::EntryType::Directory, b"./bin/", b"", b"", 0o755),
+            entry(tar::EntryType::Directory, b"./bin/", b"", b"", 0o777),
             entry(
                 tar::EntryType::Regular,
                 b"bin/tool",
@@ -459,14 +924,8 @@ mod tests {
                 b"#!/bin/sh\n",
                 0o4777,
             ),
-            entry(
-                tar::EntryType::Symlink,
-                b"bin/tool-latest",
-                b"tool",
-                b"",
-                0o777,
-            ),
-            entry(tar::EntryType::Symlink, b"share/up", b"../bin", b"", 0o777),
+            symlink("bin/tool-latest", "tool"),
+            symlink("share/up", "../bin"),
             entry(
                 tar::EntryType::Link,
                 b"bin/tool-hard",
@@ -474,7 +933,7 @@ mod tests {
                 b"",
                 0o644,
             ),
-            file("README", b"hello"),
+            entry(tar::EntryType::Regular, b"README", b"", b"hello", 0o666),
         ]);
         let done = case.run(&tar, Format::Tar, ROOMY).unwrap();
         let dest = case.dest();
@@ -491,39 +950,184 @@ mod tests {
             b"#!/bin/sh\n"
         );
         assert_eq!(std::fs::read(dest.join("README")).unwrap(), b"hello");
-        let mode = std::fs::metadata(dest.join("bin/tool"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o7777, 0o755, "no setuid, no write for others");
+        // The archive's modes ask for setuid and writes by all: packd's win.
+        assert_eq!(case.mode("bin/tool"), 0o755);
+        assert_eq!(case.mode("README"), 0o644);
+        assert_eq!(case.mode("bin"), 0o755);
+        assert_eq!(case.mode("share"), 0o755, "made on the way");
+        assert_eq!(case.mode(""), 0o755);
         assert_eq!(done.bytes, 15);
         case.nothing_outside();
     }
 
     #[test]
+    fn private_files_are_not_for_others() {
+        let case = Case::new();
+        let tar = tar_of(&[
+            entry(tar::EntryType::Regular, b"d/run", b"", b"x", 0o777),
+            file("d/data", b"y"),
+        ]);
+        case.run_with(
+            &tar,
+            Format::Tar,
+            ROOMY,
+            Modes::PRIVATE,
+            &Budget::unbounded(),
+        )
+        .unwrap();
+        assert_eq!(case.mode(""), 0o750);
+        assert_eq!(case.mode("d"), 0o750);
+        assert_eq!(case.mode("d/run"), 0o750);
+        assert_eq!(case.mode("d/data"), 0o640);
+    }
+
+    #[test]
     fn a_tar_gz_and_a_zip_unpack() {
         let case = Case::new();
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(&tar_of(&[file("a/b.txt", b"tgz")])).unwrap();
-        case.run(&gz.finish().unwrap(), Format::TarGz, ROOMY)
-            .unwrap();
+        case.run(
+            &gz(&tar_of(&[file("a/b.txt", b"tgz")])),
+            Format::TarGz,
+            ROOMY,
+        )
+        .unwrap();
         assert_eq!(std::fs::read(case.dest().join("a/b.txt")).unwrap(), b"tgz");
 
         let case = Case::new();
         let mut zip = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
         let options = zip::write::SimpleFileOptions::default()
             .compression_method(zip::CompressionMethod::Deflated)
-            .unix_permissions(0o755);
+            .unix_permissions(0o777);
         zip.add_directory("d/", options).unwrap();
         zip.start_file("d/run.sh", options).unwrap();
         zip.write_all(b"zip").unwrap();
+        zip.add_symlink("d/latest", "run.sh", options).unwrap();
         let bytes = zip.finish().unwrap().into_inner();
         case.run(&bytes, Format::Zip, ROOMY).unwrap();
         assert_eq!(std::fs::read(case.dest().join("d/run.sh")).unwrap(), b"zip");
+        assert_eq!(std::fs::read(case.dest().join("d/latest")).unwrap(), b"zip");
+        assert_eq!(case.mode("d/run.sh"), 0o755);
     }
 
     #[test]
-    fn entries_that_climb_out_or_are_absolute_are_refused() {
+    fn every_gzip_member_is_read() {
+        // What bgzip or `pigz --independent` make: one tar stream cut into
+        // several gzip members. Only the first used to be read, and the
+        // package installed in part.
+        let tar = tar_of(&[file("first", &[1u8; 700]), file("second", b"2")]);
+        let (a, b) = tar.split_at(700);
+        let mut two = gz(a);
+        two.extend_from_slice(&gz(b));
+        let case = Case::new();
+        case.run(&two, Format::TarGz, ROOMY).unwrap();
+        assert_eq!(std::fs::read(case.dest().join("second")).unwrap(), b"2");
+
+        // A member cut short is a broken archive, not a smaller package.
+        let case = Case::new();
+        let cut = &two[..two.len() - 10];
+        let err = case.run(cut, Format::TarGz, ROOMY);
+        assert!(matches!(err, Err(UnpackError::Broken(_))), "{err:?}");
+    }
+
+    #[test]
+    fn a_tar_cut_at_an_entry_boundary_is_broken() {
+        let whole = tar_of(&[file("a", b"1"), file("b", b"2")]);
+        let case = Case::new();
+        let err = case.run(&whole[..1024], Format::Tar, ROOMY);
+        assert!(
+            matches!(&err, Err(UnpackError::Broken(m)) if m.contains("end-of-archive")),
+            "{err:?}"
+        );
+        // With its end block, the same first entry alone is a whole archive.
+        let case = Case::new();
+        case.run(&tar_of(&[file("a", b"1")]), Format::Tar, ROOMY)
+            .unwrap();
+    }
+
+    #[test]
+    fn long_names_and_pax_records_are_honoured_within_their_bounds() {
+        let long = format!(
+            "{}/{}/{}/file",
+            "d".repeat(100),
+            "e".repeat(100),
+            "f".repeat(100)
+        );
+        let case = Case::new();
+        let mut name = long.clone().into_bytes();
+        name.push(0);
+        let tar = tar_of(&[
+            entry(
+                tar::EntryType::GNULongName,
+                b"././@LongLink",
+                b"",
+                &name,
+                0o644,
+            ),
+            file("ignored-short-name", b"long"),
+            pax(&[("path", b"pax/named"), ("mtime", b"1700000000.5")]),
+            file("also-ignored", b"pax"),
+            pax(&[("linkpath", b"../pax/named")]),
+            symlink("links/to-pax", "ignored"),
+        ]);
+        case.run(&tar, Format::Tar, ROOMY).unwrap();
+        assert_eq!(std::fs::read(case.dest().join(&long)).unwrap(), b"long");
+        assert_eq!(
+            std::fs::read(case.dest().join("pax/named")).unwrap(),
+            b"pax"
+        );
+        assert_eq!(
+            std::fs::read(case.dest().join("links/to-pax")).unwrap(),
+            b"pax"
+        );
+        assert!(!case.dest().join("ignored-short-name").exists());
+    }
+
+    #[test]
+    fn oversized_headers_are_refused_before_they_are_read() {
+        // Each claims far more than packd reads; the data is not even
+        // there: the size alone refuses it, nothing is buffered.
+        for (kind, what) in [
+            (tar::EntryType::GNULongName, "long name"),
+            (tar::EntryType::GNULongLink, "long link"),
+            (tar::EntryType::XHeader, "PAX header"),
+            (tar::EntryType::XGlobalHeader, "PAX global header"),
+        ] {
+            let mut tar = header(kind, b"././@LongLink", b"", 1 << 30, 0o644);
+            tar.extend_from_slice(&[0u8; 1024]);
+            let case = Case::new();
+            let err = case.run(&tar, Format::Tar, ROOMY).unwrap_err();
+            assert!(
+                matches!(err, UnpackError::HeaderTooLarge { what: w, size, .. } if w == what && size == 1 << 30),
+                "{kind:?}: {err:?}"
+            );
+        }
+        // A PAX path past a path's length, and header bytes over the cap.
+        let too_long = vec![b'a'; 5000];
+        let err = refused(&[pax(&[("path", &too_long)]), file("x", b"")]);
+        assert!(matches!(err, UnpackError::HeaderTooLarge { .. }), "{err:?}");
+        let case = Case::new();
+        let records = pax(&[("comment", &[b'c'; 60_000])]);
+        let err = case.run(
+            &tar_of(&[records, file("x", b"")]),
+            Format::Tar,
+            Limits {
+                max_bytes: 10_000,
+                max_entries: 100,
+            },
+        );
+        assert!(matches!(err, Err(UnpackError::TooLarge(_))), "{err:?}");
+    }
+
+    #[test]
+    fn a_pax_size_that_disagrees_with_the_header_is_refused() {
+        let err = refused(&[pax(&[("size", b"5000")]), file("x", b"abc")]);
+        assert!(
+            matches!(&err, UnpackError::Broken(m) if m.contains("PAX size")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn entries_that_climb_out_are_absolute_or_too_deep_are_refused() {
         for name in [
             &b"../evil"[..],
             b"a/../../evil",
@@ -554,40 +1158,39 @@ mod tests {
         let err = case.run(&zip.finish().unwrap().into_inner(), Format::Zip, ROOMY);
         assert!(matches!(err, Err(UnpackError::Escapes(_))), "{err:?}");
         case.nothing_outside();
+
+        // 1,000 levels of one-letter directories: refused at once, before
+        // a directory is made (it used to take minutes).
+        let deep = format!("{}f", "d/".repeat(1000));
+        let mut long = deep.into_bytes();
+        long.push(0);
+        let err = refused(&[
+            entry(
+                tar::EntryType::GNULongName,
+                b"././@LongLink",
+                b"",
+                &long,
+                0o644,
+            ),
+            file("x", b""),
+        ]);
+        assert!(matches!(err, UnpackError::TooDeep(_)), "{err:?}");
     }
 
     #[test]
     fn links_pointing_out_and_writes_through_links_are_refused() {
-        for (link, target) in [
-            (&b"out"[..], &b"../../.."[..]),
-            (b"abs", b"/etc"),
-            (b"d/up", b"../.."),
-        ] {
-            let case = Case::new();
-            let err = case.run(
-                &tar_of(&[entry(tar::EntryType::Symlink, link, target, b"", 0o777)]),
-                Format::Tar,
-                ROOMY,
-            );
+        for (link, target) in [("out", "../../.."), ("abs", "/etc"), ("d/up", "../..")] {
+            let err = refused(&[symlink(link, target)]);
             assert!(
-                matches!(err, Err(UnpackError::Escapes(_))),
+                matches!(err, UnpackError::Escapes(_)),
                 "{link:?} -> {target:?}: {err:?}"
             );
-            case.nothing_outside();
         }
-        // A link that stays inside, then a file written through it: refused,
-        // since a chain of links could lead anywhere.
-        let through = refused(&[
-            entry(tar::EntryType::Directory, b"real/", b"", b"", 0o755),
-            entry(tar::EntryType::Symlink, b"via", b"real", b"", 0o777),
-            file("via/file", b"x"),
-        ]);
+        // A link that stays inside, then a file written through it: refused.
+        let through = refused(&[dir("real/"), symlink("via", "real"), file("via/file", b"x")]);
         assert!(matches!(through, UnpackError::Escapes(_)), "{through:?}");
         // A second entry of the same name cannot replace a link with a file.
-        let twice = refused(&[
-            entry(tar::EntryType::Symlink, b"x", b"y", b"", 0o777),
-            file("x", b"1"),
-        ]);
+        let twice = refused(&[symlink("x", "y"), file("x", b"1")]);
         assert!(matches!(twice, UnpackError::Broken(_)), "{twice:?}");
         // A hard link to something that is not one of the archive's files.
         let hard = refused(&[entry(
@@ -600,29 +1203,69 @@ mod tests {
         assert!(matches!(hard, UnpackError::Escapes(_)), "{hard:?}");
     }
 
-    /// Unpacks a tar of `entries`, which must be refused.
-    fn refused(entries: &[Vec<u8>]) -> UnpackError {
+    #[test]
+    fn a_chain_of_links_cannot_lead_out() {
+        // d0/…/d19/l -> 20 × "..": the root, inside. Then
+        // etc -> d0/…/d19/l/ + 21 × ".." + /etc: read as text the ".."s
+        // pop back to the root; followed through l they climb out to /etc.
+        let deep: Vec<String> = (0..20).map(|i| format!("d{i}")).collect();
+        let deep = deep.join("/");
+        let err = refused(&[
+            dir(&format!("{deep}/")),
+            symlink(&format!("{deep}/l"), &"../".repeat(20)),
+            symlink("etc", &format!("{deep}/l/{}etc", "../".repeat(21))),
+        ]);
+        assert!(matches!(err, UnpackError::Escapes(_)), "{err:?}");
+
+        // The same with zip's words: l -> ".", up -> "l/..".
         let case = Case::new();
-        let err = case.run(&tar_of(entries), Format::Tar, ROOMY).unwrap_err();
+        let mut zip = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+        let options = zip::write::SimpleFileOptions::default();
+        zip.add_symlink("l", ".", options).unwrap();
+        zip.add_symlink("up", "l/..", options).unwrap();
+        let err = case.run(&zip.finish().unwrap().into_inner(), Format::Zip, ROOMY);
+        assert!(matches!(err, Err(UnpackError::Escapes(_))), "{err:?}");
         case.nothing_outside();
-        err
+
+        // A link made before the link it goes through: a -> d/x/../../etc
+        // reads as the root's etc, but d/x (made later) points up.
+        let err = refused(&[
+            dir("d/"),
+            symlink("a", "d/x/../../etc"),
+            symlink("d/x", ".."),
+        ]);
+        assert!(matches!(err, UnpackError::Escapes(_)), "{err:?}");
+
+        // Links that loop are refused, not followed for ever.
+        let err = refused(&[symlink("p", "q/x"), symlink("q", "p/y")]);
+        assert!(matches!(err, UnpackError::Escapes(_)), "{err:?}");
+
+        // Chains that stay inside are fine.
+        let case = Case::new();
+        case.run(
+            &tar_of(&[
+                file("d/real", b"ok"),
+                symlink("l", "."),
+                symlink("m", "l/d"),
+                symlink("n", "m/real"),
+            ]),
+            Format::Tar,
+            ROOMY,
+        )
+        .unwrap();
+        assert_eq!(std::fs::read(case.dest().join("n")).unwrap(), b"ok");
     }
 
     #[test]
     fn special_entries_are_refused() {
-        let case = Case::new();
-        let err = case.run(
-            &tar_of(&[entry(tar::EntryType::Char, b"dev", b"", b"", 0o644)]),
-            Format::Tar,
-            ROOMY,
-        );
+        let err = refused(&[entry(tar::EntryType::Char, b"dev", b"", b"", 0o644)]);
         assert!(
             matches!(
                 err,
-                Err(UnpackError::Unsupported {
+                UnpackError::Unsupported {
                     kind: "character device",
                     ..
-                })
+                }
             ),
             "{err:?}"
         );
@@ -633,12 +1276,14 @@ mod tests {
         // 64 MiB of zeros in a few KiB of gzip, against a 1 MiB cap.
         let case = Case::new();
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-        let mut zeros = entry(tar::EntryType::Regular, b"zeros", b"", b"", 0o644);
-        let mut header = tar::Header::from_byte_slice(&zeros[..512]).clone();
-        header.set_size(64 << 20);
-        header.set_cksum();
-        zeros = header.as_bytes().to_vec();
-        gz.write_all(&zeros).unwrap();
+        gz.write_all(&header(
+            tar::EntryType::Regular,
+            b"zeros",
+            b"",
+            64 << 20,
+            0o644,
+        ))
+        .unwrap();
         let chunk = vec![0u8; 1 << 20];
         for _ in 0..64 {
             gz.write_all(&chunk).unwrap();
@@ -655,10 +1300,10 @@ mod tests {
         let written = std::fs::metadata(case.dest().join("zeros"))
             .map(|m| m.len())
             .unwrap_or(0);
-        assert!(written <= (1 << 20) + 1, "{written}");
+        assert!(written <= 1 << 20, "{written}");
 
-        let case = Case::new();
         let many: Vec<Vec<u8>> = (0..20).map(|i| file(&format!("f{i}"), b"")).collect();
+        let case = Case::new();
         let err = case.run(
             &tar_of(&many),
             Format::Tar,
@@ -669,6 +1314,87 @@ mod tests {
         );
         assert!(
             matches!(err, Err(UnpackError::TooManyEntries(10))),
+            "{err:?}"
+        );
+    }
+
+    /// A zip whose central directory names `copies` entries that all point
+    /// at the one local file of the archive: the zip crate's writer cannot
+    /// make it, so the records are copied by hand.
+    fn zip_of_many_pointing_at_one(copies: usize, content: &[u8]) -> Vec<u8> {
+        let mut zip = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        zip.start_file("a", options).unwrap();
+        zip.write_all(content).unwrap();
+        let bytes = zip.finish().unwrap().into_inner();
+        let eocd = bytes.len() - 22;
+        assert_eq!(&bytes[eocd..eocd + 4], b"PK\x05\x06");
+        let cd_size = u32::from_le_bytes(bytes[eocd + 12..eocd + 16].try_into().unwrap()) as usize;
+        let cd_start = u32::from_le_bytes(bytes[eocd + 16..eocd + 20].try_into().unwrap()) as usize;
+        let record = &bytes[cd_start..cd_start + cd_size];
+        let mut out = bytes[..cd_start].to_vec();
+        for i in 0..copies {
+            let mut r = record.to_vec();
+            // Names of one byte, like "a": the name length stays 1.
+            r[46] = b"abcdefghijklmnopqrstuvwxyz"[i % 26];
+            out.extend_from_slice(&r);
+        }
+        let mut end = bytes[eocd..].to_vec();
+        let n = u16::try_from(copies).unwrap().to_le_bytes();
+        end[8..10].copy_from_slice(&n);
+        end[10..12].copy_from_slice(&n);
+        end[12..16].copy_from_slice(&u32::try_from(cd_size * copies).unwrap().to_le_bytes());
+        out.extend_from_slice(&end);
+        out
+    }
+
+    #[test]
+    fn a_zip_is_counted_from_its_central_directory_and_never_cloaked() {
+        // More entries than the cap: refused before anything is written.
+        let case = Case::new();
+        let bytes = zip_of_many_pointing_at_one(26, b"x");
+        let err = case.run(
+            &bytes,
+            Format::Zip,
+            Limits {
+                max_bytes: 1 << 20,
+                max_entries: 20,
+            },
+        );
+        assert!(
+            matches!(err, Err(UnpackError::TooManyEntries(20))),
+            "{err:?}"
+        );
+        assert!(std::fs::read_dir(case.dest()).unwrap().next().is_none());
+        // Within the cap, entries whose names are not their local header's
+        // are refused: 26 names could not be made out of one local file.
+        let case = Case::new();
+        let err = case.run(
+            &zip_of_many_pointing_at_one(3, &[0u8; 65536]),
+            Format::Zip,
+            ROOMY,
+        );
+        assert!(matches!(err, Err(UnpackError::Broken(_))), "{err:?}");
+        assert!(!case.dest().join("b").exists());
+    }
+
+    #[test]
+    fn a_cancel_or_the_deadline_stops_an_unpack() {
+        let tar = tar_of(&[file("a", b"1")]);
+        let case = Case::new();
+        let cancelled = Budget::unbounded();
+        cancelled.cancel();
+        let err = case.run_with(&tar, Format::Tar, ROOMY, Modes::PUBLIC, &cancelled);
+        assert!(
+            matches!(err, Err(UnpackError::Interrupted(Interrupted::Cancelled))),
+            "{err:?}"
+        );
+        let case = Case::new();
+        let late = Budget::within(std::time::Duration::ZERO);
+        let err = case.run_with(&tar, Format::Tar, ROOMY, Modes::PUBLIC, &late);
+        assert!(
+            matches!(err, Err(UnpackError::Interrupted(Interrupted::TimedOut(_)))),
             "{err:?}"
         );
     }
@@ -714,5 +1440,6 @@ mod tests {
             std::fs::read(case.dest().join("jq-linux64")).unwrap(),
             b"\x7fELF"
         );
+        assert_eq!(case.mode("jq-linux64"), 0o644);
     }
 }

@@ -168,7 +168,14 @@ impl FileWork {
             let _ = std::fs::remove_dir_all(&staging);
             create_dir(&versions, PUBLIC_DIR)?;
             crate::files::layout::set_mode(&versions, PUBLIC_DIR)?;
-            if let Err(e) = unpack::unpack(&artifact, &format, &staging, limits) {
+            if let Err(e) = unpack::unpack(
+                std::fs::File::open(&artifact)?,
+                &format,
+                &staging,
+                limits,
+                unpack::Modes::PUBLIC,
+                &crate::files::budget::Budget::unbounded(),
+            ) {
                 let _ = std::fs::remove_dir_all(&staging);
                 return Err(e);
             }
