@@ -406,10 +406,23 @@ pub struct ServeArgs {
     #[arg(long, env = "PACKD_DB", default_value = DEFAULT_DB)]
     pub db: PathBuf,
 
-    /// The data directory: downloaded artifacts and package files (created
-    /// at start, owner-only).
+    /// The data directory: downloaded artifacts and package files. Made at
+    /// start if missing (0755, or 0750 with --private-files; an existing
+    /// one keeps its mode). One packd owns it: a second one on the same
+    /// directory is refused.
     #[arg(long, env = "PACKD_DATA_DIR", default_value = "./packd-data")]
     pub data_dir: PathBuf,
+
+    /// Use the data directory even though it belongs to another database
+    /// (or the database to another directory): after restoring a backup
+    /// onto a new directory, or moving one. Its owner record is rewritten.
+    #[arg(long, env = "PACKD_ADOPT_DATA_DIR")]
+    pub adopt_data_dir: bool,
+
+    /// Install package files 0640 and directories 0750 (the group reads,
+    /// other users nothing) instead of 0644/0755.
+    #[arg(long, env = "PACKD_PRIVATE_FILES")]
+    pub private_files: bool,
 
     /// Log line format.
     #[arg(long, env = "PACKD_LOG_FORMAT", value_enum, default_value = "text")]
@@ -488,9 +501,20 @@ pub struct ServeArgs {
     #[arg(long, env = "PACKD_MAX_DOWNLOAD_BYTES", default_value_t = 8 << 30)]
     pub max_download_bytes: u64,
 
-    /// The most bytes one artifact may unpack to, and entries it may make.
+    /// The most bytes one artifact may unpack to (archive headers included).
     #[arg(long, env = "PACKD_MAX_UNPACKED_BYTES", default_value_t = 32 << 30)]
     pub max_unpacked_bytes: u64,
+
+    /// How long unpacking one artifact may take; past it the download
+    /// fails (a hostile archive is not given the machine's time).
+    #[arg(long, env = "PACKD_UNPACK_TIMEOUT", default_value = "30m", value_parser = parse_positive_duration)]
+    pub unpack_timeout: Duration,
+
+    /// How long one download attempt may take in all (a source that sends a
+    /// byte now and then is never silent long enough for --read-timeout);
+    /// then it is retried. Default: no limit.
+    #[arg(long, env = "PACKD_DOWNLOAD_TIMEOUT", value_parser = parse_positive_duration)]
+    pub download_timeout: Option<Duration>,
 
     /// How long a download may take to connect.
     #[arg(long, env = "PACKD_CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]

@@ -109,7 +109,7 @@ fn kind_index(kind: OperationKind) -> usize {
 
 /// Why a download attempt failed: a fault a retry may mend, one it cannot
 /// (4xx, a size or digest mismatch, too large), or the unpacking.
-pub const DOWNLOAD_FAILURES: [&str; 3] = ["transient", "permanent", "unpack"];
+pub const DOWNLOAD_FAILURES: [&str; 4] = ["transient", "permanent", "unpack", "files"];
 
 /// Hooks, and how a run of one ended.
 pub const HOOKS: [&str; 2] = ["activate", "deactivate"];
@@ -122,9 +122,13 @@ pub const RECONCILE_ACTIONS: [&str; 7] = [
     "link_removed",
     "partial_removed",
     "staging_removed",
-    "artifact_removed",
-    "package_dir_removed",
+    "removal_finished",
+    "hook_process_ended",
 ];
+
+/// How a journaled removal ended: done, deferred (a download of that
+/// version was in flight) or failed (retried later).
+pub const REMOVAL_OUTCOMES: [&str; 3] = ["done", "deferred", "failed"];
 
 /// Why a connection was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,11 +162,15 @@ pub struct Metrics {
     database_damaged: AtomicU64,
     downloaded_bytes: AtomicU64,
     downloads_resumed: AtomicU64,
-    /// By reason: transient (retried), permanent (failed at once), unpack.
-    download_failures: [AtomicU64; 3],
+    /// By reason: transient (retried), permanent (failed at once), unpack,
+    /// files (the data directory).
+    download_failures: [AtomicU64; DOWNLOAD_FAILURES.len()],
     link_switches: AtomicU64,
     hook_runs: [[AtomicU64; HOOK_OUTCOMES.len()]; HOOKS.len()],
     reconciled: [AtomicU64; RECONCILE_ACTIONS.len()],
+    foreign_entries: AtomicU64,
+    removals: [AtomicU64; REMOVAL_OUTCOMES.len()],
+    removed_entries: AtomicU64,
     event_streams_open: AtomicU64,
     events_lagged: AtomicU64,
 }
@@ -261,6 +269,9 @@ impl Metrics {
             link_switches: AtomicU64::new(0),
             hook_runs: Default::default(),
             reconciled: Default::default(),
+            foreign_entries: AtomicU64::new(0),
+            removals: Default::default(),
+            removed_entries: AtomicU64::new(0),
             event_streams_open: AtomicU64::new(0),
             events_lagged: AtomicU64::new(0),
             long_polls_waiting: AtomicU64::new(0),
@@ -368,6 +379,21 @@ impl Metrics {
         if let Some(i) = RECONCILE_ACTIONS.iter().position(|a| *a == action) {
             self.reconciled[i].fetch_add(n, Ordering::Relaxed);
         }
+    }
+
+    /// Entries under the data directory that the database does not account
+    /// for (found at start; left alone).
+    pub fn foreign_entries(&self, n: u64) {
+        self.foreign_entries.store(n, Ordering::Relaxed);
+    }
+
+    /// `outcome` is one of `REMOVAL_OUTCOMES`; `entries` the files and
+    /// directories it removed.
+    pub fn removal(&self, outcome: &str, entries: u64) {
+        if let Some(i) = REMOVAL_OUTCOMES.iter().position(|o| *o == outcome) {
+            self.removals[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.removed_entries.fetch_add(entries, Ordering::Relaxed);
     }
 
     pub fn database_damaged(&self) {
@@ -630,7 +656,7 @@ impl Metrics {
             out,
             "packd_download_failures_total",
             "counter",
-            "Failed download attempts, by reason: transient (retried), permanent (failed at once), unpack.",
+            "Failed download attempts, by reason: transient (retried), permanent (failed at once), unpack (the archive), files (the data directory).",
         );
         for (reason, n) in DOWNLOAD_FAILURES.iter().zip(&self.download_failures) {
             let n = n.load(Ordering::Relaxed);
@@ -671,6 +697,30 @@ impl Metrics {
             let n = n.load(Ordering::Relaxed);
             let _ = writeln!(out, "packd_reconciled_total{{action=\"{action}\"}} {n}");
         }
+        single(
+            out,
+            "packd_data_dir_foreign_entries",
+            "gauge",
+            "Entries under the data directory's packages/, artifacts/, partial/ and active/ that the database does not account for, found at start: reported, never removed.",
+            self.foreign_entries.load(Ordering::Relaxed),
+        );
+        family(
+            out,
+            "packd_removals_total",
+            "counter",
+            "Journaled removals of a deleted or changed package's files, by outcome: done, deferred (a download of that version was in flight), failed (tried again later).",
+        );
+        for (outcome, n) in REMOVAL_OUTCOMES.iter().zip(&self.removals) {
+            let n = n.load(Ordering::Relaxed);
+            let _ = writeln!(out, "packd_removals_total{{outcome=\"{outcome}\"}} {n}");
+        }
+        single(
+            out,
+            "packd_removed_entries_total",
+            "counter",
+            "Files and directories removed by journaled removals.",
+            self.removed_entries.load(Ordering::Relaxed),
+        );
         single(
             out,
             "packd_database_damaged",

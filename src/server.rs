@@ -10,10 +10,13 @@ use crate::api::{self, ApiOptions, AppState, Readiness};
 use crate::config::{LogFormat, ServeArgs};
 use crate::domain::Timestamp;
 use crate::domain::key::MIN_SECRET_LEN;
+use crate::domain::ownership;
+use crate::files::{Budget, Files, Layout, Modes, owner, reconcile, remove};
+use crate::metrics;
 use crate::notify;
 use crate::shutdown::Shutdown;
 use crate::store::{Bootstrap, Store, StoreOptions};
-use crate::worker::{Executors, FileWork, QueueConfig, StubConfig, StubExecutor, Workers};
+use crate::worker::{Executors, QueueConfig, StubConfig, StubExecutor, Workers};
 use anyhow::Context;
 
 /// Sets up logging on standard error, in the chosen format.
@@ -160,16 +163,24 @@ const RETRY_DELAY_MAX: Duration = Duration::from_secs(300);
 /// Makes the data directory follow the database before any worker runs
 /// (`files::reconcile`). A store that cannot be read stops the start: the
 /// reconciliation would have nothing to follow.
-async fn reconcile_files(store: &Store, layout: &crate::files::Layout) -> anyhow::Result<()> {
+async fn reconcile_files(store: &Store, layout: &Layout) -> anyhow::Result<()> {
     let packages = store
         .packages_with_files()
         .context("cannot read the packages to reconcile the data directory")?;
     let unfinished = store
         .unfinished_operations()
         .context("cannot read the operations to reconcile the data directory")?;
-    let layout = layout.clone();
+    let (layout, store) = (layout.clone(), store.clone());
     let report = tokio::task::spawn_blocking(move || {
-        crate::files::reconcile::reconcile(&layout, &packages, &unfinished)
+        let known = |id| store.get_operation(id).is_ok();
+        reconcile::reconcile(
+            &layout,
+            &reconcile::Known {
+                packages: &packages,
+                unfinished: &unfinished,
+                operation: &known,
+            },
+        )
     })
     .await
     .context("the reconciliation task failed")?;
@@ -182,7 +193,168 @@ async fn reconcile_files(store: &Store, layout: &crate::files::Layout) -> anyhow
             "the data directory was reconciled with the database"
         );
     }
+    if !report.foreign.is_empty() {
+        const SHOWN: usize = 20;
+        for path in report.foreign.iter().take(SHOWN) {
+            tracing::warn!(path = %path.display(), "not made by packd, or no longer known to its database: left as it is");
+        }
+        tracing::warn!(
+            entries = report.foreign.len(),
+            shown = report.foreign.len().min(SHOWN),
+            "the data directory holds entries the database does not account for; packd never removes those (packd_data_dir_foreign_entries)"
+        );
+    }
     Ok(())
+}
+
+/// Pairs the database with the data directory (`domain::ownership`):
+/// first use records the pair on both sides; a mismatch stops the start
+/// unless `--adopt-data-dir` says to take the directory over.
+async fn own_data_dir(
+    store: &Store,
+    owned: &mut owner::Owned,
+    db: &std::path::Path,
+    adopt: bool,
+) -> anyhow::Result<()> {
+    let identity = store
+        .identity()
+        .context("cannot read the database's identity")?;
+    let dir_path = owned.layout().root().display().to_string();
+    let fresh = uuid::Uuid::now_v7();
+    let bind_as = match ownership::judge(&identity, owned.owner.as_ref(), &dir_path, fresh) {
+        ownership::Verdict::Match => return Ok(()),
+        ownership::Verdict::Bind(id) => id,
+        ownership::Verdict::Mismatch(why) if adopt => {
+            tracing::warn!(reason = %why, data_dir = %dir_path, "--adopt-data-dir: the data directory is taken over by this database");
+            ownership::adopted(owned.owner.as_ref(), fresh)
+        }
+        ownership::Verdict::Mismatch(why) => anyhow::bail!(
+            "{why}. packd refuses to start: it would make the directory follow this database \
+             and remove another one's files. Give each packd its own --db and --data-dir; to \
+             take the directory over on purpose (a restored backup, a moved directory), start \
+             once with --adopt-data-dir"
+        ),
+    };
+    let db_path = std::fs::canonicalize(db).unwrap_or_else(|_| db.to_path_buf());
+    // The directory's side first: a crash before the database's commit is
+    // finished at the next start (`judge` sees the directory naming it).
+    owned
+        .record(&ownership::DirOwner {
+            data_dir_id: bind_as,
+            database_id: identity.database_id,
+            database_path: db_path.display().to_string(),
+        })
+        .context("cannot write the data directory's owner record")?;
+    store
+        .bind_data_dir(ownership::Binding {
+            data_dir_id: bind_as,
+            path: dir_path,
+        })
+        .await
+        .context("cannot record the data directory in the database")?;
+    Ok(())
+}
+
+/// The catalogue as journaled removals ask it, under the place lock.
+struct StoreClaims(Store);
+
+impl remove::Claims for StoreClaims {
+    fn wanted(
+        &self,
+        name: &crate::domain::package::PackageName,
+        version: &crate::domain::package::PackageVersion,
+    ) -> std::io::Result<crate::domain::package::Wanted> {
+        self.0
+            .files_wanted(name, version)
+            .map_err(std::io::Error::other)
+    }
+
+    fn digest_named(&self, digest: &crate::domain::source::Sha256) -> std::io::Result<bool> {
+        self.0.digest_in_use(digest).map_err(std::io::Error::other)
+    }
+}
+
+/// How soon a removal that had to wait (a download of that version in
+/// flight) or failed is tried again.
+const REMOVAL_RETRY: Duration = Duration::from_secs(30);
+/// Journaled removals read at once.
+const REMOVAL_BATCH: usize = 100;
+
+/// The remover: carries out journaled removals in the background, so a
+/// DELETE of a package of 100,000 files answers as soon as it commits.
+/// Stops at shutdown (a tree half removed is finished at the next start).
+fn spawn_remover(
+    store: Store,
+    files: Files,
+    mut shutdown: Shutdown,
+) -> tokio::task::JoinHandle<()> {
+    let budget = Budget::unbounded();
+    let trip = budget.clone();
+    let mut stopping = shutdown.clone();
+    tokio::spawn(async move {
+        stopping.wait().await;
+        trip.cancel();
+    });
+    let claims: Arc<dyn remove::Claims> = Arc::new(StoreClaims(store.clone()));
+    tokio::spawn(async move {
+        loop {
+            // Registered before looking, so a removal journaled meanwhile
+            // wakes the next wait.
+            let added = store.removals_added().notified();
+            tokio::pin!(added);
+            added.as_mut().enable();
+            let pending = match store.pending_removals(REMOVAL_BATCH) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the removal journal");
+                    Vec::new()
+                }
+            };
+            let (mut done, mut waiting) = (0, false);
+            for removal in pending.iter().cloned() {
+                if budget.check().is_err() {
+                    return;
+                }
+                let id = removal.id;
+                let what = format!("{}@{}", removal.name, removal.version);
+                match files.remove(removal, claims.clone(), &budget).await {
+                    Ok(remove::Outcome::Done { entries }) => {
+                        metrics::global().removal("done", entries);
+                        tracing::info!(package = %what, entries, "removed the files of a deleted or changed package");
+                        if let Err(e) = store.finish_removal(id).await {
+                            tracing::warn!(error = %e, "cannot record a finished removal; it will be tried again");
+                            waiting = true;
+                        } else {
+                            done += 1;
+                        }
+                    }
+                    Ok(remove::Outcome::Later) => {
+                        metrics::global().removal("deferred", 0);
+                        waiting = true;
+                    }
+                    Err(_) if budget.check().is_err() => return,
+                    Err(e) => {
+                        metrics::global().removal("failed", 0);
+                        tracing::warn!(package = %what, error = %e, "cannot remove a package's old files; will try again");
+                        waiting = true;
+                    }
+                }
+            }
+            if done > 0 && pending.len() == REMOVAL_BATCH {
+                continue;
+            }
+            let retry = if waiting {
+                REMOVAL_RETRY
+            } else {
+                Duration::from_secs(24 * 3600)
+            };
+            tokio::select! {
+                () = &mut added => {}
+                () = tokio::time::sleep(retry) => {}
+                () = shutdown.wait() => return,
+            }
+        }
+    })
 }
 
 /// The service, built and bound but not yet serving: the store open (and
@@ -191,7 +363,9 @@ async fn reconcile_files(store: &Store, layout: &crate::files::Layout) -> anyhow
 /// port 0 in their own process.
 pub struct Application {
     store: Store,
-    layout: crate::files::Layout,
+    files: Files,
+    /// The data directory's lock, held until the store is closed.
+    owned: owner::Owned,
     workers: Workers,
     readiness: Readiness,
     listener: tokio::net::TcpListener,
@@ -200,27 +374,31 @@ pub struct Application {
 
 impl Application {
     pub async fn build(args: ServeArgs) -> anyhow::Result<Application> {
+        let modes = Modes::new(args.private_files);
+        // The data directory's lock comes first: nothing in the directory is
+        // read or changed by a packd that does not hold it.
+        let mut owned = owner::take(&args.data_dir, modes).with_context(|| {
+            format!("cannot use the data directory {}", args.data_dir.display())
+        })?;
         let store = Store::open(
             &args.db,
             &StoreOptions {
                 cache_bytes: args.cache_mb.saturating_mul(1024 * 1024),
             },
         )?;
+        own_data_dir(&store, &mut owned, &args.db, args.adopt_data_dir).await?;
+        for warning in owned
+            .prepare(modes)
+            .with_context(|| format!("cannot use the data directory {}", args.data_dir.display()))?
+        {
+            tracing::warn!("{warning}");
+        }
         bootstrap(&store, args.bootstrap_key.as_deref()).await?;
-        let layout = crate::files::Layout::new(&args.data_dir);
-        layout.create().with_context(|| {
-            format!(
-                "cannot create the data directory {}",
-                args.data_dir.display()
-            )
-        })?;
-        // Absolute, so the paths packd shows and hands to hooks are.
-        let layout = crate::files::Layout::new(
-            std::fs::canonicalize(&args.data_dir).context("the data directory")?,
-        );
+        let layout = owned.layout().clone();
         let fetcher = crate::files::fetch::Fetcher::new(&crate::files::fetch::FetchSettings {
             connect_timeout: args.connect_timeout,
             read_timeout: args.read_timeout,
+            download_timeout: args.download_timeout,
             max_bytes: args.max_download_bytes,
             ca_file: args.ca_file.clone(),
         })?;
@@ -237,6 +415,21 @@ impl Application {
             args.audit_retention,
             args.operation_retention,
         );
+        let files = Files::new(
+            layout,
+            modes,
+            fetcher,
+            crate::files::unpack::Limits {
+                max_bytes: args.max_unpacked_bytes,
+                max_entries: MAX_UNPACKED_ENTRIES,
+            },
+            Some(args.unpack_timeout),
+            crate::files::hook::Hooks {
+                activate: args.hook_activate.clone(),
+                deactivate: args.hook_deactivate.clone(),
+                timeout: args.hook_timeout,
+            },
+        );
         let workers = Workers::start(
             store.clone(),
             Arc::new(Executors {
@@ -249,19 +442,7 @@ impl Application {
                         steps: STUB_STEPS,
                     },
                 },
-                files: FileWork {
-                    layout: layout.clone(),
-                    fetcher,
-                    unpack: crate::files::unpack::Limits {
-                        max_bytes: args.max_unpacked_bytes,
-                        max_entries: MAX_UNPACKED_ENTRIES,
-                    },
-                    hooks: crate::files::hook::Hooks {
-                        activate: args.hook_activate.clone(),
-                        deactivate: args.hook_deactivate.clone(),
-                        timeout: args.hook_timeout,
-                    },
-                },
+                files: files.clone(),
             }),
             QueueConfig {
                 workers: args.workers,
@@ -279,7 +460,8 @@ impl Application {
         readiness.set_serving(true);
         Ok(Application {
             store,
-            layout,
+            files,
+            owned,
             workers,
             readiness,
             listener,
@@ -300,18 +482,20 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
         let Application {
             store,
+            files,
+            owned,
             workers,
             readiness,
             listener,
             args,
-            layout,
         } = self;
+        let remover = spawn_remover(store.clone(), files.clone(), shutdown.clone());
         let app = api::app(
             AppState {
                 store: store.clone(),
                 readiness: readiness.clone(),
                 shutdown: shutdown.clone(),
-                layout: Some(layout),
+                layout: Some(files.layout.clone()),
             },
             &ApiOptions {
                 cors_origins: args.cors_origins.clone(),
@@ -348,10 +532,14 @@ impl Application {
         // Workers stop at their next step and put their operations back in
         // the queue with the progress saved so far.
         workers.stop().await;
+        // A removal in progress stops at its next entry.
+        let _ = remover.await;
         if let Err(e) = store.flush_usage().await {
             tracing::warn!(error = %e, "cannot write key usage at shutdown");
         }
         store.close();
+        // The data directory is let go of last.
+        drop(owned);
         Ok(())
     }
 }

@@ -331,22 +331,6 @@ pub struct PackagesApi {
     pub layout: Option<Layout>,
 }
 
-impl PackagesApi {
-    /// The files follow the database: what a package no longer is goes
-    /// from the data directory, and its artifact with the last package that
-    /// named its digest.
-    fn forget(&self, package: &Package) {
-        let (Some(layout), Some(source)) = (&self.layout, &package.source) else {
-            return;
-        };
-        let unused = self
-            .store
-            .digest_in_use(&source.sha256())
-            .is_ok_and(|used| !used);
-        crate::files::forget(layout, package, unused);
-    }
-}
-
 #[OpenApi(tag = "ApiTags::Packages")]
 impl PackagesApi {
     /// Create a package.
@@ -474,12 +458,9 @@ impl PackagesApi {
             },
         };
         let precondition = if_match_of(req)?;
-        let (before, p) = self.store.update_package(id.0, patch, precondition).await?;
-        let new_bits =
-            (&before.name, &before.version, &before.source) != (&p.name, &p.version, &p.source);
-        if new_bits {
-            self.forget(&before);
-        }
+        // The old files are journaled with the change and removed in the
+        // background (files::remove).
+        let (_, p) = self.store.update_package(id.0, patch, precondition).await?;
         Ok(PackageResponse::new(p, self.layout.as_ref()))
     }
 
@@ -503,8 +484,9 @@ impl PackagesApi {
         _if_match: Header<Option<IfMatch>>,
     ) -> Result<DeletedResponse, DeleteErrors> {
         let precondition = if_match_of(req)?;
-        let gone = self.store.delete_package(id.0, precondition).await?;
-        self.forget(&gone);
+        // Its files are journaled with the delete and removed in the
+        // background: a package of 100,000 files does not hold the answer.
+        self.store.delete_package(id.0, precondition).await?;
         Ok(DeletedResponse::Deleted)
     }
 

@@ -4,6 +4,7 @@
 
 pub mod key;
 pub mod operation;
+pub mod ownership;
 pub mod package;
 pub mod source;
 mod time;

@@ -353,6 +353,31 @@ pub struct Package {
     pub updated_at: Timestamp,
 }
 
+/// Files the database no longer accounts for, left by a package that was
+/// deleted or given another name, version or source: its directory, and
+/// its artifact unless another package names the digest. Journaled in the
+/// same transaction as the change, removed afterwards in the background.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removal {
+    pub id: Uuid,
+    pub name: PackageName,
+    pub version: PackageVersion,
+    pub digest: crate::domain::source::Sha256,
+}
+
+/// Whether the files at a package's place are still wanted by the
+/// catalogue as it is now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wanted {
+    /// A package of that name and version is downloaded or active: the
+    /// files there are its own (a newer install replaced the old ones).
+    Yes,
+    /// A download of that name and version is in flight: its install will
+    /// replace them, or, if it fails, they can go then.
+    Later,
+    No,
+}
+
 /// What a client asks to change with PATCH; `None` leaves a field alone.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PackagePatch {

@@ -27,6 +27,13 @@ pub enum LinkError {
     /// hand): packd does not remove what it did not make.
     #[error("{0} is not a symbolic link; remove it and try again")]
     NotALink(PathBuf),
+    /// An activation of a version whose directory is not there.
+    #[error(
+        "the package's files are missing from {}; download it again (deactivate it, edit or \
+         re-create it, then download)",
+        .0.display()
+    )]
+    Missing(PathBuf),
     #[error("cannot change {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
 }
@@ -95,9 +102,10 @@ pub(crate) fn set(link: &Path, target: Option<&Path>) -> Result<(), LinkError> {
             let file_name = link.file_name().unwrap_or_default().to_string_lossy();
             // Hidden by the leading dot, which no encoded name has; unique,
             // so two writers (there is one per name) could never share it.
-            let temp = link.with_file_name(format!(
-                ".{file_name}.link-{}",
-                uuid::Uuid::now_v7().simple()
+            let temp = link.with_file_name(super::layout::temporary(
+                &file_name,
+                super::layout::LINK,
+                uuid::Uuid::now_v7(),
             ));
             std::os::unix::fs::symlink(target, &temp).map_err(|e| io_error(&temp, e))?;
             if let Err(e) = std::fs::rename(&temp, link) {
@@ -129,7 +137,7 @@ mod tests {
     fn setup() -> (tempfile::TempDir, Layout, PackageName) {
         let dir = tempfile::tempdir().unwrap();
         let layout = Layout::new(dir.path());
-        layout.create().unwrap();
+        std::fs::create_dir(layout.root().join("active")).unwrap();
         (dir, layout, PackageName::parse("../odd/é").unwrap())
     }
 

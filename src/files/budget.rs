@@ -1,19 +1,24 @@
-//! The bounds of a blocking file task: a cancel switch the async side
-//! flips (a cancel, a shutdown) and a deadline. Long file work (unpacking,
-//! re-hashing a partial, removing a tree) checks it between units of work,
-//! so no file task outlives a SIGTERM or runs unbounded in time.
+//! The bounds of a file task: a cancel token the worker trips (a cancel,
+//! a shutdown) and a deadline. Blocking work (unpacking, re-hashing a
+//! partial, removing a tree) checks it between units of work; async work
+//! (a transfer) waits on it beside its I/O. So no file task outlives a
+//! SIGTERM or runs unbounded in time, and whoever started one awaits its
+//! end before touching the same files again.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// A cancel switch and an optional deadline, shared by the task and its
+use tokio_util::sync::CancellationToken;
+
+/// A cancel token and an optional deadline, shared by the task and its
 /// owner. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Budget {
-    cancelled: Arc<AtomicBool>,
+    cancel: CancellationToken,
     deadline: Option<(Instant, Duration)>,
+    /// Set once the deadline was seen passed, so every later check agrees.
+    expired: Arc<AtomicBool>,
 }
 
 /// Why a task stopped before its end.
@@ -26,53 +31,82 @@ pub enum Interrupted {
 }
 
 impl Budget {
-    /// No deadline; only the cancel switch.
+    /// No deadline; only the cancel token.
     pub fn unbounded() -> Self {
         Self {
-            cancelled: Arc::default(),
+            cancel: CancellationToken::new(),
             deadline: None,
+            expired: Arc::default(),
         }
     }
 
-    /// A deadline `timeout` from now.
-    pub fn within(timeout: Duration) -> Self {
+    /// A deadline `timeout` from now (none if `None`).
+    pub fn within(timeout: impl Into<Option<Duration>>) -> Self {
         Self {
-            cancelled: Arc::default(),
-            deadline: Some((Instant::now() + timeout, timeout)),
+            deadline: timeout.into().map(|t| (Instant::now() + t, t)),
+            ..Self::unbounded()
+        }
+    }
+
+    /// A budget of its own deadline that a cancel of this one cancels too
+    /// (cancelling the child leaves this one as it is).
+    pub fn child(&self, timeout: impl Into<Option<Duration>>) -> Self {
+        Self {
+            cancel: self.cancel.child_token(),
+            ..Self::within(timeout)
         }
     }
 
     pub fn cancel(&self) {
-        self.cancelled.store(true, Ordering::Relaxed);
+        self.cancel.cancel();
     }
 
     /// `Err` once cancelled or past the deadline: the task stops there.
     pub fn check(&self) -> Result<(), Interrupted> {
-        if self.cancelled.load(Ordering::Relaxed) {
+        if self.cancel.is_cancelled() {
             return Err(Interrupted::Cancelled);
         }
-        match self.deadline {
-            Some((at, timeout)) if Instant::now() >= at => Err(Interrupted::TimedOut(timeout)),
-            _ => Ok(()),
+        if let Some((at, timeout)) = self.deadline
+            && (self.expired.load(Ordering::Relaxed) || Instant::now() >= at)
+        {
+            self.expired.store(true, Ordering::Relaxed);
+            return Err(Interrupted::TimedOut(timeout));
+        }
+        Ok(())
+    }
+
+    /// Resolves when the task must stop: cancelled, or at the deadline.
+    pub async fn ended(&self) -> Interrupted {
+        let deadline = async {
+            match self.deadline {
+                Some((at, timeout)) => {
+                    tokio::time::sleep_until(at.into()).await;
+                    timeout
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = self.cancel.cancelled() => Interrupted::Cancelled,
+            timeout = deadline => {
+                self.expired.store(true, Ordering::Relaxed);
+                Interrupted::TimedOut(timeout)
+            }
         }
     }
 }
 
-/// Runs `work` on a blocking thread. When `stop` resolves first, the
-/// budget is cancelled and the task is still awaited: it ends at its next
-/// check, and nothing it touches is used by two tasks at once.
+/// Runs `work` on a blocking thread and waits for it to end. The work
+/// checks the budget, so a cancel ends it at its next check; it is always
+/// awaited, so nothing it touches is used by two tasks at once.
 pub async fn run_blocking<T: Send + 'static>(
     budget: &Budget,
-    stop: impl Future<Output = ()>,
     work: impl FnOnce(&Budget) -> T + Send + 'static,
 ) -> std::io::Result<T> {
-    let task_budget = budget.clone();
-    let mut task = tokio::task::spawn_blocking(move || work(&task_budget));
-    tokio::select! {
-        done = &mut task => return done.map_err(std::io::Error::other),
-        () = stop => budget.cancel(),
-    }
-    task.await.map_err(std::io::Error::other)
+    let budget = budget.clone();
+    tokio::task::spawn_blocking(move || work(&budget))
+        .await
+        .map_err(std::io::Error::other)
 }
 
 #[cfg(test)]
@@ -87,23 +121,41 @@ mod tests {
         assert_eq!(b.check(), Err(Interrupted::Cancelled));
         let b = Budget::within(Duration::ZERO);
         assert_eq!(b.check(), Err(Interrupted::TimedOut(Duration::ZERO)));
+        // A child hears its parent's cancel, not the other way round.
+        let parent = Budget::unbounded();
+        let child = parent.child(Duration::from_secs(60));
+        child.cancel();
+        assert_eq!(parent.check(), Ok(()));
+        let child = parent.child(None);
+        parent.cancel();
+        assert_eq!(child.check(), Err(Interrupted::Cancelled));
     }
 
     #[tokio::test]
-    async fn a_stop_cancels_the_task_and_waits_for_it() {
+    async fn a_cancel_ends_blocking_work_and_the_wait() {
         let budget = Budget::unbounded();
-        let stopped = run_blocking(
-            &budget,
-            tokio::time::sleep(Duration::from_millis(50)),
-            |b: &Budget| loop {
+        let trip = budget.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            trip.cancel();
+        });
+        let stopped = run_blocking(&budget, |b: &Budget| {
+            loop {
                 if let Err(e) = b.check() {
                     return e;
                 }
                 std::thread::sleep(Duration::from_millis(1));
-            },
-        )
+            }
+        })
         .await
         .unwrap();
         assert_eq!(stopped, Interrupted::Cancelled);
+        assert_eq!(budget.ended().await, Interrupted::Cancelled);
+        let late = Budget::within(Duration::from_millis(10));
+        assert_eq!(
+            late.ended().await,
+            Interrupted::TimedOut(Duration::from_millis(10))
+        );
+        assert!(late.check().is_err());
     }
 }

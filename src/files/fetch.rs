@@ -1,12 +1,24 @@
-//! Fetching an artifact into `partial/`: a streaming GET, hashed as it
-//! goes (the artifact is never held in memory), resumed with `Range` and
-//! `If-Range` after a cut, a retry or a restart.
+//! Fetching an artifact into `partial/`: a streaming GET (or a read of a
+//! local file), hashed as it goes (the artifact is never held in memory),
+//! resumed with `Range` and `If-Range` after a cut, a retry or a restart.
+//!
+//! The bytes are written and hashed on a blocking thread fed through a
+//! bounded channel, so the async threads never wait on the disk and the
+//! memory a transfer holds is bounded; a local file is read on a blocking
+//! thread too, and only a regular file outside `/proc`, `/sys` and `/dev`
+//! (a FIFO would block its reader for ever; `/proc/self/environ` holds
+//! packd's secrets). Every thread a fetch starts is awaited before it
+//! returns, whatever the outcome, so two attempts never write one file.
 //!
 //! Durability order: bytes are written, the partial file is synced, and only
 //! then is the checkpoint (its length and the server's validator) handed to
 //! the caller to save with the operation. A saved offset therefore never
 //! claims bytes the disk may not hold; on resume the file is cut back to it
 //! and that prefix is hashed again.
+//!
+//! No message says what was fetched beyond its length being wrong: the
+//! digest of bytes that did not match would let a client read a file it
+//! cannot otherwise see, one guess at a time.
 
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -14,7 +26,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256 as Hasher};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
+use super::budget::{Budget, Interrupted};
 use crate::domain::operation::Transfer;
 use crate::domain::source::{Sha256, Source};
 
@@ -24,6 +39,8 @@ pub struct FetchSettings {
     pub connect_timeout: Duration,
     /// The longest silence while reading an answer.
     pub read_timeout: Duration,
+    /// The longest one attempt may take in all (`--download-timeout`).
+    pub download_timeout: Option<Duration>,
     /// The most bytes one artifact may have.
     pub max_bytes: u64,
     /// Extra trusted roots (PEM) for https sources, besides the system's.
@@ -36,6 +53,15 @@ const MAX_REDIRECTS: usize = 5;
 /// comes first: a resume repeats at most that much.
 pub const CHECKPOINT_BYTES: u64 = 8 * 1024 * 1024;
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// Chunks in flight between the receiving task and the writing thread.
+const CHANNEL_CHUNKS: usize = 32;
+/// What one read of a local source takes.
+const FILE_CHUNK: usize = 256 * 1024;
+
+/// Where no local source may be read from: the kernel's views of
+/// processes and devices, which hold secrets (`/proc/self/environ`) or
+/// never end (`/dev/zero`).
+const REFUSED_ROOTS: [&str; 3] = ["/proc", "/sys", "/dev"];
 
 /// Why a fetch stopped.
 #[derive(Debug, thiserror::Error)]
@@ -44,9 +70,26 @@ pub enum FetchError {
     #[error("{0}")]
     Retry(String),
     /// It will not get better: 4xx, a size or digest mismatch, too large,
-    /// a full disk.
+    /// a full disk, a local source packd may not read.
     #[error("{0}")]
     Fatal(String),
+}
+
+/// How a fetch ended, if not with the artifact.
+#[derive(Debug)]
+pub enum FetchEnd {
+    Failed(FetchError),
+    /// The budget ended it: cancelled, or past `--download-timeout`.
+    Interrupted(Interrupted),
+}
+
+/// A verified artifact in its partial file, synced.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// What was fetched in all, for the completion to record.
+    pub transfer: Transfer,
+    /// Whether bytes an earlier attempt saved were used.
+    pub resumed: bool,
 }
 
 /// The HTTP client for artifacts, with its trust roots. Cheap to clone.
@@ -112,13 +155,53 @@ impl Fetcher {
         Ok(self.client.get_or_init(|| client))
     }
 
-    /// Starts (or resumes from `saved`) the download of `source` into
-    /// `partial`. `file://` sources are read from the file.
-    pub async fn start(
+    /// Fetches `source` into `partial` (resuming from `saved`) and verifies
+    /// it. `checkpoint` is told each synced checkpoint (whoever saves them
+    /// stops the fetch through the budget). Ends early when `budget` is
+    /// cancelled or its deadline (`--download-timeout`) passes. Whatever
+    /// the outcome, every thread it started has ended when it returns.
+    pub async fn fetch(
         &self,
         source: &Source,
         partial: &Path,
         saved: &Transfer,
+        budget: &Budget,
+        mut checkpoint: impl FnMut(Transfer),
+    ) -> Result<Fetched, FetchEnd> {
+        let budget = budget.child(self.settings.download_timeout);
+        let mut download = tokio::select! {
+            started = self.start(source, partial, saved, &budget) => started.map_err(FetchEnd::Failed)?,
+            why = budget.ended() => return Err(FetchEnd::Interrupted(why)),
+        };
+        let ended = loop {
+            let next = tokio::select! {
+                next = download.advance() => next,
+                why = budget.ended() => break FetchEnd::Interrupted(why),
+            };
+            match next {
+                Ok(Some(transfer)) => checkpoint(transfer),
+                Ok(None) => {
+                    return download.verify().await.map_err(FetchEnd::Failed);
+                }
+                Err(e) => break FetchEnd::Failed(e),
+            }
+        };
+        // What the writer synced before it ended is a checkpoint too: a
+        // retry or a restart resumes from there, not from the last one.
+        if let Some(last) = download.stop().await {
+            checkpoint(last);
+        }
+        Err(ended)
+    }
+
+    /// Opens the partial file (re-hashing what an earlier attempt saved)
+    /// and the source, and starts the thread that writes.
+    async fn start(
+        &self,
+        source: &Source,
+        partial: &Path,
+        saved: &Transfer,
+        budget: &Budget,
     ) -> Result<Download, FetchError> {
         let limit = source
             .size()
@@ -129,45 +212,68 @@ impl Fetcher {
                 self.settings.max_bytes
             )));
         }
-        let (file, hasher, done) = open_partial(partial, saved)
-            .map_err(|e| FetchError::Fatal(format!("cannot write {}: {e}", partial.display())))?;
-        let resumed = done > 0;
-        let mut download = Download {
-            body: Body::Done,
-            file,
-            hasher,
-            done,
-            total: source.size(),
-            validator: saved.validator.clone(),
-            limit,
-            expected: source.clone(),
-            read_timeout: self.settings.read_timeout,
-            synced_at: (Instant::now(), done),
-            resumed: false,
-        };
-        if source.url().starts_with("file:") {
+        let local = if source.url().starts_with("file:") {
             let path = url::Url::parse(source.url())
                 .ok()
                 .and_then(|u| u.to_file_path().ok())
                 .ok_or_else(|| FetchError::Fatal("the file URL names no local path".into()))?;
-            let mut local = std::fs::File::open(&path)
-                .map_err(|e| FetchError::Fatal(format!("cannot read {}: {e}", path.display())))?;
+            Some(
+                tokio::task::spawn_blocking(move || open_local(&path))
+                    .await
+                    .map_err(|e| FetchError::Retry(e.to_string()))??,
+            )
+        } else {
+            None
+        };
+        let (path, keep, b) = (partial.to_path_buf(), saved.clone(), budget.clone());
+        let (file, hasher, done) =
+            tokio::task::spawn_blocking(move || open_partial(&path, &keep, &b))
+                .await
+                .map_err(|e| FetchError::Retry(e.to_string()))?
+                .map_err(|e| match e {
+                    PartialError::Io(e) => {
+                        FetchError::Fatal(format!("cannot write {}: {e}", partial.display()))
+                    }
+                    PartialError::Interrupted(i) => {
+                        FetchError::Retry(format!("re-reading the partial download {i}"))
+                    }
+                })?;
+        let mut download = Download {
+            expected: source.clone(),
+            pump: Pump::Idle,
+            writer: None,
+            synced: watch::channel(done).1,
+            state: None,
+            total: source.size(),
+            validator: saved.validator.clone(),
+            read_timeout: self.settings.read_timeout,
+            resumed: false,
+            budget: budget.clone(),
+        };
+        if let Some(mut local) = local {
             local
-                .seek(io::SeekFrom::Start(download.done))
+                .seek(io::SeekFrom::Start(done))
                 .map_err(|e| FetchError::Fatal(e.to_string()))?;
-            download.body = Body::File(local);
+            let (feed, writer) = download.start_writer(file, hasher, done, limit);
+            let reader_budget = budget.clone();
+            download.pump = Pump::File(tokio::task::spawn_blocking(move || {
+                read_local(local, feed, &reader_budget)
+            }));
+            download.writer = Some(writer);
+            download.resumed = done > 0;
             return Ok(download);
         }
         let mut request = self.client()?.get(source.url());
         // Resume only where the server can say whether the bytes are still
         // the same: without a validator the partial is fetched again.
-        let validator = saved.validator.clone().filter(|_| resumed);
+        let validator = saved.validator.clone().filter(|_| done > 0);
+        let mut from = done;
         if let Some(validator) = &validator {
             request = request
-                .header(reqwest::header::RANGE, format!("bytes={}-", download.done))
+                .header(reqwest::header::RANGE, format!("bytes={done}-"))
                 .header(reqwest::header::IF_RANGE, validator);
-        } else if resumed {
-            download.restart().map_err(disk)?;
+        } else {
+            from = 0;
         }
         // A server that takes the connection and never answers is a
         // silence like any other: bounded by the read timeout.
@@ -191,10 +297,9 @@ impl Fetcher {
         match status.as_u16() {
             206 if validator.is_some() => {
                 let starts_at = content_range_start(response.headers());
-                if starts_at != Some(download.done) {
+                if starts_at != Some(done) {
                     return Err(FetchError::Retry(format!(
-                        "the server resumed at {starts_at:?}, not at byte {}",
-                        download.done
+                        "the server resumed at {starts_at:?}, not at byte {done}"
                     )));
                 }
                 download.resumed = true;
@@ -202,11 +307,11 @@ impl Fetcher {
             200 => {
                 // A full answer: the server ignored the range, or the bytes
                 // changed since (If-Range did not match). From the start.
-                download.restart().map_err(disk)?;
+                from = 0;
                 if let Some(len) = response.content_length() {
                     download.total = Some(download.total.unwrap_or(len));
-                    if len > download.limit {
-                        return Err(too_large(len, download.limit, source));
+                    if len > limit {
+                        return Err(too_large(len, limit, source));
                     }
                 }
             }
@@ -223,77 +328,238 @@ impl Fetcher {
                 )));
             }
         }
+        let (file, hasher) = if from == done {
+            (file, hasher)
+        } else {
+            // Back to an empty partial: the server sends everything again.
+            let mut file = file;
+            file.set_len(0).map_err(disk)?;
+            file.seek(io::SeekFrom::Start(0)).map_err(disk)?;
+            (file, Hasher::new())
+        };
         download.validator = validator_of(response.headers());
-        download.body = Body::Http(response);
+        let (feed, writer) = download.start_writer(file, hasher, from, limit);
+        download.pump = Pump::Http(response, Some(feed));
+        download.writer = Some(writer);
         Ok(download)
     }
 }
 
-/// An answer being written to the partial file.
-pub struct Download {
-    body: Body,
-    file: std::fs::File,
-    hasher: Hasher,
-    done: u64,
+/// A transfer in progress: bytes come from the pump and go through a
+/// bounded channel to the writer thread, which reports what it synced.
+struct Download {
+    expected: Source,
+    pump: Pump,
+    writer: Option<JoinHandle<Result<Written, FetchError>>>,
+    /// The length of the partial file last synced.
+    synced: watch::Receiver<u64>,
+    /// What the writer ended with, once it has.
+    state: Option<Written>,
     total: Option<u64>,
     validator: Option<String>,
-    limit: u64,
-    expected: Source,
     read_timeout: Duration,
-    /// When the file was last synced, and its length then.
-    synced_at: (Instant, u64),
     resumed: bool,
+    budget: Budget,
 }
 
-enum Body {
-    Http(reqwest::Response),
-    File(std::fs::File),
-    Done,
+enum Pump {
+    Idle,
+    /// The answer, and the channel to the writer until the answer ends.
+    Http(reqwest::Response, Option<mpsc::Sender<bytes::Bytes>>),
+    /// The thread reading a local file into the writer's channel.
+    File(JoinHandle<Result<(), FetchError>>),
+}
+
+/// What the writer thread made of the bytes.
+#[derive(Debug)]
+struct Written {
+    digest: Sha256,
+    done: u64,
 }
 
 impl Download {
-    /// Whether this download picked up bytes an earlier attempt saved.
-    pub fn resumed(&self) -> bool {
-        self.resumed
+    fn start_writer(
+        &mut self,
+        file: std::fs::File,
+        hasher: Hasher,
+        done: u64,
+        limit: u64,
+    ) -> (
+        mpsc::Sender<bytes::Bytes>,
+        JoinHandle<Result<Written, FetchError>>,
+    ) {
+        let (feed, chunks) = mpsc::channel(CHANNEL_CHUNKS);
+        let (synced_tx, synced_rx) = watch::channel(done);
+        self.synced = synced_rx;
+        let writer = Writer {
+            file,
+            hasher,
+            done,
+            limit,
+            expected: self.expected.clone(),
+            synced: synced_tx,
+            budget: self.budget.clone(),
+        };
+        (
+            feed,
+            tokio::task::spawn_blocking(move || writer.run(chunks)),
+        )
     }
 
-    /// Reads on until a checkpoint is due or the answer ends. A checkpoint
-    /// is returned only once its bytes are synced; `None` at the end.
-    pub async fn advance(&mut self) -> Result<Option<Transfer>, FetchError> {
+    /// Goes on until a checkpoint is synced (`Some`) or everything is
+    /// written and synced (`None`).
+    async fn advance(&mut self) -> Result<Option<Transfer>, FetchError> {
         loop {
-            let chunk = match &mut self.body {
-                Body::Done => return Ok(None),
-                Body::Http(response) => {
-                    match tokio::time::timeout(self.read_timeout, response.chunk()).await {
-                        Err(_) => {
-                            return Err(FetchError::Retry(format!(
-                                "no data for {:?}",
-                                self.read_timeout
-                            )));
-                        }
-                        Ok(Err(e)) => {
-                            return Err(FetchError::Retry(format!(
-                                "the connection broke: {}",
-                                error_chain(&e)
-                            )));
-                        }
-                        Ok(Ok(chunk)) => chunk,
-                    }
-                }
-                Body::File(file) => {
-                    let mut buf = vec![0u8; 256 * 1024];
-                    let n = file
-                        .read(&mut buf)
-                        .map_err(|e| FetchError::Fatal(e.to_string()))?;
-                    buf.truncate(n);
-                    (n > 0).then(|| bytes::Bytes::from(buf))
-                }
-            };
-            let Some(chunk) = chunk else {
-                self.body = Body::Done;
-                self.sync().map_err(disk)?;
+            if self.state.is_some() {
                 return Ok(None);
-            };
+            }
+            let pumping = matches!(self.pump, Pump::Http(_, Some(_)));
+            tokio::select! {
+                biased;
+                changed = self.synced.changed() => {
+                    if changed.is_ok() {
+                        return Ok(Some(self.checkpoint()));
+                    }
+                    // The writer has ended: what did it end with?
+                    self.state = Some(self.join().await?);
+                }
+                pumped = pump_http(&mut self.pump, self.read_timeout), if pumping => pumped?,
+            }
+        }
+    }
+
+    /// Joins the writer (and a local reader): the first error wins.
+    async fn join(&mut self) -> Result<Written, FetchError> {
+        let read = match std::mem::replace(&mut self.pump, Pump::Idle) {
+            Pump::File(reader) => reader
+                .await
+                .map_err(|e| FetchError::Retry(e.to_string()))
+                .and_then(|r| r),
+            _ => Ok(()),
+        };
+        let written = match self.writer.take() {
+            Some(writer) => writer
+                .await
+                .map_err(|e| FetchError::Retry(e.to_string()))
+                .and_then(|r| r),
+            None => Err(FetchError::Retry("the download was stopped".into())),
+        };
+        read?;
+        written
+    }
+
+    /// Where it stands, for the operation's progress.
+    fn checkpoint(&self) -> Transfer {
+        Transfer {
+            bytes_done: Some(*self.synced.borrow()),
+            bytes_total: self.total,
+            validator: self.validator.clone(),
+        }
+    }
+
+    /// Ends a transfer early: the source is dropped, the writer sees its
+    /// channel close and ends (syncing what it has), and both are awaited.
+    /// Returns the checkpoint of what the writer synced last, if it moved.
+    async fn stop(mut self) -> Option<Transfer> {
+        self.budget.cancel();
+        match std::mem::replace(&mut self.pump, Pump::Idle) {
+            Pump::Http(response, feed) => {
+                drop(response);
+                drop(feed);
+            }
+            Pump::File(reader) => {
+                let _ = reader.await;
+            }
+            Pump::Idle => {}
+        }
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.await;
+        }
+        self.synced
+            .has_changed()
+            .unwrap_or(true)
+            .then(|| self.checkpoint())
+    }
+
+    /// Checks the size and digest of what was written. On a mismatch the
+    /// caller removes the partial: it will never become right.
+    async fn verify(mut self) -> Result<Fetched, FetchError> {
+        let written = match self.state.take() {
+            Some(w) => w,
+            None => self.join().await?,
+        };
+        if let Some(size) = self.expected.size()
+            && size != written.done
+        {
+            let sent = if written.done < size { "fewer" } else { "more" };
+            return Err(FetchError::Fatal(format!(
+                "size mismatch: the source says {size} bytes, the server sent {sent}"
+            )));
+        }
+        if written.digest != self.expected.sha256() {
+            return Err(FetchError::Fatal(format!(
+                "SHA-256 mismatch: what was fetched does not have the digest the source gives ({})",
+                self.expected.sha256()
+            )));
+        }
+        Ok(Fetched {
+            transfer: Transfer {
+                bytes_done: Some(written.done),
+                bytes_total: Some(written.done),
+                validator: self.validator.clone(),
+            },
+            resumed: self.resumed,
+        })
+    }
+}
+
+/// Moves one chunk of the answer to the writer, or closes the channel at
+/// the answer's end. A writer that stopped (an error) closes it too.
+async fn pump_http(pump: &mut Pump, read_timeout: Duration) -> Result<(), FetchError> {
+    let Pump::Http(response, feed) = pump else {
+        return Ok(());
+    };
+    let chunk = match tokio::time::timeout(read_timeout, response.chunk()).await {
+        Err(_) => {
+            return Err(FetchError::Retry(format!("no data for {read_timeout:?}")));
+        }
+        Ok(Err(e)) => {
+            return Err(FetchError::Retry(format!(
+                "the connection broke: {}",
+                error_chain(&e)
+            )));
+        }
+        Ok(Ok(chunk)) => chunk,
+    };
+    match (chunk, feed.as_ref()) {
+        (Some(chunk), Some(tx)) => {
+            if tx.send(chunk).await.is_err() {
+                *feed = None;
+            }
+        }
+        _ => *feed = None,
+    }
+    Ok(())
+}
+
+/// The writing thread: appends, hashes, and syncs at each checkpoint.
+struct Writer {
+    file: std::fs::File,
+    hasher: Hasher,
+    done: u64,
+    limit: u64,
+    expected: Source,
+    synced: watch::Sender<u64>,
+    budget: Budget,
+}
+
+impl Writer {
+    fn run(mut self, mut chunks: mpsc::Receiver<bytes::Bytes>) -> Result<Written, FetchError> {
+        let mut last_sync = (Instant::now(), self.done);
+        while let Some(chunk) = chunks.blocking_recv() {
+            if self.budget.check().is_err() {
+                break;
+            }
             let len = chunk.len() as u64;
             if self.done + len > self.limit {
                 return Err(too_large(self.done + len, self.limit, &self.expected));
@@ -301,92 +567,155 @@ impl Download {
             self.file.write_all(&chunk).map_err(disk)?;
             self.hasher.update(&chunk);
             self.done += len;
-            let (at, synced) = self.synced_at;
-            if self.done - synced >= CHECKPOINT_BYTES || at.elapsed() >= CHECKPOINT_EVERY {
-                self.sync().map_err(disk)?;
-                return Ok(Some(self.checkpoint()));
+            if self.done - last_sync.1 >= CHECKPOINT_BYTES
+                || last_sync.0.elapsed() >= CHECKPOINT_EVERY
+            {
+                self.sync()?;
+                last_sync = (Instant::now(), self.done);
             }
         }
+        // The channel closed: the source ended (or the fetch was stopped,
+        // and what is synced here is only vouched for by a checkpoint).
+        self.sync()?;
+        Ok(Written {
+            digest: Sha256(self.hasher.finalize().into()),
+            done: self.done,
+        })
     }
 
-    /// Where it stands, for the operation's progress.
-    pub fn checkpoint(&self) -> Transfer {
-        Transfer {
-            bytes_done: Some(self.done),
-            bytes_total: self.total,
-            validator: self.validator.clone(),
-        }
-    }
-
-    /// Checks the size and digest of what was fetched. On a mismatch the
-    /// caller removes the partial: it will never become right.
-    pub fn verify(self) -> Result<Sha256, FetchError> {
-        let digest = Sha256(self.hasher.finalize().into());
-        if let Some(size) = self.expected.size()
-            && size != self.done
-        {
-            return Err(FetchError::Fatal(format!(
-                "size mismatch: the source says {size} bytes, the server sent {}",
-                self.done
-            )));
-        }
-        if digest != self.expected.sha256() {
-            return Err(FetchError::Fatal(format!(
-                "SHA-256 mismatch: expected {}, got {digest}",
-                self.expected.sha256()
-            )));
-        }
-        Ok(digest)
-    }
-
-    fn sync(&mut self) -> io::Result<()> {
-        self.file.flush()?;
-        self.file.sync_data()?;
-        self.synced_at = (Instant::now(), self.done);
+    fn sync(&mut self) -> Result<(), FetchError> {
+        self.file.flush().map_err(disk)?;
+        self.file.sync_data().map_err(disk)?;
+        self.synced.send_replace(self.done);
         Ok(())
     }
+}
 
-    /// Back to an empty partial file: the server sends everything again.
-    fn restart(&mut self) -> io::Result<()> {
-        self.file.set_len(0)?;
-        self.file.seek(io::SeekFrom::Start(0))?;
-        self.hasher = Hasher::new();
-        self.done = 0;
-        self.synced_at = (Instant::now(), 0);
-        self.resumed = false;
-        Ok(())
+/// Opens a local source for reading: a regular file only, never in the
+/// kernel's own file systems, and opened so that a FIFO put there between
+/// the check and the open cannot block.
+fn open_local(path: &Path) -> Result<std::fs::File, FetchError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let refused = || {
+        FetchError::Fatal(format!(
+            "file sources must be regular files outside {}; {} is not one",
+            REFUSED_ROOTS.join(", "),
+            path.display()
+        ))
+    };
+    let real = std::fs::canonicalize(path)
+        .map_err(|e| FetchError::Fatal(format!("cannot read {}: {e}", path.display())))?;
+    if REFUSED_ROOTS.iter().any(|root| real.starts_with(root)) {
+        return Err(refused());
     }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(&real)
+        .map_err(|e| FetchError::Fatal(format!("cannot read {}: {e}", path.display())))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| FetchError::Fatal(e.to_string()))?;
+    if !meta.is_file() || kernel_file_system(&file) {
+        return Err(refused());
+    }
+    Ok(file)
+}
+
+/// Whether `file` lives on procfs, sysfs or another of the kernel's own
+/// file systems (mounted anywhere, under another name too).
+fn kernel_file_system(file: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    const KERNEL: [i64; 9] = [
+        0x9fa0,      // proc
+        0x6265_6572, // sysfs
+        0x1cd1,      // devpts
+        0x6462_6720, // debugfs
+        0x7472_6163, // tracefs
+        0x7363_6673, // securityfs
+        0x0027_e0eb, // cgroup
+        0x6367_7270, // cgroup2
+        0xcafe_4a11, // bpf
+    ];
+    // SAFETY: fstatfs writes into the zeroed struct it is given and only
+    // reads the descriptor, which `file` keeps open.
+    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstatfs(file.as_raw_fd(), &mut stat) } != 0 {
+        return true;
+    }
+    #[allow(clippy::unnecessary_cast)]
+    KERNEL.contains(&(stat.f_type as i64))
+}
+
+/// The reading thread of a local source.
+fn read_local(
+    mut file: std::fs::File,
+    feed: mpsc::Sender<bytes::Bytes>,
+    budget: &Budget,
+) -> Result<(), FetchError> {
+    loop {
+        if budget.check().is_err() {
+            return Ok(());
+        }
+        let mut buf = vec![0u8; FILE_CHUNK];
+        let n = match file.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(FetchError::Fatal(format!(
+                    "cannot read the file source: {e}"
+                )));
+            }
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        buf.truncate(n);
+        if feed.blocking_send(bytes::Bytes::from(buf)).is_err() {
+            return Ok(()); // the writer stopped; it says why
+        }
+    }
+}
+
+/// Why a partial could not be opened.
+enum PartialError {
+    Io(io::Error),
+    Interrupted(Interrupted),
 }
 
 /// Opens the partial file, cut back to what the last checkpoint saved (a
 /// longer file holds bytes no checkpoint vouched for), and hashes that
-/// prefix again.
-fn open_partial(path: &Path, saved: &Transfer) -> io::Result<(std::fs::File, Hasher, u64)> {
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true).write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    let on_disk = file.metadata()?.len();
+/// prefix again, checking the budget between chunks.
+fn open_partial(
+    path: &Path,
+    saved: &Transfer,
+    budget: &Budget,
+) -> Result<(std::fs::File, Hasher, u64), PartialError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = PartialError::Io;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    let on_disk = file.metadata().map_err(io)?.len();
     let keep = saved.bytes_done.unwrap_or(0).min(on_disk);
-    file.set_len(keep)?;
+    file.set_len(keep).map_err(io)?;
     let mut hasher = Hasher::new();
-    file.seek(io::SeekFrom::Start(0))?;
-    io::copy(&mut (&mut file).take(keep), &mut HashWriter(&mut hasher))?;
-    file.seek(io::SeekFrom::Start(keep))?;
+    file.seek(io::SeekFrom::Start(0)).map_err(io)?;
+    let mut buf = vec![0u8; FILE_CHUNK];
+    let mut left = keep;
+    while left > 0 {
+        budget.check().map_err(PartialError::Interrupted)?;
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        file.read_exact(&mut buf[..want]).map_err(io)?;
+        hasher.update(&buf[..want]);
+        left -= want as u64;
+    }
     Ok((file, hasher, keep))
-}
-
-struct HashWriter<'a>(&'a mut Hasher);
-
-impl Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 /// The first byte of a `Content-Range: bytes START-END/TOTAL` answer.
@@ -470,7 +799,10 @@ mod tests {
             bytes_total: None,
             validator: Some("\"v\"".into()),
         };
-        let (_, hasher, kept) = open_partial(&path, &saved).unwrap();
+        let budget = Budget::unbounded();
+        let Ok((_, hasher, kept)) = open_partial(&path, &saved, &budget) else {
+            panic!("open")
+        };
         assert_eq!(kept, 10);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 10);
         assert_eq!(
@@ -482,6 +814,43 @@ mod tests {
             bytes_done: Some(99),
             ..saved
         };
-        assert_eq!(open_partial(&path, &saved).unwrap().2, 10);
+        assert!(matches!(
+            open_partial(&path, &saved, &budget),
+            Ok((_, _, 10))
+        ));
+        // A cancel stops the re-hash.
+        budget.cancel();
+        assert!(matches!(
+            open_partial(&path, &saved, &budget),
+            Err(PartialError::Interrupted(Interrupted::Cancelled))
+        ));
+    }
+
+    #[test]
+    fn local_sources_are_regular_files_outside_the_kernel_views() {
+        let dir = tempfile::tempdir().unwrap();
+        let fine = dir.path().join("a.tar");
+        std::fs::write(&fine, b"x").unwrap();
+        assert!(open_local(&fine).is_ok());
+        // A link to /proc is followed to where it leads, and refused.
+        let link = dir.path().join("environ");
+        std::os::unix::fs::symlink("/proc/self/environ", &link).unwrap();
+        for refused in [
+            Path::new("/proc/self/environ"),
+            Path::new("/dev/zero"),
+            Path::new("/sys/kernel/mm/transparent_hugepage/enabled"),
+            link.as_path(),
+            dir.path(),
+        ] {
+            let err = open_local(refused).unwrap_err();
+            assert!(matches!(err, FetchError::Fatal(_)), "{refused:?}");
+        }
+        // A FIFO is refused without blocking on its open.
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo reads the path string, which `c` keeps alive.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let err = open_local(&fifo).unwrap_err();
+        assert!(err.to_string().contains("regular files"), "{err}");
     }
 }

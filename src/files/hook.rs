@@ -9,6 +9,11 @@
 //!   period.
 //! - Its output is logged line by line at debug level, and the last
 //!   `TAIL_BYTES` are kept for the operation's `error`.
+//! - While it runs, its process group is written down (the group, its
+//!   leader's start time and the boot's id) in the data directory's
+//!   `.hooks/`: after a kill -9 of packd, the next start ends what the hook
+//!   left running (`sweep`) before the resumed operation runs it again. The
+//!   start time and boot id make sure a recycled process id is never hit.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -93,6 +98,23 @@ pub async fn run(
     dir: &Path,
     timeout: Duration,
     stop: impl Future<Output = ()>,
+    record: Option<PathBuf>,
+) -> Result<(), HookError> {
+    let ran = run_unrecorded(program, vars, dir, timeout, stop, record.clone()).await;
+    if let Some(record) = record {
+        // The group has ended (or was killed): nothing left to sweep.
+        let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(record)).await;
+    }
+    ran
+}
+
+async fn run_unrecorded(
+    program: &Path,
+    vars: &[(&str, String)],
+    dir: &Path,
+    timeout: Duration,
+    stop: impl Future<Output = ()>,
+    record: Option<PathBuf>,
 ) -> Result<(), HookError> {
     let shown = program.display().to_string();
     let mut command = tokio::process::Command::new(program);
@@ -121,6 +143,12 @@ pub async fn run(
         error: e.to_string(),
     })?;
     let group = child.id().and_then(|id| i32::try_from(id).ok());
+    if let (Some(record), Some(group)) = (record, group) {
+        let written = tokio::task::spawn_blocking(move || write_record(&record, group)).await;
+        if let Ok(Err(e)) | Err(e) = written.map_err(std::io::Error::other) {
+            tracing::warn!(error = %e, "cannot write down the hook's process group");
+        }
+    }
     let tail = Arc::new(Mutex::new(Tail::default()));
     let mut readers = tokio::task::JoinSet::new();
     if let Some(out) = child.stdout.take() {
@@ -201,6 +229,94 @@ async fn terminate(child: &mut tokio::process::Child, group: Option<i32>) {
             libc::kill(-group, libc::SIGKILL);
         }
     }
+}
+
+/// Writes down a running hook's group: `<group> <start time> <boot id>`.
+fn write_record(path: &Path, group: i32) -> std::io::Result<()> {
+    let start = start_time(group).ok_or_else(|| std::io::Error::other("the hook is gone"))?;
+    let boot = boot_id().ok_or_else(|| std::io::Error::other("no boot id"))?;
+    crate::durable::replace_file(path, |tmp| -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = crate::durable::create_private_file(tmp)?;
+        writeln!(f, "{group} {start} {boot}")?;
+        f.sync_all()
+    })
+}
+
+/// A process's start time (clock ticks since boot), from /proc.
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces: fields are
+    // counted after the last `)`. Start time is field 22, group field 5.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// A process's group, from /proc.
+fn group_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(2)?.parse().ok()
+}
+
+fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// Ends the process groups of hooks a killed packd left running (written
+/// down in `dir`), then forgets them. Only processes of this boot, in that
+/// group, started no earlier than the hook, are signalled. Blocking: run
+/// at start, before any worker. Returns the processes killed.
+pub fn sweep(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let boot = boot_id();
+    let mut killed = 0;
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        let record = std::fs::read_to_string(&path).unwrap_or_default();
+        let fields: Vec<&str> = record.split_whitespace().collect();
+        if let [group, start, recorded_boot] = fields[..]
+            && boot.as_deref() == Some(recorded_boot)
+            && let (Ok(group), Ok(start)) = (group.parse::<i32>(), start.parse::<u64>())
+            && group > 1
+        {
+            killed += end_group(group, start);
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+    killed
+}
+
+/// SIGKILLs every process of `group` that started at `start` or later.
+fn end_group(group: i32, start: u64) -> usize {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut killed = 0;
+    for pid in procs
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+    {
+        if group_of(pid) == Some(group) && start_time(pid).is_some_and(|t| t >= start) {
+            // SAFETY: kill(2) on a process checked just above to be in
+            // the hook's group and no older than the hook.
+            if unsafe { libc::kill(pid, libc::SIGKILL) } == 0 {
+                killed += 1;
+            }
+        }
+    }
+    if killed > 0 {
+        tracing::warn!(
+            group,
+            processes = killed,
+            "ended what a hook of the last run left running"
+        );
+    }
+    killed
 }
 
 fn describe(status: std::process::ExitStatus) -> String {
@@ -284,6 +400,7 @@ mod tests {
             dir.path(),
             Duration::from_secs(10),
             never(),
+            None,
         )
         .await
         .unwrap();
@@ -303,9 +420,16 @@ mod tests {
             dir.path(),
             "i=0; while [ $i -lt 500 ]; do echo \"line $i\"; i=$((i+1)); done; echo boom >&2; exit 3",
         );
-        let err = run(&hook, &[], dir.path(), Duration::from_secs(10), never())
-            .await
-            .unwrap_err();
+        let err = run(
+            &hook,
+            &[],
+            dir.path(),
+            Duration::from_secs(10),
+            never(),
+            None,
+        )
+        .await
+        .unwrap_err();
         let HookError::Failed { status, output, .. } = &err else {
             panic!("{err:?}")
         };
@@ -330,9 +454,16 @@ mod tests {
             ),
         );
         let started = std::time::Instant::now();
-        let err = run(&hook, &[], dir.path(), Duration::from_millis(500), never())
-            .await
-            .unwrap_err();
+        let err = run(
+            &hook,
+            &[],
+            dir.path(),
+            Duration::from_millis(500),
+            never(),
+            None,
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(err, HookError::TimedOut { .. }), "{err:?}");
         assert!(err.to_string().contains("waiting"), "{err}");
         assert!(started.elapsed() < Duration::from_secs(15));
@@ -352,6 +483,55 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_swept_record_ends_its_group_and_nothing_else() {
+        use std::os::unix::process::CommandExt;
+        let dir = tempfile::tempdir().unwrap();
+        let records = dir.path().join("hooks");
+        std::fs::create_dir(&records).unwrap();
+        // What a hook left: a group of its own with a child in it.
+        let mut leader = std::process::Command::new("sh")
+            .args(["-c", "sleep 300 & wait"])
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let group = leader.id() as i32;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(Result::ok)
+            .any(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|p| p.parse::<i32>().ok())
+                    .is_some_and(|p| p != group && group_of(p) == Some(group))
+            })
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the child never started"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        write_record(&records.join("op-1"), group).unwrap();
+        // A record of another boot is never acted on.
+        std::fs::write(
+            records.join("op-2"),
+            format!("{} 1 not-this-boot\n", std::process::id()),
+        )
+        .unwrap();
+        assert_eq!(sweep(&records), 2, "the leader and its child");
+        assert!(
+            leader.wait().unwrap().code().is_none(),
+            "killed by a signal"
+        );
+        assert_eq!(
+            std::fs::read_dir(&records).unwrap().count(),
+            0,
+            "records forgotten"
+        );
+    }
+
     #[tokio::test]
     async fn a_missing_program_and_a_shutdown_are_told_apart() {
         let dir = tempfile::tempdir().unwrap();
@@ -361,6 +541,7 @@ mod tests {
             dir.path(),
             Duration::from_secs(1),
             never(),
+            None,
         )
         .await
         .unwrap_err();
@@ -372,6 +553,7 @@ mod tests {
             dir.path(),
             Duration::from_secs(60),
             tokio::time::sleep(Duration::from_millis(100)),
+            None,
         )
         .await
         .unwrap_err();

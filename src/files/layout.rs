@@ -1,17 +1,23 @@
 //! Where things live under `--data-dir`:
 //!
 //! ```text
-//! artifacts/sha256/<hex>        verified downloads, shared by digest
-//! partial/<operation id>        downloads in progress
-//! packages/<name>/<version>/    a package's files
-//! active/<name>                 a symbolic link to the active version
+//! .lock                          held by the packd that owns the directory
+//! .owner                         which database the directory belongs to
+//! .hooks/<operation id>          process groups of hooks running now
+//! artifacts/sha256/<hex>         verified downloads, shared by digest
+//! partial/<operation id>         downloads in progress
+//! packages/<name>/<version>/     a package's files
+//! active/<name>                  a symbolic link to the active version
 //! ```
 //!
 //! In these paths a name or version keeps `A-Z a-z 0-9 . _ + -` and
 //! percent-encodes every other byte, and a leading `.`, so `..`, `a/b` or
-//! a name with a NUL stay one harmless path segment.
+//! a name with a NUL stay one harmless path segment
+//! (`domain::package::path_segment`). packd's own temporary names start
+//! with a dot, which no encoded segment does, and end with a UUID:
+//! `.<version>.staging-<uuid>` and `.<version>.removing-<uuid>` beside a
+//! package's directory, `.<name>.link-<uuid>` beside a link.
 
-use std::io;
 use std::path::{Path, PathBuf};
 
 use uuid::Uuid;
@@ -25,20 +31,31 @@ pub struct Layout {
     root: PathBuf,
 }
 
-/// The directories under the root, created at start, and their modes.
-/// What services use (the package files, the links to them) is readable by
-/// every user, like `/usr`; downloads stay the owner's until verified.
-const DIRS: [(&str, u32); 5] = [
-    ("artifacts", 0o700),
-    ("artifacts/sha256", 0o700),
-    ("partial", 0o700),
-    ("packages", PUBLIC_DIR),
-    ("active", PUBLIC_DIR),
+/// The directories packd keeps under the root: whether services read them
+/// (the package files and the links to them, readable like `/usr`), or
+/// they are packd's alone (downloads until verified, hook records).
+pub const DIRS: [(&str, Reach); 6] = [
+    ("artifacts", Reach::Owner),
+    ("artifacts/sha256", Reach::Owner),
+    ("partial", Reach::Owner),
+    ("packages", Reach::Services),
+    ("active", Reach::Services),
+    (".hooks", Reach::Owner),
 ];
 
-/// Mode of the directories that hold package files: other users (the
-/// services that run a package) read them, only packd writes.
-pub const PUBLIC_DIR: u32 = 0o755;
+/// Who may enter one of packd's directories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// packd alone (0700).
+    Owner,
+    /// The services that use packages too (the package directories' mode).
+    Services,
+}
+
+/// What marks one of packd's temporary names: `.<segment>.<kind>-<uuid>`.
+pub const STAGING: &str = "staging";
+pub const REMOVING: &str = "removing";
+pub const LINK: &str = "link";
 
 impl Layout {
     pub fn new(root: impl Into<PathBuf>) -> Self {
@@ -49,18 +66,21 @@ impl Layout {
         &self.root
     }
 
-    /// Creates the root and its directories with the modes of `DIRS` (the
-    /// root itself 0755, so services can reach `active/`); an existing tree
-    /// is brought to them, whatever the umask made it.
-    pub fn create(&self) -> io::Result<()> {
-        create_dir(&self.root, PUBLIC_DIR)?;
-        set_mode(&self.root, PUBLIC_DIR)?;
-        for (dir, mode) in DIRS {
-            let path = self.root.join(dir);
-            create_dir(&path, mode)?;
-            set_mode(&path, mode)?;
-        }
-        Ok(())
+    pub fn lock(&self) -> PathBuf {
+        self.root.join(".lock")
+    }
+
+    pub fn owner(&self) -> PathBuf {
+        self.root.join(".owner")
+    }
+
+    pub fn hooks(&self) -> PathBuf {
+        self.root.join(".hooks")
+    }
+
+    /// Where a running hook's process group is written down.
+    pub fn hook_record(&self, operation: Uuid) -> PathBuf {
+        self.hooks().join(operation.to_string())
     }
 
     pub fn artifact(&self, digest: &Sha256) -> PathBuf {
@@ -82,7 +102,7 @@ impl Layout {
 
     /// Where a package's files are put together before the rename that
     /// makes them its files (beside them, so the rename stays on one file
-    /// system; hidden by the leading dot, which no encoded segment has).
+    /// system).
     pub fn staging(
         &self,
         name: &PackageName,
@@ -90,7 +110,13 @@ impl Layout {
         operation: Uuid,
     ) -> PathBuf {
         self.package_versions(name)
-            .join(format!(".{}.staging-{operation}", version.segment()))
+            .join(temporary(&version.segment(), STAGING, operation))
+    }
+
+    /// A new name to move a package's old files to before removing them.
+    pub fn trash(&self, name: &PackageName, version: &PackageVersion) -> PathBuf {
+        self.package_versions(name)
+            .join(temporary(&version.segment(), REMOVING, Uuid::now_v7()))
     }
 
     pub fn active(&self, name: &PackageName) -> PathBuf {
@@ -98,21 +124,21 @@ impl Layout {
     }
 }
 
-/// Creates a directory with `mode` (the umask still applies; `set_mode`
-/// overrides it); an existing one is left as it is.
-pub fn create_dir(path: &Path, mode: u32) -> io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, mode);
-    match builder.create(path) {
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
-        other => other,
-    }
+/// `.<segment>.<kind>-<uuid>`: a temporary name of packd's own.
+pub fn temporary(segment: &str, kind: &str, id: Uuid) -> String {
+    format!(".{segment}.{kind}-{id}")
 }
 
-/// Gives `path` exactly `mode`, whatever the umask.
-pub fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+/// Whether `file_name` is one of packd's temporary names of `kind`.
+pub fn is_temporary(file_name: &str, kind: &str) -> bool {
+    let Some(rest) = file_name.strip_prefix('.') else {
+        return false;
+    };
+    let marker = format!(".{kind}-");
+    match rest.rfind(&marker) {
+        Some(at) if at > 0 => Uuid::try_parse(&rest[at + marker.len()..]).is_ok(),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -128,42 +154,35 @@ mod tests {
         assert_eq!(dir, PathBuf::from("/data/packages/%2E.%2Fetc/1.0"));
         assert!(layout.active(&name).starts_with("/data/active"));
         let op = Uuid::now_v7();
-        let staging = layout.staging(&name, &version, op);
-        assert_eq!(staging.parent(), dir.parent());
-        assert!(
-            staging
-                .file_name()
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .starts_with('.')
-        );
+        for temp in [
+            layout.staging(&name, &version, op),
+            layout.trash(&name, &version),
+        ] {
+            assert_eq!(temp.parent(), dir.parent());
+            let file_name = temp.file_name().unwrap().to_str().unwrap();
+            assert!(file_name.starts_with('.'), "{file_name}");
+            assert!(
+                is_temporary(file_name, STAGING) || is_temporary(file_name, REMOVING),
+                "{file_name}"
+            );
+        }
     }
 
     #[test]
-    fn the_tree_has_its_modes_whatever_it_had() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let layout = Layout::new(dir.path().join("data"));
-        layout.create().unwrap();
-        // A tree made by an older packd (all 0700) is brought to the modes.
-        set_mode(&layout.root().join("active"), 0o700).unwrap();
-        set_mode(layout.root(), 0o700).unwrap();
-        set_mode(&layout.root().join("partial"), 0o777).unwrap();
-        layout.create().unwrap();
-        for (sub, want) in [
-            ("", 0o755),
-            ("artifacts", 0o700),
-            ("artifacts/sha256", 0o700),
-            ("partial", 0o700),
-            ("packages", 0o755),
-            ("active", 0o755),
+    fn only_packds_own_temporary_names_are_recognised() {
+        let id = Uuid::now_v7();
+        assert!(is_temporary(&temporary("1.0", STAGING, id), STAGING));
+        assert!(is_temporary(&temporary("a.b", REMOVING, id), REMOVING));
+        assert!(!is_temporary(&temporary("1.0", STAGING, id), REMOVING));
+        for foreign in [
+            "1.0",
+            ".hidden",
+            ".1.0.staging-",
+            ".1.0.staging-not-a-uuid",
+            "1.0.staging-0190c3a0-0000-7000-8000-000000000000",
+            ".staging-0190c3a0-0000-7000-8000-000000000000",
         ] {
-            let mode = std::fs::metadata(layout.root().join(sub))
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, want, "{sub}");
+            assert!(!is_temporary(foreign, STAGING), "{foreign}");
         }
     }
 }

@@ -1,17 +1,22 @@
 //! Start-up reconciliation: before the workers start, the data directory is
 //! made to follow the database, repairing what a crash between a file step
-//! and its commit (or a hand in the directory) left behind:
+//! and its commit left behind, and nothing else:
 //!
+//! - hooks a killed packd left running are ended (`hook::sweep`);
 //! - every `active/<name>` link points at the version the database has
-//!   active (made, repointed or removed); something other than a link there
-//!   is reported and left alone;
-//! - downloads in `partial/` whose operation is finished are removed, and
-//!   every staging directory (the workers have not started: none is in use);
-//! - artifacts no package refers to, and package directories of versions
-//!   that are neither downloaded, active nor being downloaded, are removed.
+//!   active (made or repointed); a link of packd's form (to
+//!   `../packages/…`) for a name with no active version is removed;
+//! - packd's own temporary names (`.…staging-<uuid>`, `.…removing-<uuid>`,
+//!   `.…link-<uuid>`) are removed: no worker runs yet, so none is in use;
+//! - a download in `partial/` of an operation the database knows has
+//!   finished is removed.
 //!
-//! It never removes what the database refers to, and every step is best
-//! effort: a failure is logged and the next start tries again.
+//! Everything else that the database does not account for (a directory
+//! an operator made in `packages/`, an artifact no package names, a file
+//! in `partial/` of no known operation, a link of another form) is
+//! reported, never deleted: the removal journal, not a guess at start,
+//! is how packd removes what it made. Every step is best effort: a failure
+//! is logged and the next start tries again.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -24,11 +29,17 @@ use crate::metrics;
 
 use super::Layout;
 use super::activate::{self, target};
+use super::budget::Budget;
+use super::hook;
+use super::layout::{LINK, REMOVING, STAGING, is_temporary};
+use super::remove::remove_tree;
 
 /// What reconciliation changed, by `metrics::RECONCILE_ACTIONS` label.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Report {
     pub counts: HashMap<&'static str, u64>,
+    /// Entries the database does not account for: left alone.
+    pub foreign: Vec<PathBuf>,
     /// What it could not mend (logged as warnings).
     pub problems: Vec<String>,
 }
@@ -44,6 +55,10 @@ impl Report {
         self.problems.push(message);
     }
 
+    fn foreign(&mut self, path: PathBuf) {
+        self.foreign.push(path);
+    }
+
     pub fn get(&self, action: &str) -> u64 {
         self.counts.get(action).copied().unwrap_or(0)
     }
@@ -53,18 +68,31 @@ impl Report {
     }
 }
 
-/// Makes the data directory follow the database. `packages` are the
-/// packages with a source (those that own files); `unfinished` the queued
-/// and running operations.
-pub fn reconcile(layout: &Layout, packages: &[Package], unfinished: &[Operation]) -> Report {
+/// What the database says, for reconciliation.
+pub struct Known<'a> {
+    /// The packages with a source (those that own files).
+    pub packages: &'a [Package],
+    /// The queued and running operations.
+    pub unfinished: &'a [Operation],
+    /// Whether the database has an operation of this id (finished or not).
+    pub operation: &'a dyn Fn(Uuid) -> bool,
+}
+
+/// Makes the data directory follow the database.
+pub fn reconcile(layout: &Layout, known: &Known<'_>) -> Report {
     let mut report = Report::default();
-    links(layout, packages, &mut report);
-    partials(layout, unfinished, &mut report);
-    package_dirs(layout, packages, unfinished, &mut report);
-    artifacts(layout, packages, &mut report);
+    let ended = hook::sweep(&layout.hooks());
+    if ended > 0 {
+        *report.counts.entry("hook_process_ended").or_default() += ended as u64;
+    }
+    links(layout, known.packages, &mut report);
+    partials(layout, known, &mut report);
+    package_dirs(layout, known, &mut report);
+    artifacts(layout, known.packages, &mut report);
     for (action, n) in &report.counts {
         metrics::global().reconciled(action, *n);
     }
+    metrics::global().foreign_entries(report.foreign.len() as u64);
     report
 }
 
@@ -90,8 +118,7 @@ fn links(layout: &Layout, packages: &[Package], report: &mut Report) {
         .map(|p| (p.name.segment(), p))
         .collect();
     for (file_name, path) in entries(&layout.root().join("active"), report) {
-        // A leading dot is a temporary link a crash left before its rename.
-        if file_name.starts_with('.') {
+        if is_temporary(&file_name, LINK) && is_link(&path) {
             remove(&path, "link_removed", report);
             continue;
         }
@@ -99,20 +126,36 @@ fn links(layout: &Layout, packages: &[Package], report: &mut Report) {
             Ok(Some(current)) => current,
             Ok(None) => continue,
             Err(e) => {
-                report.problem(format!("left as it is: {e}"));
+                // Not a link: the operator's, reported.
+                tracing::debug!(error = %e, "not a link");
                 expected.remove(&file_name);
+                report.foreign(path);
                 continue;
             }
         };
         match expected.remove(&file_name) {
             Some(p) if current == target(&p.name, &p.version) => {}
             Some(p) => point(layout, p, "link_repointed", report),
-            None => remove(&path, "link_removed", report),
+            None if is_packd_link(&file_name, &current) => {
+                remove(&path, "link_removed", report);
+            }
+            None => report.foreign(path),
         }
     }
     for p in expected.into_values() {
         point(layout, p, "link_made", report);
     }
+}
+
+/// Whether `target` is what packd makes for the link `file_name`:
+/// `../packages/<file_name>/<one segment>`.
+fn is_packd_link(file_name: &str, target: &Path) -> bool {
+    let parts: Vec<_> = target.iter().collect();
+    parts.len() == 4
+        && parts[0] == ".."
+        && parts[1] == "packages"
+        && parts[2] == file_name
+        && !parts[3].to_string_lossy().starts_with('.')
 }
 
 fn point(layout: &Layout, p: &Package, action: &'static str, report: &mut Report) {
@@ -125,7 +168,9 @@ fn point(layout: &Layout, p: &Package, action: &'static str, report: &mut Report
             p.version,
             dir.display()
         ));
-        if activate::read(&link).is_ok_and(|l| l.is_some()) {
+        if let Ok(Some(current)) = activate::read(&link)
+            && is_packd_link(&p.name.segment(), &current)
+        {
             remove(&link, "link_removed", report);
         }
         return;
@@ -136,56 +181,58 @@ fn point(layout: &Layout, p: &Package, action: &'static str, report: &mut Report
     }
 }
 
-fn partials(layout: &Layout, unfinished: &[Operation], report: &mut Report) {
-    let in_flight: HashSet<String> = unfinished.iter().map(|o| o.id.to_string()).collect();
+fn partials(layout: &Layout, known: &Known<'_>, report: &mut Report) {
+    let in_flight: HashSet<Uuid> = known.unfinished.iter().map(|o| o.id).collect();
     for (file_name, path) in entries(&layout.root().join("partial"), report) {
-        if !in_flight.contains(&file_name) {
-            remove(&path, "partial_removed", report);
+        match Uuid::try_parse(&file_name) {
+            Ok(id) if in_flight.contains(&id) => {}
+            // An operation packd ran and finished: its partial is packd's.
+            Ok(id) if is_file(&path) && (known.operation)(id) => {
+                remove(&path, "partial_removed", report);
+            }
+            _ => report.foreign(path),
         }
     }
 }
 
-fn package_dirs(
-    layout: &Layout,
-    packages: &[Package],
-    unfinished: &[Operation],
-    report: &mut Report,
-) {
-    let downloading: HashSet<Uuid> = unfinished
+fn package_dirs(layout: &Layout, known: &Known<'_>, report: &mut Report) {
+    let downloading: HashSet<Uuid> = known
+        .unfinished
         .iter()
         .filter(|o| o.kind == OperationKind::Download)
         .map(|o| o.package_id)
         .collect();
-    let keep: HashSet<(String, String)> = packages
+    let keep: HashSet<(String, String)> = known
+        .packages
         .iter()
         .filter(|p| p.status != Status::Created || downloading.contains(&p.id))
         .map(|p| (p.name.segment(), p.version.segment()))
         .collect();
     for (name, name_dir) in entries(&layout.root().join("packages"), report) {
         if !is_real_dir(&name_dir) {
-            remove(&name_dir, "package_dir_removed", report);
+            report.foreign(name_dir);
             continue;
         }
         for (version, dir) in entries(&name_dir, report) {
-            if version.starts_with('.') {
+            if is_temporary(&version, STAGING) {
                 remove(&dir, "staging_removed", report);
+            } else if is_temporary(&version, REMOVING) {
+                remove(&dir, "removal_finished", report);
             } else if !keep.contains(&(name.clone(), version)) {
-                remove(&dir, "package_dir_removed", report);
+                report.foreign(dir);
             }
         }
-        // The name's directory goes with its last version.
-        let _ = std::fs::remove_dir(&name_dir);
     }
 }
 
 fn artifacts(layout: &Layout, packages: &[Package], report: &mut Report) {
-    let referred: HashSet<String> = packages
+    let named: HashSet<String> = packages
         .iter()
         .filter_map(|p| p.source.as_ref().map(|s| s.sha256().to_string()))
         .collect();
     for (file_name, path) in entries(&layout.root().join("artifacts/sha256"), report) {
-        if !referred.contains(&file_name) {
-            remove(&path, "artifact_removed", report);
+        if !named.contains(&file_name) {
+            report.foreign(path);
         }
     }
 }
@@ -194,16 +241,19 @@ fn is_real_dir(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
 }
 
-/// Removes a file, a link (never what it points at) or a directory tree.
+fn is_file(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file())
+}
+
+fn is_link(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+/// Removes one of packd's own entries: a file, a link (never what it
+/// points at) or a directory tree.
 fn remove(path: &Path, action: &'static str, report: &mut Report) {
-    let removed = if is_real_dir(path) {
-        std::fs::remove_dir_all(path)
-    } else {
-        std::fs::remove_file(path)
-    };
-    match removed {
-        Ok(()) => report.count(action, path),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+    match remove_tree(path, &Budget::unbounded()) {
+        Ok(_) => report.count(action, path),
         Err(e) => report.problem(format!("cannot remove {}: {e}", path.display())),
     }
 }
@@ -215,6 +265,7 @@ mod tests {
     use crate::domain::operation::{OperationState, Transfer};
     use crate::domain::package::{PackageName, PackageVersion};
     use crate::domain::source::{Schemes, Source};
+    use crate::files::layout::temporary;
 
     fn package(name: &str, version: &str, status: Status, digest: u8) -> Package {
         Package {
@@ -267,53 +318,68 @@ mod tests {
         dir
     }
 
+    fn tree(dir: &Path) -> Layout {
+        let owned = crate::files::owner::take(dir, crate::files::Modes::PUBLIC).unwrap();
+        owned.prepare(crate::files::Modes::PUBLIC).unwrap();
+        owned.layout().clone()
+    }
+
     #[test]
     fn the_directory_follows_the_database_and_keeps_what_it_refers_to() {
         let tmp = tempfile::tempdir().unwrap();
-        let layout = Layout::new(tmp.path());
-        layout.create().unwrap();
+        let layout = tree(tmp.path());
         let active = package("../odd", "2.0", Status::Active, 1);
         let old = package("../odd", "1.0", Status::Downloaded, 2);
         let fetching = package("jq", "1.7", Status::Created, 3);
         let repointed = package("curl", "8.1", Status::Active, 4);
         let curl_old = package("curl", "8.0", Status::Downloaded, 5);
-        let gone = package("gone", "1", Status::Created, 6);
-        for p in [&active, &old, &fetching, &repointed, &curl_old, &gone] {
+        for p in [&active, &old, &fetching, &repointed, &curl_old] {
             files_of(&layout, p);
         }
         let download = download_of(&fetching);
+        let finished = Uuid::now_v7();
         std::fs::write(layout.partial(download.id), "half").unwrap();
-        let stray_partial = layout.partial(Uuid::now_v7());
-        std::fs::write(&stray_partial, "old").unwrap();
+        std::fs::write(layout.partial(finished), "old").unwrap();
         let staging = layout.staging(&old.name, &old.version, Uuid::now_v7());
         std::fs::create_dir_all(&staging).unwrap();
-        // curl's link points at the old version, a dead name has a link, a
-        // temporary link was left, an operator's directory stands in active/.
+        let removing = layout.trash(&old.name, &old.version);
+        std::fs::create_dir_all(removing.join("deep")).unwrap();
+        // curl's link points at the old version; a name no longer active has
+        // packd's link; a temporary link was left.
         activate::set(
             &layout.active(&repointed.name),
             Some(&target(&curl_old.name, &curl_old.version)),
         )
         .unwrap();
-        activate::set(&layout.root().join("active/dead"), Some(Path::new("../x"))).unwrap();
         activate::set(
-            &layout.root().join("active/.dead.link-1"),
+            &layout.root().join("active/dead"),
+            Some(Path::new("../packages/dead/1.0")),
+        )
+        .unwrap();
+        activate::set(
+            &layout
+                .root()
+                .join("active")
+                .join(temporary("dead", LINK, Uuid::now_v7())),
             Some(Path::new("x")),
         )
         .unwrap();
-        std::fs::create_dir(layout.root().join("active/by-hand")).unwrap();
-        let orphan = layout.root().join("artifacts/sha256").join("ff".repeat(32));
-        std::fs::write(&orphan, "orphan").unwrap();
 
-        // `gone` is no longer in the database.
-        let known = [
-            active.clone(),
-            old.clone(),
-            fetching.clone(),
-            repointed.clone(),
-            curl_old.clone(),
-        ];
-        let report = reconcile(&layout, &known, std::slice::from_ref(&download));
-
+        let known_ops = [download.id, finished];
+        let report = reconcile(
+            &layout,
+            &Known {
+                packages: &[
+                    active.clone(),
+                    old.clone(),
+                    fetching.clone(),
+                    repointed.clone(),
+                    curl_old.clone(),
+                ],
+                unfinished: std::slice::from_ref(&download),
+                operation: &|id| known_ops.contains(&id),
+            },
+        );
         assert_eq!(
             activate::read(&layout.active(&active.name)).unwrap(),
             Some(target(&active.name, &active.version))
@@ -323,15 +389,15 @@ mod tests {
             Some(target(&repointed.name, &repointed.version))
         );
         assert!(!layout.root().join("active/dead").exists());
-        assert!(layout.root().join("active/by-hand").is_dir());
-        assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
         assert_eq!(report.get("link_made"), 1);
         assert_eq!(report.get("link_repointed"), 1);
         assert_eq!(report.get("link_removed"), 2);
-
         assert!(layout.partial(download.id).exists(), "in flight: kept");
-        assert!(!stray_partial.exists());
-        assert!(!staging.exists());
+        assert!(!layout.partial(finished).exists());
+        assert!(!staging.exists() && !removing.exists());
+        assert_eq!(report.get("partial_removed"), 1);
+        assert_eq!(report.get("staging_removed"), 1);
+        assert_eq!(report.get("removal_finished"), 1);
         for kept in [&active, &old, &fetching, &repointed, &curl_old] {
             assert!(
                 layout
@@ -339,44 +405,60 @@ mod tests {
                     .join("bin")
                     .is_file()
             );
-            assert!(
-                layout
-                    .artifact(&kept.source.as_ref().unwrap().sha256())
-                    .is_file()
-            );
         }
-        assert!(!layout.package_versions(&gone.name).exists());
-        assert!(
-            !layout
-                .artifact(&gone.source.as_ref().unwrap().sha256())
-                .exists()
-        );
-        assert!(!orphan.exists());
-        assert_eq!(report.get("partial_removed"), 1);
-        assert_eq!(report.get("staging_removed"), 1);
-        assert_eq!(report.get("package_dir_removed"), 1);
-        assert_eq!(report.get("artifact_removed"), 2);
-
-        // A second pass finds nothing to do.
-        let again = reconcile(&layout, &known, &[download]);
-        assert_eq!(again.changed(), 0, "{again:?}");
+        assert!(report.foreign.is_empty(), "{:?}", report.foreign);
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
     }
 
     #[test]
-    fn a_created_package_without_a_download_has_no_files() {
+    fn what_packd_did_not_make_is_reported_and_left_alone() {
         let tmp = tempfile::tempdir().unwrap();
-        let layout = Layout::new(tmp.path());
-        layout.create().unwrap();
-        let p = package("jq", "1.7", Status::Created, 7);
-        let dir = files_of(&layout, &p);
-        let report = reconcile(&layout, std::slice::from_ref(&p), &[]);
-        assert!(!dir.exists());
-        assert!(
-            layout
-                .artifact(&p.source.as_ref().unwrap().sha256())
-                .exists(),
-            "its source still names the artifact"
+        let layout = tree(tmp.path());
+        let root = layout.root().to_path_buf();
+        let gone = package("gone", "1", Status::Created, 6);
+        let created = package("jq", "1.7", Status::Created, 7);
+        // Files the database does not account for: a deleted package's (no
+        // journal: an older packd's, or a copy), and an operator's.
+        files_of(&layout, &gone);
+        files_of(&layout, &created);
+        std::fs::write(root.join("packages/README"), "mine").unwrap();
+        std::fs::create_dir_all(root.join("packages/tools/bin")).unwrap();
+        std::fs::write(root.join("artifacts/sha256/notes.txt"), "mine").unwrap();
+        std::fs::write(root.join("partial/keep-me"), "mine").unwrap();
+        let unknown_op = root.join("partial").join(Uuid::now_v7().to_string());
+        std::fs::write(&unknown_op, "of no known operation").unwrap();
+        std::os::unix::fs::symlink("/srv/elsewhere", root.join("active/by-hand")).unwrap();
+        std::fs::create_dir(root.join("active/dir-by-hand")).unwrap();
+        std::fs::write(root.join("packages/jq/.hidden-by-hand"), "mine").unwrap();
+
+        let report = reconcile(
+            &layout,
+            &Known {
+                packages: std::slice::from_ref(&created),
+                unfinished: &[],
+                operation: &|_| false,
+            },
         );
-        assert_eq!(report.get("package_dir_removed"), 1);
+        assert_eq!(report.changed(), 0, "{report:?}");
+        for left in [
+            layout.package(&gone.name, &gone.version).join("bin"),
+            layout.package(&created.name, &created.version).join("bin"),
+            layout.artifact(&gone.source.as_ref().unwrap().sha256()),
+            root.join("packages/README"),
+            root.join("packages/tools/bin"),
+            root.join("artifacts/sha256/notes.txt"),
+            root.join("partial/keep-me"),
+            unknown_op.clone(),
+            root.join("active/dir-by-hand"),
+            root.join("packages/jq/.hidden-by-hand"),
+        ] {
+            assert!(left.exists(), "{} was removed", left.display());
+        }
+        assert!(
+            activate::read(&root.join("active/by-hand"))
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(report.foreign.len(), 11, "{:#?}", report.foreign);
     }
 }

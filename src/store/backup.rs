@@ -112,6 +112,19 @@ mod tests {
             )
             .await
             .unwrap();
+        // A deleted package with a source journals its files' removal.
+        let gone = store
+            .create_package(NewPackage {
+                name: PackageName::parse("gone").unwrap(),
+                version: PackageVersion::parse("1").unwrap(),
+                source: p.source.clone(),
+            })
+            .await
+            .unwrap();
+        store
+            .delete_package(gone.id, crate::store::Precondition::None)
+            .await
+            .unwrap();
         store
             .append_audit(crate::store::AuditEntry {
                 id: uuid::Uuid::now_v7(),

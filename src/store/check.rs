@@ -49,10 +49,18 @@ impl Drop for Copy {
 pub fn check_file(path: &Path) -> Result<CheckReport, CheckError> {
     // The schema first, read-only: a foreign, newer or held file is
     // reported as such, not as damage.
-    let schema_version = verify_file(path).map_err(|e| match e {
-        OpenError::Corrupt { reason, .. } => CheckError::Damaged(reason),
-        other => CheckError::Unusable(other),
-    })?;
+    // redb panics on some damaged pages, even read-only: that is a verdict
+    // too, not a crash (the panic's own report is silenced meanwhile).
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let verified = std::panic::catch_unwind(|| verify_file(path));
+    std::panic::set_hook(hook);
+    let schema_version = verified
+        .map_err(|panic| CheckError::Damaged(panic_message(&*panic)))?
+        .map_err(|e| match e {
+            OpenError::Corrupt { reason, .. } => CheckError::Damaged(reason),
+            other => CheckError::Unusable(other),
+        })?;
     let copy = Copy(temporary_path(path));
     let io = |source| OpenError::Io {
         path: copy.0.clone(),

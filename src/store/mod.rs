@@ -12,9 +12,11 @@ mod check;
 mod codec;
 pub mod events;
 mod handle;
+mod identity;
 mod keys;
 mod operations;
 mod packages;
+mod removals;
 mod tables;
 mod writer;
 
@@ -32,7 +34,7 @@ pub use self::packages::{ListPackages, NewPackage};
 use self::writer::Writer;
 
 /// The layout version this binary writes and understands.
-pub const SCHEMA_VERSION: u64 = 4;
+pub const SCHEMA_VERSION: u64 = 5;
 
 /// Default size of redb's page cache.
 pub const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
@@ -288,6 +290,11 @@ struct Inner {
     finished: tokio::sync::watch::Sender<u64>,
     /// Every committed change of an operation or a package, for `/v1/events`.
     changes: events::Changes,
+    /// Woken when a change journals files to remove.
+    removals_added: tokio::sync::Notify,
+    /// Bumped when a cancel is asked of a running operation, so its worker
+    /// can stop file work that saves no progress (an unpack).
+    cancels: tokio::sync::watch::Sender<u64>,
 }
 
 impl Store {
@@ -354,6 +361,8 @@ impl Store {
                 queue_changed: tokio::sync::Notify::new(),
                 finished: tokio::sync::watch::Sender::new(0),
                 changes: events::Changes::default(),
+                removals_added: tokio::sync::Notify::new(),
+                cancels: tokio::sync::watch::Sender::new(0),
             }),
         };
         store.load_key_cache().map_err(|e| OpenError::Other {
@@ -641,6 +650,9 @@ fn init_or_check_schema(db: &Database, path: &Path) -> Result<(), OpenError> {
         Schema::Version(v) if v < SCHEMA_VERSION => Some(v),
         _ => None,
     };
+    // Every database has an identity (made here for a new file and for one
+    // older than schema 5).
+    identity::ensure(&wtx).map_err(|e| other(path, &e))?;
     if let Some(from) = migrate_from {
         migrate(&wtx, from).map_err(|e| other(path, &e))?;
         tracing::info!(from, to = SCHEMA_VERSION, db = %path.display(), "migrated the database");
@@ -708,6 +720,8 @@ fn migrate(wtx: &redb::WriteTransaction, from: u64) -> Result<(), StoreError> {
             );
         }
     }
+    // 4 -> 5: the removal journal and the identity (tables made by
+    // `create_all`, the identity by `identity::ensure`); no record changes.
     Ok(())
 }
 
@@ -769,6 +783,39 @@ mod tests {
         expected.sort();
         assert_eq!(names, expected);
         store.close();
+    }
+
+    #[test]
+    fn a_schema_4_file_gets_the_journal_and_an_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.redb");
+        old_files::write(&path, 4, |wtx| {
+            // Schema 4 had neither table.
+            assert!(wtx.delete_table(tables::REMOVALS).unwrap());
+            assert!(wtx.delete_table(tables::IDENTITY).unwrap());
+        });
+        let store = Store::open(&path, &StoreOptions::default()).unwrap();
+        let identity = store.identity().unwrap();
+        assert_eq!(identity.data_dir, None);
+        assert!(store.pending_removals(1).unwrap().is_empty());
+        store.close();
+        drop(store);
+        let db = Database::builder().open_read_only(&path).unwrap();
+        let rtx = db.begin_read().unwrap();
+        let version = rtx
+            .open_table(tables::META)
+            .unwrap()
+            .get(tables::SCHEMA_VERSION_KEY)
+            .unwrap()
+            .unwrap()
+            .value();
+        assert_eq!(version, 5);
+        drop(rtx);
+        drop(db);
+        // The identity is made once: a second open keeps it.
+        let again = Store::open(&path, &StoreOptions::default()).unwrap();
+        assert_eq!(again.identity().unwrap(), identity);
+        again.close();
     }
 
     #[test]

@@ -661,9 +661,11 @@ impl Store {
             self.publish(applied);
         }
         // Only a queued operation finishes here; a running one finishes at its
-        // worker's next step.
+        // worker's next step (and its worker hears of it at once).
         if op.state.is_finished() {
             self.finished_now(&op);
+        } else if op.cancel_requested {
+            self.inner.cancels.send_modify(|n| *n = n.wrapping_add(1));
         }
         Ok(op)
     }
@@ -688,6 +690,11 @@ impl Store {
     /// wait on it instead of polling the store.
     pub fn finished_events(&self) -> tokio::sync::watch::Receiver<u64> {
         self.inner.finished.subscribe()
+    }
+
+    /// Changes whenever a cancel is asked of a running operation.
+    pub fn cancel_requests(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.cancels.subscribe()
     }
 
     /// Wakes when the queue may have work.

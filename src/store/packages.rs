@@ -420,9 +420,15 @@ impl Store {
                 check_unique(wtx, &after.name, &after.version, Some(id))?;
                 unindex(wtx, &before)?;
                 put(wtx, &after)?;
+                // What is on disk was made from the old name, version and
+                // source: it goes, journaled with the change.
+                super::removals::journal(wtx, &before)?;
                 Ok((before, after))
             })
             .await?;
+        if before.source.is_some() && after != before {
+            self.inner.removals_added.notify_one();
+        }
         if after != before {
             self.inner
                 .changes
@@ -445,9 +451,13 @@ impl Store {
                     .map_err(|_| StoreError::Refused(Refusal::Active))?;
                 unindex(wtx, &current)?;
                 wtx.open_table(PACKAGES)?.remove(id.as_u128())?;
+                super::removals::journal(wtx, &current)?;
                 Ok(current)
             })
             .await?;
+        if gone.source.is_some() {
+            self.inner.removals_added.notify_one();
+        }
         self.inner.changes.publish(|| Change::PackageDeleted(id));
         Ok(gone)
     }

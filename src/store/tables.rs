@@ -53,6 +53,16 @@ pub(crate) const OPERATIONS_BY_STATE: TableDefinition<(u8, u128), ()> =
 pub(crate) const IDEMPOTENCY: TableDefinition<(u128, &str), &[u8]> =
     TableDefinition::new("idempotency");
 
+/// removal id (UUID v7) -> postcard `RemovalRecord`: files a change left
+/// behind (a deleted package's, or its old name's or version's), written in
+/// the change's transaction and removed once the files are gone.
+pub(crate) const REMOVALS: TableDefinition<u128, &[u8]> = TableDefinition::new("removals");
+
+/// `"identity"` -> postcard `IdentityRecord`: this database's id and the
+/// data directory it belongs to.
+pub(crate) const IDENTITY: TableDefinition<&str, &[u8]> = TableDefinition::new("identity");
+pub(crate) const IDENTITY_KEY: &str = "identity";
+
 /// Runs `$apply!(TABLE)` for every table of the current schema: the one
 /// list that creating, copying (backups) and the tests walk, so a new table
 /// cannot be forgotten by any of them.
@@ -72,6 +82,8 @@ macro_rules! each_table {
         $apply!(OPERATIONS_BY_PACKAGE);
         $apply!(OPERATIONS_BY_STATE);
         $apply!(IDEMPOTENCY);
+        $apply!(REMOVALS);
+        $apply!(IDENTITY);
     };
 }
 

@@ -30,6 +30,9 @@ pub struct Work {
     /// For an activation: the version of the same name active when the
     /// attempt started (the one it replaces), if any.
     pub replaces: Option<Package>,
+    /// Cancelled when the attempt must stop (a cancel of the operation, or
+    /// a shutdown), for file work that saves no progress meanwhile.
+    pub budget: crate::files::Budget,
 }
 
 /// Why the executor stopped without finishing.

@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 pub use self::executor::{ExecError, Executor, Steps, StubConfig, StubExecutor, Work};
-pub use self::files::{Executors, FileWork};
+pub use self::files::Executors;
 use crate::domain::Timestamp;
 use crate::domain::operation::Transfer;
 use crate::domain::operation::backoff;
@@ -223,6 +223,8 @@ impl<E: Executor> Worker<E> {
             };
             Ok((package, replaces))
         });
+        let budget = crate::files::Budget::unbounded();
+        let watcher = self.watch_for_stop(id, &budget);
         let result = match read {
             Ok((package, replaces)) => {
                 let work = Work {
@@ -235,11 +237,13 @@ impl<E: Executor> Worker<E> {
                     package,
                     transfer: op.transfer.clone(),
                     replaces,
+                    budget,
                 };
                 self.executor.execute(work, &mut steps).await
             }
             Err(e) => Err(ExecError::Failed(format!("cannot read the package: {e}"))),
         };
+        watcher.abort();
         let mut next = None;
         let outcome = match result {
             Ok(()) => {
@@ -262,7 +266,12 @@ impl<E: Executor> Worker<E> {
                 .record(id, || self.store.pause(id))
                 .await
                 .map(|()| "paused for shutdown".into()),
-            Err(ExecError::Stopped) => Some("cancelled".into()),
+            // A cancel: recorded by the progress save that saw it, or here
+            // when the work stopped before saving any (an unpack).
+            Err(ExecError::Stopped) => self
+                .record(id, || self.store.save_progress(id, op.progress, None))
+                .await
+                .map(|_| "cancelled".into()),
             Err(ExecError::Fatal(error)) => {
                 tracing::warn!(operation = %id, %error, "operation failed; a retry cannot mend it");
                 // No attempts left, whatever the count: it fails now.
@@ -294,6 +303,40 @@ impl<E: Executor> Worker<E> {
             tracing::info!(operation = %id, state, elapsed_ms, "operation stopped");
         }
         next
+    }
+
+    /// Cancels `budget` when the service shuts down or the operation's
+    /// cancel is asked: file work that saves no progress for a while (an
+    /// unpack, a silent transfer) stops at its next check all the same.
+    fn watch_for_stop(
+        &self,
+        id: uuid::Uuid,
+        budget: &crate::files::Budget,
+    ) -> tokio::task::JoinHandle<()> {
+        let (budget, store) = (budget.clone(), self.store.clone());
+        let mut cancels = store.cancel_requests();
+        let stop = self.stop.clone();
+        tokio::spawn(async move {
+            loop {
+                // Looked at after subscribing: a cancel asked before the
+                // attempt started is seen too.
+                if store.get_operation(id).is_ok_and(|op| op.cancel_requested) {
+                    budget.cancel();
+                    return;
+                }
+                tokio::select! {
+                    () = stopped(stop.clone()) => {
+                        budget.cancel();
+                        return;
+                    }
+                    changed = cancels.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        })
     }
 
     /// Records an operation's outcome, trying again for as long as the store

@@ -33,7 +33,7 @@ fn an_online_backup_restores_everything_while_writes_go_on() {
         out
     });
     assert!(backup.status.success(), "{backup:?}");
-    assert!(String::from_utf8_lossy(&backup.stdout).contains("schema version 4"));
+    assert!(String::from_utf8_lossy(&backup.stdout).contains("schema version 5"));
 
     // Taking it is in the audit log.
     let audit = s.get("/v1/audit?limit=1000").json();
@@ -47,7 +47,14 @@ fn an_online_backup_restores_everything_while_writes_go_on() {
     );
 
     // Restoring is starting on the copy: the keys work, the data is there.
-    let restored = TestServer::spawn(&out, &[], &[("PACKD_BOOTSTRAP_KEY", "")]).unwrap();
+    // The copy belongs to the first server's data directory: on a new one
+    // it starts only when told to adopt it.
+    let refused = TestServer::spawn(&out, &[], &[("PACKD_BOOTSTRAP_KEY", "")])
+        .err()
+        .expect("a restored database on another data directory is refused");
+    assert!(refused.contains("--adopt-data-dir"), "{refused}");
+    let restored =
+        TestServer::spawn(&out, &["--adopt-data-dir"], &[("PACKD_BOOTSTRAP_KEY", "")]).unwrap();
     let items = restored.get("/v1/packages?limit=1000").json()["items"]
         .as_array()
         .unwrap()
@@ -110,7 +117,7 @@ fn an_offline_backup_needs_the_file_free() {
     assert!(s.terminate().success());
     let done = run_packd(&args, &[]);
     assert!(done.status.success(), "{done:?}");
-    let restored = TestServer::spawn(&out, &[], &[]).unwrap();
+    let restored = TestServer::spawn(&out, &["--adopt-data-dir"], &[]).unwrap();
     let list = restored.get("/v1/packages?name=offline").json();
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
 }

@@ -366,6 +366,7 @@ fn delete_and_patch_remove_files_and_the_last_user_takes_the_artifact() {
 
     s.send("DELETE", &format!("/v1/packages/{a}"), &[], None)
         .assert_status(204);
+    s.removals_done(1);
     assert!(!path_a.exists(), "a's files are gone");
     assert!(artifact.is_file(), "b still names the digest");
 
@@ -376,11 +377,13 @@ fn delete_and_patch_remove_files_and_the_last_user_takes_the_artifact() {
     );
     assert_eq!(r.json()["status"], "created");
     assert_eq!(r.json()["path"], Value::Null);
+    s.removals_done(2);
     assert!(!path_b.exists(), "the old version's files are gone");
     assert!(artifact.is_file(), "b, at 2.0, still names the digest");
 
     s.send("DELETE", &format!("/v1/packages/{b}"), &[], None)
         .assert_status(204);
+    s.removals_done(3);
     assert!(
         !artifact.exists(),
         "the last package naming the digest took it"

@@ -112,6 +112,10 @@ fn operations_finish_on_their_own_after_a_full_disk() {
     let op = s.send("POST", &format!("/v1/packages/{quick}/download"), &[], None);
     op.assert_status(202);
     let op = op.id();
+    // Claimed before the disk fills (a claim is a write too).
+    wait_for("the operation to run", || {
+        (s.get(&format!("/v1/operations/{op}")).json()["state"] == "running").then_some(())
+    });
     fill(&filler_path);
     wait_until_full(&s);
     // The download ends while nothing can be written. (Creates keep the

@@ -391,6 +391,15 @@ impl TestServer {
             .unwrap_or_else(|| panic!("no {line_start} in the metrics"))
     }
 
+    /// Waits (with the deadline) until `n` journaled removals are done in
+    /// all: DELETE and PATCH answer at their commit, the files go after.
+    #[track_caller]
+    pub fn removals_done(&self, n: u64) {
+        wait_for("the journaled removals", || {
+            (self.metric("packd_removals_total{outcome=\"done\"} ") >= n).then_some(())
+        });
+    }
+
     /// Creates a package and returns its JSON.
     #[track_caller]
     pub fn create_package(&self, name: &str, version: &str) -> Value {
@@ -506,9 +515,10 @@ pub fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-/// The data directory of a test server: beside its database.
+/// The data directory of a test server: beside its database, one per
+/// database (packd refuses two databases on one directory).
 pub fn data_dir_for(db: &Path) -> PathBuf {
-    db.with_file_name("data")
+    db.with_extension("data")
 }
 
 fn unique() -> u64 {
@@ -520,15 +530,23 @@ fn unique() -> u64 {
 /// Runs the binary to completion with these arguments.
 pub fn run_packd(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
     let mut cmd = Command::new(BIN);
-    // A server started here must not make its data directory in the crate.
-    cmd.args(args).stdin(Stdio::null()).env(
-        "PACKD_DATA_DIR",
-        std::env::temp_dir().join(format!(
-            "packd-test-data-{}-{}",
-            std::process::id(),
-            unique()
-        )),
-    );
+    // A server started here must not make its data directory in the crate:
+    // it goes beside the database (one per database, as packd requires).
+    let data_dir = args
+        .iter()
+        .position(|a| *a == "--db")
+        .and_then(|i| args.get(i + 1))
+        .map(|db| data_dir_for(Path::new(db)))
+        .unwrap_or_else(|| {
+            std::env::temp_dir().join(format!(
+                "packd-test-data-{}-{}",
+                std::process::id(),
+                unique()
+            ))
+        });
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .env("PACKD_DATA_DIR", data_dir);
     for (k, v) in envs {
         cmd.env(k, v);
     }
