@@ -181,7 +181,35 @@ async fn seed(store: &Store, prefix: &str, count: u64, queue: u64) -> anyhow::Re
     Ok(())
 }
 
-pub async fn backup(args: BackupArgs) -> anyhow::Result<()> {
+/// Why `packd backup` failed, with the exit status of the client commands
+/// (README: exit statuses): 2 usage, 3 server unreachable, 4 the key
+/// refused, 5 another answer of the API, 1 anything else.
+#[derive(Debug, thiserror::Error)]
+#[error("{error:#}")]
+pub struct BackupFailure {
+    pub status: u8,
+    pub error: anyhow::Error,
+}
+
+impl From<anyhow::Error> for BackupFailure {
+    fn from(error: anyhow::Error) -> Self {
+        // A failure whose status was decided on the way keeps it.
+        match error.downcast::<BackupFailure>() {
+            Ok(f) => f,
+            Err(error) => Self { status: 1, error },
+        }
+    }
+}
+
+fn failing(status: u8, error: anyhow::Error) -> anyhow::Error {
+    BackupFailure { status, error }.into()
+}
+
+pub async fn backup(args: BackupArgs) -> Result<(), BackupFailure> {
+    write_backup(args).await.map_err(BackupFailure::from)
+}
+
+async fn write_backup(args: BackupArgs) -> anyhow::Result<()> {
     let size = match &args.db {
         Some(db) => {
             let store = Store::open(db, &StoreOptions::default())?;
@@ -196,9 +224,14 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<()> {
                 .url
                 .clone()
                 .unwrap_or_else(|| crate::healthcheck::base_url(args.server.listen));
-            let key = args.key.clone().context(
-                "an admin key is needed: --key or PACKD_API_KEY (or --db for an offline backup)",
-            )?;
+            let key = args.key.clone().ok_or_else(|| {
+                failing(
+                    2,
+                    anyhow::anyhow!(
+                        "an admin key is needed: set PACKD_API_KEY or pass --key (or --db for an offline backup)"
+                    ),
+                )
+            })?;
             let out = args.out.clone();
             tokio::task::spawn_blocking(move || download_backup(&base, &key, &out)).await??
         }
@@ -223,7 +256,7 @@ fn download_backup(base: &str, key: &str, out: &std::path::Path) -> anyhow::Resu
         .get(&url)
         .header("X-API-Key", key)
         .call()
-        .with_context(|| format!("cannot reach {url}"))?;
+        .map_err(|e| failing(3, anyhow::anyhow!("cannot reach {url}: {e}")))?;
     if resp.status() != 200 {
         let status = resp.status();
         let body = resp.body_mut().read_to_string().unwrap_or_default();
@@ -231,7 +264,15 @@ fn download_backup(base: &str, key: &str, out: &std::path::Path) -> anyhow::Resu
             .ok()
             .and_then(|v| v["detail"].as_str().map(str::to_string))
             .unwrap_or(body);
-        anyhow::bail!("{url} answered {status}: {detail}");
+        let code = if matches!(status.as_u16(), 401 | 403) {
+            4
+        } else {
+            5
+        };
+        return Err(failing(
+            code,
+            anyhow::anyhow!("{url} answered {status}: {detail}"),
+        ));
     }
     let expected: Option<u64> = resp
         .headers()

@@ -33,7 +33,16 @@ fn main() -> ExitCode {
             .render(&mut std::io::stdout())
             .map_err(Into::into),
         Some(Command::Backup(args)) => {
-            runtime().and_then(|rt| rt.block_on(packd::cli::backup(args)))
+            let done = runtime()
+                .map_err(packd::cli::BackupFailure::from)
+                .and_then(|rt| rt.block_on(packd::cli::backup(args)));
+            return match done {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(failure) => {
+                    eprintln!("packd: error: {failure}");
+                    ExitCode::from(failure.status)
+                }
+            };
         }
         Some(Command::Dev(args)) => runtime().and_then(|rt| rt.block_on(packd::cli::dev(args))),
         Some(Command::Healthcheck(args)) => packd::healthcheck::run(&args),

@@ -87,6 +87,9 @@ async fn bootstrap(store: &Store, key: Option<&str>) -> anyhow::Result<()> {
         }
     }
     match store.bootstrap(key).await? {
+        Bootstrap::AdminExists if key.is_some() => tracing::info!(
+            "PACKD_BOOTSTRAP_KEY is set but not used: the database already has an active admin key (the variable only makes the first one)"
+        ),
         Bootstrap::AdminExists => {}
         Bootstrap::FromEnvironment(id) => {
             tracing::info!(key_id = %id, "PACKD_BOOTSTRAP_KEY is the admin key `bootstrap`");

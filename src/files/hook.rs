@@ -168,7 +168,13 @@ async fn run_unrecorded(
         () = tokio::time::sleep(timeout) => End::TimedOut,
         () = stop => End::Stopped,
     };
-    if !matches!(end, End::Exited(_)) {
+    if matches!(end, End::Exited(_)) {
+        // What the hook started and left running goes with it: a hook is a
+        // step, not a way to start a daemon (the service manager does that).
+        if let Some(group) = group {
+            end_leftovers(group).await;
+        }
+    } else {
         terminate(&mut child, group).await;
     }
     // The output a hook wrote before it ended is all in the pipes by now;
@@ -252,11 +258,25 @@ fn start_time(pid: i32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// A process's group, from /proc.
+/// A process's group, from /proc; `None` for a zombie (or no process).
 fn group_of(pid: i32) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(2)?.parse().ok()
+    let mut fields = rest.split_whitespace();
+    if fields.next()? == "Z" {
+        return None;
+    }
+    fields.nth(1)?.parse().ok()
+}
+
+/// The live processes of `group`.
+fn members(group: i32) -> impl Iterator<Item = i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(move |pid| group_of(*pid) == Some(group))
 }
 
 fn boot_id() -> Option<String> {
@@ -293,15 +313,9 @@ pub fn sweep(dir: &Path) -> usize {
 
 /// SIGKILLs every process of `group` that started at `start` or later.
 fn end_group(group: i32, start: u64) -> usize {
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return 0;
-    };
     let mut killed = 0;
-    for pid in procs
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-    {
-        if group_of(pid) == Some(group) && start_time(pid).is_some_and(|t| t >= start) {
+    for pid in members(group) {
+        if start_time(pid).is_some_and(|t| t >= start) {
             // SAFETY: kill(2) on a process checked just above to be in
             // the hook's group and no older than the hook.
             if unsafe { libc::kill(pid, libc::SIGKILL) } == 0 {
@@ -317,6 +331,32 @@ fn end_group(group: i32, start: u64) -> usize {
         );
     }
     killed
+}
+
+/// SIGTERM to what is left of an exited hook's group, SIGKILL to what is
+/// still there after the grace period.
+async fn end_leftovers(group: i32) {
+    // Zombies count as members for kill(2) but are gone for any purpose
+    // (and where packd is PID 1 nobody may reap them): /proc says.
+    let alive = || members(group).next().is_some();
+    if !alive() {
+        return;
+    }
+    tracing::warn!(group, "the hook left processes running; ending them");
+    // SAFETY: as above.
+    unsafe {
+        libc::kill(-group, libc::SIGTERM);
+    }
+    let deadline = tokio::time::Instant::now() + KILL_GRACE;
+    while alive() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if alive() {
+        // SAFETY: as above.
+        unsafe {
+            libc::kill(-group, libc::SIGKILL);
+        }
+    }
 }
 
 fn describe(status: std::process::ExitStatus) -> String {
@@ -483,6 +523,42 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn what_a_finished_hook_left_running_is_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("child.pid");
+        let hook = script(
+            dir.path(),
+            &format!(
+                "sleep 300 > /dev/null 2>&1 & echo $! > {}; exit 0",
+                pid_file.display()
+            ),
+        );
+        run(
+            &hook,
+            &[],
+            dir.path(),
+            Duration::from_secs(10),
+            never(),
+            None,
+        )
+        .await
+        .unwrap();
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while group_of(pid).is_some() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the hook's child outlived it"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     #[test]
     fn a_swept_record_ends_its_group_and_nothing_else() {
         use std::os::unix::process::CommandExt;
@@ -497,16 +573,7 @@ mod tests {
             .unwrap();
         let group = leader.id() as i32;
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !std::fs::read_dir("/proc")
-            .unwrap()
-            .filter_map(Result::ok)
-            .any(|e| {
-                e.file_name()
-                    .to_str()
-                    .and_then(|p| p.parse::<i32>().ok())
-                    .is_some_and(|p| p != group && group_of(p) == Some(group))
-            })
-        {
+        while members(group).count() < 2 {
             assert!(
                 std::time::Instant::now() < deadline,
                 "the child never started"

@@ -85,12 +85,26 @@ fn backups_need_an_admin_key() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("nope.redb");
     let refused = backup_online(&s, &secret, &out);
-    assert!(!refused.status.success());
+    assert_eq!(refused.status.code(), Some(4), "refused: {refused:?}");
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains("403"),
         "{refused:?}"
     );
     assert!(!out.exists());
+    // A key the server does not know: refused too (4); no server: 3.
+    let unknown = backup_online(&s, "packd_not-a-real-key-at-all-0123456789ab", &out);
+    assert_eq!(unknown.status.code(), Some(4), "{unknown:?}");
+    let down = run_packd(
+        &[
+            "backup",
+            "--out",
+            out.to_str().unwrap(),
+            "--url",
+            "http://127.0.0.1:9",
+        ],
+        &[("PACKD_API_KEY", ADMIN_KEY)],
+    );
+    assert_eq!(down.status.code(), Some(3), "{down:?}");
     s.send("GET", "/v1/backup", &[], None).assert_status(200);
     s.send_as(Some(&secret), "GET", "/v1/backup", &[], None)
         .assert_problem(403, "forbidden");
@@ -98,8 +112,9 @@ fn backups_need_an_admin_key() {
         &["backup", "--out", out.to_str().unwrap(), "--url", &s.base],
         &[],
     );
-    assert!(!none.status.success());
-    assert!(String::from_utf8_lossy(&none.stderr).contains("admin key"));
+    assert_eq!(none.status.code(), Some(2), "{none:?}");
+    let said = String::from_utf8_lossy(&none.stderr);
+    assert!(said.contains("set PACKD_API_KEY or pass --key"), "{said}");
 }
 
 #[test]

@@ -88,6 +88,16 @@ fn bootstrap_generates_an_admin_key_once_when_there_are_none() {
     s.get("/healthz").assert_status(200);
     assert!(!s.stderr().contains("packd_"), "printed only once");
     get_as(&s, &secret, "/v1/keys").assert_status(200);
+    // A bootstrap key given once an admin exists is not used, and says so.
+    assert!(s.terminate().success());
+    s.restart(&[], &[]);
+    assert!(
+        s.stderr()
+            .contains("PACKD_BOOTSTRAP_KEY is set but not used"),
+        "{}",
+        s.stderr()
+    );
+    get_as(&s, crate::helpers::ADMIN_KEY, "/v1/keys").assert_status(401);
 
     // A bootstrap key that is too short is refused at start.
     let out = run_packd(
