@@ -180,6 +180,7 @@ pub fn unpack(
         dirs: HashSet::new(),
         files: HashSet::new(),
         links: HashMap::new(),
+        buf: vec![0u8; CHUNK],
     };
     match format {
         Format::Tar => out.tar(artifact)?,
@@ -210,6 +211,8 @@ struct Writer<'a> {
     files: HashSet<PathBuf>,
     /// Symbolic links to make at the end (relative path -> target).
     links: HashMap<PathBuf, PathBuf>,
+    /// The copy buffer, made once (an archive may hold a million files).
+    buf: Vec<u8>,
 }
 
 /// What the extension headers before an entry said about it.
@@ -360,7 +363,7 @@ impl Writer<'_> {
         // a compressed stream's own checks (each gzip member's CRC and
         // length) cover all of it: a cut or damaged tail is not ignored.
         let mut rest = archive.into_inner();
-        let mut buf = vec![0u8; CHUNK];
+        let mut buf = std::mem::take(&mut self.buf);
         let mut drained = 0u64;
         loop {
             self.budget.check()?;
@@ -583,10 +586,26 @@ impl Writer<'_> {
             .mode(0o600)
             .open(&path)?;
         self.files.insert(rel.to_path_buf());
-        let mut buf = vec![0u8; CHUNK];
+        let mut buf = std::mem::take(&mut self.buf);
+        let copied = self.copy(content, &mut file, &mut buf, raw);
+        self.buf = buf;
+        copied?;
+        // Set, not asked of the umask: 000 would make it writable by all,
+        // 077 unreadable by the services that use it.
+        file.set_permissions(std::fs::Permissions::from_mode(self.modes.of_file(mode)))?;
+        Ok(())
+    }
+
+    fn copy(
+        &mut self,
+        content: &mut impl Read,
+        file: &mut File,
+        buf: &mut [u8],
+        raw: &str,
+    ) -> Result<(), UnpackError> {
         loop {
             self.budget.check()?;
-            let n = match content.read(&mut buf) {
+            let n = match content.read(buf) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -595,9 +614,6 @@ impl Writer<'_> {
             self.count_bytes(n as u64)?;
             file.write_all(&buf[..n])?;
         }
-        // Set, not asked of the umask: 000 would make it writable by all,
-        // 077 unreadable by the services that use it.
-        file.set_permissions(std::fs::Permissions::from_mode(self.modes.of_file(mode)))?;
         Ok(())
     }
 

@@ -210,10 +210,12 @@ impl TestServer {
             None => Command::new(BIN),
         };
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--db"])
-            .arg(db)
-            .arg("--data-dir")
-            .arg(data_dir_for(db))
-            .args(args)
+            .arg(db);
+        // Beside the database, unless the test names one.
+        if !args.contains(&"--data-dir") {
+            cmd.arg("--data-dir").arg(data_dir_for(db));
+        }
+        cmd.args(args)
             .env_remove("PACKD_LISTEN")
             .env_remove("PACKD_DB")
             .env("PACKD_BOOTSTRAP_KEY", ADMIN_KEY)
@@ -492,14 +494,23 @@ pub fn wait_with_deadline(mut child: Child) -> ExitStatus {
 
 /// A process's resident memory, in bytes.
 pub fn rss(pid: u32) -> u64 {
+    status_kb(pid, "VmRSS:") * 1024
+}
+
+/// The most resident memory a process has had (its high-water mark), in
+/// bytes: what a burst cost, even once it is given back.
+pub fn peak_rss(pid: u32) -> u64 {
+    status_kb(pid, "VmHWM:") * 1024
+}
+
+fn status_kb(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: u64 = status
+    status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
-        .expect("VmRSS");
-    kb * 1024
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 
 /// Polls `check` until it returns `Some`, failing the test at the deadline.

@@ -2,11 +2,13 @@
 //! to it over a real socket. One test binary, so the build links once.
 
 mod activation;
+mod archives;
 mod artifacts;
 mod backup;
 mod client;
 mod crash;
 mod damage;
+mod datadir;
 mod downloads;
 mod errors;
 mod events;
