@@ -215,17 +215,17 @@ async fn reconcile_files(store: &Store, layout: &Layout) -> anyhow::Result<()> {
 /// unless `--adopt-data-dir` says to take the directory over.
 async fn own_data_dir(
     store: &Store,
-    owned: &mut owner::Owned,
+    owned: owner::Owned,
     db: &std::path::Path,
     adopt: bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<owner::Owned> {
     let identity = store
         .identity()
         .context("cannot read the database's identity")?;
     let dir_path = owned.layout().root().display().to_string();
     let fresh = uuid::Uuid::now_v7();
     let bind_as = match ownership::judge(&identity, owned.owner.as_ref(), &dir_path, fresh) {
-        ownership::Verdict::Match => return Ok(()),
+        ownership::Verdict::Match => return Ok(owned),
         ownership::Verdict::Bind(id) => id,
         ownership::Verdict::Mismatch(why) if adopt => {
             tracing::warn!(reason = %why, data_dir = %dir_path, "--adopt-data-dir: the data directory is taken over by this database");
@@ -238,15 +238,17 @@ async fn own_data_dir(
              once with --adopt-data-dir"
         ),
     };
-    let db_path = std::fs::canonicalize(db).unwrap_or_else(|_| db.to_path_buf());
+    let db_path = std::path::absolute(db).unwrap_or_else(|_| db.to_path_buf());
     // The directory's side first: a crash before the database's commit is
     // finished at the next start (`judge` sees the directory naming it).
-    owned
-        .record(&ownership::DirOwner {
-            data_dir_id: bind_as,
-            database_id: identity.database_id,
-            database_path: db_path.display().to_string(),
-        })
+    let record = ownership::DirOwner {
+        data_dir_id: bind_as,
+        database_id: identity.database_id,
+        database_path: db_path.display().to_string(),
+    };
+    let mut owned = owned;
+    let owned = tokio::task::spawn_blocking(move || owned.record(&record).map(|()| owned))
+        .await?
         .context("cannot write the data directory's owner record")?;
     store
         .bind_data_dir(ownership::Binding {
@@ -255,7 +257,7 @@ async fn own_data_dir(
         })
         .await
         .context("cannot record the data directory in the database")?;
-    Ok(())
+    Ok(owned)
 }
 
 /// The catalogue as journaled removals ask it, under the place lock.
@@ -380,18 +382,25 @@ impl Application {
         let modes = Modes::new(args.private_files);
         // The data directory's lock comes first: nothing in the directory is
         // read or changed by a packd that does not hold it.
-        let mut owned = owner::take(&args.data_dir, modes).with_context(|| {
-            format!("cannot use the data directory {}", args.data_dir.display())
-        })?;
+        let data_dir = args.data_dir.clone();
+        let owned = tokio::task::spawn_blocking(move || owner::take(&data_dir, modes))
+            .await?
+            .with_context(|| {
+                format!("cannot use the data directory {}", args.data_dir.display())
+            })?;
         let store = Store::open(
             &args.db,
             &StoreOptions {
                 cache_bytes: args.cache_mb.saturating_mul(1024 * 1024),
             },
         )?;
-        own_data_dir(&store, &mut owned, &args.db, args.adopt_data_dir).await?;
-        for warning in owned
-            .prepare(modes)
+        let owned = own_data_dir(&store, owned, &args.db, args.adopt_data_dir).await?;
+        let (owned, prepared) = tokio::task::spawn_blocking(move || {
+            let prepared = owned.prepare(modes);
+            (owned, prepared)
+        })
+        .await?;
+        for warning in prepared
             .with_context(|| format!("cannot use the data directory {}", args.data_dir.display()))?
         {
             tracing::warn!("{warning}");

@@ -250,14 +250,11 @@ impl Fetcher {
             resumed: false,
             budget: budget.clone(),
         };
-        if let Some(mut local) = local {
-            local
-                .seek(io::SeekFrom::Start(done))
-                .map_err(|e| FetchError::Fatal(e.to_string()))?;
+        if let Some(local) = local {
             let (feed, writer) = download.start_writer(file, hasher, done, limit);
             let reader_budget = budget.clone();
             download.pump = Pump::File(tokio::task::spawn_blocking(move || {
-                read_local(local, feed, &reader_budget)
+                read_local(local, done, feed, &reader_budget)
             }));
             download.writer = Some(writer);
             download.resumed = done > 0;
@@ -328,15 +325,9 @@ impl Fetcher {
                 )));
             }
         }
-        let (file, hasher) = if from == done {
-            (file, hasher)
-        } else {
-            // Back to an empty partial: the server sends everything again.
-            let mut file = file;
-            file.set_len(0).map_err(disk)?;
-            file.seek(io::SeekFrom::Start(0)).map_err(disk)?;
-            (file, Hasher::new())
-        };
+        // From the start when the server sends everything again: the
+        // writer empties the partial before its first write.
+        let hasher = if from == done { hasher } else { Hasher::new() };
         download.validator = validator_of(response.headers());
         let (feed, writer) = download.start_writer(file, hasher, from, limit);
         download.pump = Pump::Http(response, Some(feed));
@@ -555,6 +546,14 @@ struct Writer {
 
 impl Writer {
     fn run(mut self, mut chunks: mpsc::Receiver<bytes::Bytes>) -> Result<Written, FetchError> {
+        // The partial holds what earlier attempts saved; a transfer from
+        // an earlier point (the start) cuts it back first.
+        if self.file.stream_position().map_err(disk)? != self.done {
+            self.file.set_len(self.done).map_err(disk)?;
+            self.file
+                .seek(io::SeekFrom::Start(self.done))
+                .map_err(disk)?;
+        }
         let mut last_sync = (Instant::now(), self.done);
         while let Some(chunk) = chunks.blocking_recv() {
             if self.budget.check().is_err() {
@@ -650,9 +649,12 @@ fn kernel_file_system(file: &std::fs::File) -> bool {
 /// The reading thread of a local source.
 fn read_local(
     mut file: std::fs::File,
+    from: u64,
     feed: mpsc::Sender<bytes::Bytes>,
     budget: &Budget,
 ) -> Result<(), FetchError> {
+    file.seek(io::SeekFrom::Start(from))
+        .map_err(|e| FetchError::Fatal(format!("cannot read the file source: {e}")))?;
     loop {
         if budget.check().is_err() {
             return Ok(());

@@ -1,7 +1,10 @@
-//! Black-box tests: every test starts the real `packd` binary and talks HTTP
-//! to it over a real socket. One test binary, so the build links once.
+//! Black-box tests over a real socket, against the real binary or a server
+//! in the test's own process (`helpers.rs` says which when), and the
+//! layering rules read from the source (`architecture.rs`). One test
+//! binary, so the build links once.
 
 mod activation;
+mod architecture;
 mod archives;
 mod artifacts;
 mod backup;
