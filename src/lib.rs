@@ -18,8 +18,10 @@
 //!   writer thread batches writes into transactions (group commit).
 //! - [`worker`]: the task queue's workers and the `Executor` trait (with the
 //!   stub executor) that does the work of an operation.
-//! - [`files`]: the only module that touches the data directory: fetch,
-//!   unpack, the `active/<name>` links, hooks, start-up reconciliation.
+//! - [`files`]: the only module that touches the data directory: its lock
+//!   and owner record, fetch, unpack, the `active/<name>` links, hooks,
+//!   journaled removals, start-up reconciliation; all on blocking threads
+//!   under a cancellable budget.
 //! - [`metrics`]: process-wide counters and histograms for `GET /metrics`.
 //! - [`durable`]: syncs and replace-by-rename, shared by the store and the
 //!   data directory.
