@@ -137,7 +137,7 @@ fn from_record(id: u128, bytes: &[u8]) -> Result<Operation, StoreError> {
 /// Schema 2 -> 3: every operation record is rewritten as V2 (no transfer),
 /// inside the migration's transaction.
 pub(super) fn migrate_operations_to_v2(wtx: &WriteTransaction) -> Result<usize, StoreError> {
-    super::rewrite_records(wtx, OPERATIONS, |id, bytes| {
+    super::schema::rewrite_records(wtx, OPERATIONS, |id, bytes| {
         encode(&to_record(&from_record(id, bytes)?))
     })
 }
@@ -864,7 +864,7 @@ mod migration_tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.redb");
         let id = Uuid::now_v7();
-        crate::store::old_files::write(&path, 2, |wtx| {
+        crate::store::schema::old_files::write(&path, 2, |wtx| {
             let v1 = OperationRecord::V1(OperationV1 {
                 package_id: 7,
                 kind: kind_code(OperationKind::Download),
@@ -896,7 +896,8 @@ mod migration_tests {
         assert_eq!(op.transfer, Transfer::default());
         store.close();
         drop(store);
-        let (version, bytes) = crate::store::old_files::read(&path, OPERATIONS, id.as_u128());
+        let (version, bytes) =
+            crate::store::schema::old_files::read(&path, OPERATIONS, id.as_u128());
         assert_eq!(version, crate::store::SCHEMA_VERSION);
         let record = decode::<OperationRecord>("operations", &bytes).unwrap();
         assert!(matches!(record, OperationRecord::V2(_)), "{record:?}");

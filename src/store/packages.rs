@@ -108,7 +108,7 @@ pub struct NewPackage {
 /// Schema 2 -> 3: every package record is rewritten as V2 (no source),
 /// inside the migration's transaction.
 pub(super) fn migrate_packages_to_v2(wtx: &WriteTransaction) -> Result<usize, StoreError> {
-    super::rewrite_records(wtx, PACKAGES, |id, bytes| {
+    super::schema::rewrite_records(wtx, PACKAGES, |id, bytes| {
         encode(&to_record(&from_record(id, bytes)?))
     })
 }
@@ -527,7 +527,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.redb");
         let id = Uuid::now_v7();
-        crate::store::old_files::write(&path, 2, |wtx| {
+        crate::store::schema::old_files::write(&path, 2, |wtx| {
             let v1 = PackageRecord::V1(PackageV1 {
                 name: "jq".into(),
                 version: "1.7".into(),
@@ -564,7 +564,7 @@ mod tests {
         store.close();
         drop(store);
 
-        let (version, bytes) = crate::store::old_files::read(&path, PACKAGES, id.as_u128());
+        let (version, bytes) = crate::store::schema::old_files::read(&path, PACKAGES, id.as_u128());
         assert_eq!(version, crate::store::SCHEMA_VERSION);
         let record = decode::<PackageRecord>("packages", &bytes).unwrap();
         assert!(
@@ -596,7 +596,7 @@ mod tests {
         let alone = row("curl", "8.0", Status::Active, 5);
         let idle = row("jq", "1.5", Status::Downloaded, 30);
         let all = [older.clone(), newer.clone(), alone.clone(), idle.clone()];
-        crate::store::old_files::write(&path, 3, |wtx| {
+        crate::store::schema::old_files::write(&path, 3, |wtx| {
             for p in &all {
                 put(wtx, p).unwrap();
             }
@@ -622,7 +622,8 @@ mod tests {
         assert_eq!(active.items.len(), 2, "the status index follows");
         store.close();
         drop(store);
-        let (version, _) = crate::store::old_files::read(&path, PACKAGES, newer.id.as_u128());
+        let (version, _) =
+            crate::store::schema::old_files::read(&path, PACKAGES, newer.id.as_u128());
         assert_eq!(version, crate::store::SCHEMA_VERSION);
     }
 
@@ -641,7 +642,7 @@ mod tests {
             created_at: Timestamp::from_micros(1),
             updated_at: Timestamp::from_micros(1),
         };
-        crate::store::old_files::write(&path, crate::store::SCHEMA_VERSION, |wtx| {
+        crate::store::schema::old_files::write(&path, crate::store::SCHEMA_VERSION, |wtx| {
             put(wtx, &p).unwrap();
         });
         let store = Store::open(&path, &StoreOptions::default()).unwrap();
