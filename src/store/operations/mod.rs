@@ -1,0 +1,563 @@
+//! Operations and their queue. Every state change of an operation is one
+//! transaction, and the one that finishes it successfully also sets the
+//! package's new status: a status never changes without its operation.
+
+use std::time::Duration;
+
+use redb::ReadableTable;
+use uuid::Uuid;
+
+mod queue;
+mod record;
+#[cfg(test)]
+mod tests;
+
+use self::queue::{Applied, apply, check_name_free, claim_in, due_key, load, save};
+pub(in crate::store) use self::record::migrate_operations_to_v2;
+use self::record::{IdempotencyRecord, IdempotencyV1, from_record, kind_code, state_code};
+use super::Refusal;
+use super::codec::{decode, encode};
+use super::packages::{get_in as get_package_in, put as put_package};
+use super::tables::{
+    IDEMPOTENCY, OPERATIONS, OPERATIONS_BY_PACKAGE, OPERATIONS_BY_STATE, OPERATIONS_QUEUE, PACKAGES,
+};
+use super::{Page, Store, StoreError, events, page_of, paginate};
+use crate::domain::Timestamp;
+use crate::domain::operation::{AlreadyFinished, Change, Operation, OperationState, Transfer};
+use crate::domain::package::OperationKind;
+use crate::metrics;
+
+/// Who asks, and with which `Idempotency-Key`.
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    pub key_id: Uuid,
+    pub key: String,
+}
+
+/// What the queue holds for a worker.
+#[derive(Debug)]
+pub enum Claim {
+    Work(Operation),
+    /// Nothing due; the earliest queued entry is due then (None: queue empty).
+    Idle(Option<Timestamp>),
+}
+
+/// What a completing worker does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AndThen {
+    /// Claim the next due operation in the same transaction.
+    ClaimNext,
+    /// Claim nothing (the worker is stopping).
+    Stop,
+}
+
+/// What a worker learns when it saves progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Continue {
+    Yes,
+    /// A client cancelled: the operation is now `cancelled`; stop.
+    Cancelled,
+}
+
+/// Filters and position of an operation listing.
+#[derive(Debug, Clone, Default)]
+pub struct ListOperations {
+    pub package_id: Option<Uuid>,
+    pub state: Option<OperationState>,
+    pub after: Option<Uuid>,
+    pub limit: usize,
+}
+
+impl Store {
+    fn notify_queue(&self) {
+        self.inner.queue_changed.notify_one();
+    }
+
+    /// Counts the outcome of an operation that finished just now and wakes
+    /// the long polls waiting for it.
+    fn finished_now(&self, op: &Operation) {
+        metrics::global().operation_finished(op.kind, op.state);
+        self.inner.finished.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Tells subscribers what a committed `apply` wrote.
+    fn publish(&self, applied: &Applied) {
+        self.inner
+            .changes
+            .publish(|| events::Change::Operation(applied.op.clone()));
+        for p in &applied.packages {
+            self.inner
+                .changes
+                .publish(|| events::Change::Package(p.clone()));
+        }
+    }
+
+    /// Starts `kind` on a package: the operation, its queue entry and the
+    /// package's `operation_id` in one transaction. With an idempotency key
+    /// already used for this same call, returns that call's operation (and
+    /// `false`: nothing new was made).
+    pub async fn enqueue(
+        &self,
+        package_id: Uuid,
+        kind: OperationKind,
+        idempotency: Option<Idempotency>,
+    ) -> Result<(Operation, bool), StoreError> {
+        let now = Timestamp::now();
+        let op_id = Uuid::now_v7();
+        let result = self
+            .write(move |wtx| {
+                if let Some(idem) = &idempotency {
+                    let seen = wtx
+                        .open_table(IDEMPOTENCY)?
+                        .get((idem.key_id.as_u128(), idem.key.as_str()))?
+                        .map(|row| decode::<IdempotencyRecord>("idempotency", row.value()))
+                        .transpose()?;
+                    if let Some(IdempotencyRecord::V1(r)) = seen {
+                        if r.kind != kind_code(kind) || r.package_id != package_id.as_u128() {
+                            return Err(StoreError::Refused(Refusal::IdempotencyMismatch));
+                        }
+                        return Ok((load(wtx, Uuid::from_u128(r.operation_id))?, None));
+                    }
+                }
+                let package = get_package_in(&wtx.open_table(PACKAGES)?, package_id)?;
+                if let Some(operation_id) = package.operation_id {
+                    return Err(StoreError::Refused(Refusal::OperationInProgress {
+                        operation_id,
+                    }));
+                }
+                if kind.apply(package.status).is_none() {
+                    return Err(StoreError::Refused(Refusal::InvalidTransition {
+                        kind,
+                        needed: kind.transition().0,
+                        actual: package.status,
+                    }));
+                }
+                if kind != OperationKind::Download {
+                    check_name_free(wtx, &package)?;
+                }
+                let op = Operation {
+                    id: op_id,
+                    package_id,
+                    kind,
+                    state: OperationState::Queued,
+                    progress: 0,
+                    attempts: 0,
+                    error: None,
+                    created_at: now,
+                    started_at: None,
+                    finished_at: None,
+                    cancel_requested: false,
+                    transfer: Transfer::default(),
+                };
+                save(wtx, None, &op)?;
+                wtx.open_table(OPERATIONS_QUEUE)?
+                    .insert((due_key(now), op_id.as_u128()), ())?;
+                let mut marked = package.clone();
+                marked.operation_id = Some(op_id);
+                marked.revision += 1;
+                marked.updated_at = now;
+                put_package(wtx, &marked)?;
+                if let Some(idem) = &idempotency {
+                    let record = IdempotencyRecord::V1(IdempotencyV1 {
+                        kind: kind_code(kind),
+                        package_id: package_id.as_u128(),
+                        operation_id: op_id.as_u128(),
+                        created_at: now.as_micros(),
+                    });
+                    wtx.open_table(IDEMPOTENCY)?.insert(
+                        (idem.key_id.as_u128(), idem.key.as_str()),
+                        encode(&record)?.as_slice(),
+                    )?;
+                }
+                Ok((op, Some(marked)))
+            })
+            .await?;
+        let (op, marked) = result;
+        let new = marked.is_some();
+        if let Some(marked) = marked {
+            metrics::global().operation_started(kind);
+            self.notify_queue();
+            self.publish(&Applied {
+                op: op.clone(),
+                packages: vec![marked],
+            });
+        }
+        Ok((op, new))
+    }
+
+    /// Takes the first due operation off the queue and marks it running.
+    pub async fn claim(&self) -> Result<Claim, StoreError> {
+        let now = Timestamp::now();
+        let claim = self.write(move |wtx| claim_in(wtx, now)).await?;
+        if let Claim::Work(op) = &claim {
+            self.inner
+                .changes
+                .publish(|| events::Change::Operation(op.clone()));
+        }
+        Ok(claim)
+    }
+
+    /// Saves a step's progress (and a download's checkpoint); says whether
+    /// to go on.
+    pub async fn save_progress(
+        &self,
+        id: Uuid,
+        progress: u8,
+        transfer: Option<Transfer>,
+    ) -> Result<Continue, StoreError> {
+        let now = Timestamp::now();
+        let (change, applied) = self
+            .write(move |wtx| {
+                let before = load(wtx, id)?;
+                let change = before.report_progress(progress, transfer.clone(), now);
+                let applied = apply(wtx, &before, change.clone(), now)?;
+                Ok((change, applied))
+            })
+            .await?;
+        if let Some(applied) = &applied {
+            self.publish(applied);
+        }
+        Ok(match change {
+            Change::Update(_) => Continue::Yes,
+            Change::Finish(op) => {
+                self.finished_now(&op);
+                Continue::Cancelled
+            }
+            // Not running any more (cancelled while queued, say): stop.
+            Change::Nothing | Change::Requeue { .. } => Continue::Cancelled,
+        })
+    }
+
+    /// The executor finished: success (or cancelled, if asked meanwhile).
+    /// With `AndThen::ClaimNext`, the next due operation is claimed in the
+    /// same transaction, so a busy worker pays one commit per operation
+    /// instead of two. The claim's own errors are logged and answered as
+    /// `None` (the worker claims again the usual way); the claim writes
+    /// nothing before its checks pass, so the completion still commits.
+    pub async fn complete(
+        &self,
+        id: Uuid,
+        transfer: Option<Transfer>,
+        then: AndThen,
+    ) -> Result<(Operation, Option<Claim>), StoreError> {
+        let now = Timestamp::now();
+        let (op, done, next) = self
+            .write(move |wtx| {
+                let before = load(wtx, id)?;
+                let done = apply(wtx, &before, before.complete(transfer.clone(), now), now)?;
+                let next = (then == AndThen::ClaimNext)
+                    .then(|| claim_in(wtx, now))
+                    .and_then(|claim| {
+                        claim
+                            .inspect_err(
+                                |e| tracing::warn!(error = %e, "cannot claim the next operation"),
+                            )
+                            .ok()
+                    });
+                Ok((before, done, next))
+            })
+            .await?;
+        let op = match done {
+            Some(applied) => {
+                self.finished_now(&applied.op);
+                self.publish(&applied);
+                applied.op
+            }
+            None => op,
+        };
+        if let Some(Claim::Work(next)) = &next {
+            self.inner
+                .changes
+                .publish(|| events::Change::Operation(next.clone()));
+        }
+        Ok((op, next))
+    }
+
+    /// An attempt failed: queue a retry after `retry_in`, or with no attempts
+    /// left, mark it failed and leave the package's status as it was.
+    pub async fn fail_attempt(
+        &self,
+        id: Uuid,
+        error: String,
+        max_attempts: u32,
+        retry_in: Duration,
+    ) -> Result<Operation, StoreError> {
+        let now = Timestamp::now();
+        let (before, after) = self
+            .write(move |wtx| {
+                let before = load(wtx, id)?;
+                let change = before.fail_attempt(error.clone(), max_attempts, retry_in, now);
+                let after = apply(wtx, &before, change, now)?;
+                Ok((before, after))
+            })
+            .await?;
+        let Some(applied) = after else {
+            return Ok(before);
+        };
+        self.publish(&applied);
+        let op = applied.op;
+        if op.state.is_finished() {
+            self.finished_now(&op);
+        } else {
+            metrics::global().operation_retry(op.kind);
+            self.notify_queue();
+        }
+        Ok(op)
+    }
+
+    /// A worker stops (shutdown) before the operation is done: see
+    /// `Operation::pause`.
+    pub async fn pause(&self, id: Uuid) -> Result<(), StoreError> {
+        let now = Timestamp::now();
+        let applied = self
+            .write(move |wtx| {
+                let before = load(wtx, id)?;
+                apply(wtx, &before, before.pause(), now)
+            })
+            .await?;
+        if let Some(applied) = &applied {
+            self.publish(applied);
+        }
+        Ok(())
+    }
+
+    /// At start-up, before any worker runs: every operation left `running`
+    /// by a crash is recovered (`Operation::recover`). Only this process can
+    /// hold the file, so nothing else owns them.
+    pub async fn recover_operations(&self) -> Result<usize, StoreError> {
+        let now = Timestamp::now();
+        let n = self
+            .write(move |wtx| {
+                let running: Vec<u128> = wtx
+                    .open_table(OPERATIONS_BY_STATE)?
+                    .range(
+                        (state_code(OperationState::Running), 0)
+                            ..=(state_code(OperationState::Running), u128::MAX),
+                    )?
+                    .map(|r| r.map(|(k, _)| k.value().1))
+                    .collect::<Result<_, _>>()?;
+                for id in &running {
+                    let before = load(wtx, Uuid::from_u128(*id))?;
+                    apply(wtx, &before, before.recover(now), now)?;
+                }
+                Ok(running.len())
+            })
+            .await?;
+        self.notify_queue();
+        Ok(n)
+    }
+
+    /// Cancels: a queued operation at once, a running one at its next step
+    /// (the answer then still says `running`, with `cancel_requested`).
+    pub async fn cancel_operation(&self, id: Uuid) -> Result<Operation, StoreError> {
+        let now = Timestamp::now();
+        let op = self
+            .write(move |wtx| {
+                let before = load(wtx, id)?;
+                let change = before.cancel(now).map_err(|AlreadyFinished(state)| {
+                    StoreError::Refused(Refusal::AlreadyFinished(state))
+                })?;
+                Ok(match apply(wtx, &before, change, now)? {
+                    Some(applied) => {
+                        let op = applied.op.clone();
+                        (op, Some(applied))
+                    }
+                    None => (before, None),
+                })
+            })
+            .await?;
+        let (op, applied) = op;
+        if let Some(applied) = &applied {
+            self.publish(applied);
+        }
+        // Only a queued operation finishes here; a running one finishes at its
+        // worker's next step (and its worker hears of it at once).
+        if op.state.is_finished() {
+            self.finished_now(&op);
+        } else if op.cancel_requested {
+            self.inner.cancels.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        Ok(op)
+    }
+
+    pub fn get_operation(&self, id: Uuid) -> Result<Operation, StoreError> {
+        self.read(|rtx| {
+            let table = rtx.open_table(OPERATIONS)?;
+            let row = table
+                .get(id.as_u128())?
+                .ok_or(StoreError::Refused(Refusal::NotFound))?;
+            from_record(id.as_u128(), row.value())
+        })
+    }
+
+    /// Every change committed from now on (`events::Change`), for event
+    /// streams.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<std::sync::Arc<events::Change>> {
+        self.inner.changes.subscribe()
+    }
+
+    /// A receiver that changes whenever any operation finishes: long polls
+    /// wait on it instead of polling the store.
+    pub fn finished_events(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.finished.subscribe()
+    }
+
+    /// Changes whenever a cancel is asked of a running operation.
+    pub fn cancel_requests(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.cancels.subscribe()
+    }
+
+    /// Wakes when the queue may have work.
+    pub fn queue_changed(&self) -> &tokio::sync::Notify {
+        &self.inner.queue_changed
+    }
+
+    pub fn list_operations(&self, q: &ListOperations) -> Result<Page<Operation>, StoreError> {
+        let Some(after) = super::start_after(q.after) else {
+            return Ok(Page {
+                items: vec![],
+                next_after: None,
+            });
+        };
+        self.read(|rtx| {
+            let rows = rtx.open_table(OPERATIONS)?;
+            let get = |id: u128| -> Result<Operation, StoreError> {
+                let row = rows
+                    .get(id)?
+                    .ok_or(StoreError::Refused(Refusal::NotFound))?;
+                from_record(id, row.value())
+            };
+            let mut items = Vec::with_capacity(q.limit + 1);
+            match (q.package_id, q.state) {
+                (Some(pkg), state) => {
+                    let pkg = pkg.as_u128();
+                    let index = rtx.open_table(OPERATIONS_BY_PACKAGE)?;
+                    for entry in index.range((pkg, after)..=(pkg, u128::MAX))? {
+                        let op = get(entry?.0.value().1)?;
+                        if state.is_none_or(|s| s == op.state) {
+                            items.push(op);
+                            if items.len() > q.limit {
+                                break;
+                            }
+                        }
+                    }
+                }
+                (None, Some(state)) => {
+                    let code = state_code(state);
+                    let index = rtx.open_table(OPERATIONS_BY_STATE)?;
+                    for entry in index.range((code, after)..=(code, u128::MAX))? {
+                        items.push(get(entry?.0.value().1)?);
+                        if items.len() > q.limit {
+                            break;
+                        }
+                    }
+                }
+                (None, None) => {
+                    return page_of(&rows, q.after, q.limit, from_record, |o| o.id);
+                }
+            }
+            Ok(paginate(items, q.limit, |o: &Operation| o.id))
+        })
+    }
+
+    /// Every queued or running operation (for start-up reconciliation: what
+    /// they own under the data directory stays).
+    pub fn unfinished_operations(&self) -> Result<Vec<Operation>, StoreError> {
+        self.read(|rtx| {
+            let by_state = rtx.open_table(OPERATIONS_BY_STATE)?;
+            let table = rtx.open_table(OPERATIONS)?;
+            let mut ops = Vec::new();
+            for state in [OperationState::Queued, OperationState::Running] {
+                let code = state_code(state);
+                for entry in by_state.range((code, 0)..=(code, u128::MAX))? {
+                    let (_, id) = entry?.0.value();
+                    if let Some(row) = table.get(id)? {
+                        ops.push(from_record(id, row.value())?);
+                    }
+                }
+            }
+            Ok(ops)
+        })
+    }
+
+    /// Entries in the queue: operations waiting to run, now or later.
+    pub fn queue_depth(&self) -> Result<u64, StoreError> {
+        use redb::ReadableTableMetadata;
+        self.read(|rtx| Ok(rtx.open_table(OPERATIONS_QUEUE)?.len()?))
+    }
+
+    /// Queued and running operations counted by kind and state, for the
+    /// metrics. Reads one record per unfinished operation, never the
+    /// finished ones, which are most of the table.
+    pub fn active_operations(
+        &self,
+    ) -> Result<Vec<(OperationKind, OperationState, u64)>, StoreError> {
+        self.read(|rtx| {
+            let by_state = rtx.open_table(OPERATIONS_BY_STATE)?;
+            let table = rtx.open_table(OPERATIONS)?;
+            let mut counts: Vec<(OperationKind, OperationState, u64)> = Vec::new();
+            for state in [OperationState::Queued, OperationState::Running] {
+                let code = state_code(state);
+                for entry in by_state.range((code, 0)..=(code, u128::MAX))? {
+                    let (_, id) = entry?.0.value();
+                    let Some(row) = table.get(id)? else { continue };
+                    let kind = from_record(id, row.value())?.kind;
+                    match counts
+                        .iter_mut()
+                        .find(|(k, s, _)| *k == kind && *s == state)
+                    {
+                        Some(c) => c.2 += 1,
+                        None => counts.push((kind, state, 1)),
+                    }
+                }
+            }
+            Ok(counts)
+        })
+    }
+
+    /// Removes finished operations that finished before `before`, and
+    /// idempotency records created before `idempotency_before`.
+    pub async fn prune_operations(
+        &self,
+        before: Timestamp,
+        idempotency_before: Timestamp,
+    ) -> Result<usize, StoreError> {
+        // Ids are UUID v7: an operation created at or after `before` cannot
+        // have finished before it, so only ids below this bound are looked at.
+        let bound = (u128::try_from(before.as_micros().max(0) / 1000).unwrap_or(0)) << 80;
+        self.write(move |wtx| {
+            let mut removed = 0;
+            for state in [
+                OperationState::Succeeded,
+                OperationState::Failed,
+                OperationState::Cancelled,
+            ] {
+                let code = state_code(state);
+                let ids: Vec<u128> = wtx
+                    .open_table(OPERATIONS_BY_STATE)?
+                    .range((code, 0)..(code, bound))?
+                    .take(10_000)
+                    .map(|r| r.map(|(k, _)| k.value().1))
+                    .collect::<Result<_, _>>()?;
+                for id in ids {
+                    let op = load(wtx, Uuid::from_u128(id))?;
+                    if op.finished_at.is_some_and(|f| f < before) {
+                        wtx.open_table(OPERATIONS)?.remove(id)?;
+                        wtx.open_table(OPERATIONS_BY_STATE)?.remove((code, id))?;
+                        wtx.open_table(OPERATIONS_BY_PACKAGE)?
+                            .remove((op.package_id.as_u128(), id))?;
+                        removed += 1;
+                    }
+                }
+            }
+            let mut idem = wtx.open_table(IDEMPOTENCY)?;
+            let cutoff = idempotency_before.as_micros();
+            idem.retain(|_, v| match decode::<IdempotencyRecord>("idempotency", v) {
+                Ok(IdempotencyRecord::V1(r)) => r.created_at >= cutoff,
+                Err(_) => true,
+            })?;
+            Ok(removed)
+        })
+        .await
+    }
+}

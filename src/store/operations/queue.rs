@@ -1,0 +1,196 @@
+//! The steps every operation write is made of, inside a transaction:
+//! load, save (with the state index), apply what a rule of
+//! `domain::operation` decided (queue entry, package release, the name's
+//! displaced version), and the claim of the first due entry.
+
+use redb::{ReadableTable, WriteTransaction};
+use uuid::Uuid;
+
+use super::super::codec::encode;
+use super::super::packages::{
+    self, get_in as get_package_in, put as put_package, unindex as unindex_package,
+};
+use super::super::tables::{
+    OPERATIONS, OPERATIONS_BY_PACKAGE, OPERATIONS_BY_STATE, OPERATIONS_QUEUE, PACKAGES,
+};
+use super::super::{Refusal, StoreError};
+use super::Claim;
+use super::record::{from_record, state_code, to_record};
+use crate::domain::Timestamp;
+use crate::domain::operation::{Change, Operation, OperationState};
+use crate::domain::package::{OperationKind, Package, Status};
+
+pub(super) fn due_key(t: Timestamp) -> u64 {
+    u64::try_from(t.as_micros()).unwrap_or(0)
+}
+
+pub(super) fn load(wtx: &WriteTransaction, id: Uuid) -> Result<Operation, StoreError> {
+    let table = wtx.open_table(OPERATIONS)?;
+    let row = table
+        .get(id.as_u128())?
+        .ok_or(StoreError::Refused(Refusal::NotFound))?;
+    from_record(id.as_u128(), row.value())
+}
+
+/// Writes `after` over `before` (None: new), keeping the state index true.
+pub(super) fn save(
+    wtx: &WriteTransaction,
+    before: Option<&Operation>,
+    after: &Operation,
+) -> Result<(), StoreError> {
+    let id = after.id.as_u128();
+    let mut by_state = wtx.open_table(OPERATIONS_BY_STATE)?;
+    if let Some(b) = before {
+        if b.state != after.state {
+            by_state.remove((state_code(b.state), id))?;
+            by_state.insert((state_code(after.state), id), ())?;
+        }
+    } else {
+        by_state.insert((state_code(after.state), id), ())?;
+        wtx.open_table(OPERATIONS_BY_PACKAGE)?
+            .insert((after.package_id.as_u128(), id), ())?;
+    }
+    wtx.open_table(OPERATIONS)?
+        .insert(id, encode(&to_record(after))?.as_slice())?;
+    Ok(())
+}
+
+/// Clears the package's in-flight mark, and on success gives it its new
+/// status; returns the packages it wrote.
+pub(super) fn release_package(
+    wtx: &WriteTransaction,
+    op: &Operation,
+    new_status: Option<Status>,
+    now: Timestamp,
+) -> Result<Vec<Package>, StoreError> {
+    let before = match get_package_in(&wtx.open_table(PACKAGES)?, op.package_id) {
+        Ok(p) => p,
+        // Deleted packages cannot have an operation in flight; nothing to release.
+        Err(StoreError::Refused(Refusal::NotFound)) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    if before.operation_id != Some(op.id) {
+        return Ok(Vec::new());
+    }
+    let mut after = before.clone();
+    after.operation_id = None;
+    if let Some(status) = new_status {
+        after.status = status;
+    }
+    after.revision += 1;
+    after.updated_at = now;
+    unindex_package(wtx, &before)?;
+    put_package(wtx, &after)?;
+    let mut written = Vec::new();
+    // One version of a name is active: the one an activation replaces goes
+    // back to `downloaded` in the same transaction.
+    if let (Some(_), Some((from, to))) = (new_status, op.kind.displaces()) {
+        for other in packages::of_name(wtx, &after.name)? {
+            if other.id != after.id && other.status == from {
+                written.push(packages::set_status(wtx, &other, to, now)?);
+            }
+        }
+    }
+    written.insert(0, after);
+    Ok(written)
+}
+
+/// What `apply` wrote: the operation as it now is, and the packages its
+/// end changed.
+pub(super) struct Applied {
+    pub(super) op: Operation,
+    pub(super) packages: Vec<Package>,
+}
+
+/// `active/<name>` has one writer: an activate or deactivate is refused
+/// while another version of the same name has one in flight.
+pub(super) fn check_name_free(
+    wtx: &WriteTransaction,
+    package: &crate::domain::package::Package,
+) -> Result<(), StoreError> {
+    for other in packages::of_name(wtx, &package.name)? {
+        let Some(operation_id) = other.operation_id else {
+            continue;
+        };
+        if other.id != package.id
+            && matches!(
+                load(wtx, operation_id)?.kind,
+                OperationKind::Activate | OperationKind::Deactivate
+            )
+        {
+            return Err(StoreError::Refused(Refusal::NameBusy { operation_id }));
+        }
+    }
+    Ok(())
+}
+
+/// Writes what a rule of `domain::operation` decided: the record and its
+/// indexes, the queue entry, and for a finished operation the package (its
+/// in-flight mark cleared and, on success, its new status). Returns what it
+/// wrote, if anything changed.
+pub(super) fn apply(
+    wtx: &WriteTransaction,
+    before: &Operation,
+    change: Change,
+    now: Timestamp,
+) -> Result<Option<Applied>, StoreError> {
+    let mut packages = Vec::new();
+    let op = match change {
+        Change::Nothing => return Ok(None),
+        Change::Update(op) => op,
+        Change::Requeue { op, due } => {
+            wtx.open_table(OPERATIONS_QUEUE)?
+                .insert((due_key(due), op.id.as_u128()), ())?;
+            op
+        }
+        Change::Finish(op) => {
+            if before.state == OperationState::Queued {
+                remove_from_queue(wtx, op.id)?;
+            }
+            let new_status =
+                (op.state == OperationState::Succeeded).then(|| op.kind.transition().1);
+            packages = release_package(wtx, &op, new_status, now)?;
+            op
+        }
+    };
+    save(wtx, Some(before), &op)?;
+    Ok(Some(Applied { op, packages }))
+}
+
+/// Removes a queued operation's queue entry. The entry's due time is not on
+/// the record, so it is found by id (cancel of a queued operation only).
+pub(super) fn remove_from_queue(wtx: &WriteTransaction, id: Uuid) -> Result<(), StoreError> {
+    let mut queue = wtx.open_table(OPERATIONS_QUEUE)?;
+    let entry = queue
+        .iter()?
+        .map(|r| r.map(|(k, _)| k.value()))
+        .find(|r| r.as_ref().is_ok_and(|(_, op)| *op == id.as_u128()))
+        .transpose()?;
+    if let Some(key) = entry {
+        queue.remove(key)?;
+    }
+    Ok(())
+}
+
+/// The claim step, inside a transaction: takes the first due entry off the
+/// queue and marks its operation running. Reads everything it needs before
+/// it writes.
+pub(super) fn claim_in(wtx: &WriteTransaction, now: Timestamp) -> Result<Claim, StoreError> {
+    let first = wtx
+        .open_table(OPERATIONS_QUEUE)?
+        .first()?
+        .map(|(k, _)| k.value());
+    let Some((due, id)) = first else {
+        return Ok(Claim::Idle(None));
+    };
+    if due > due_key(now) {
+        return Ok(Claim::Idle(Some(Timestamp::from_micros(
+            i64::try_from(due).unwrap_or(i64::MAX),
+        ))));
+    }
+    let before = load(wtx, Uuid::from_u128(id))?;
+    let op = before.claim(now);
+    wtx.open_table(OPERATIONS_QUEUE)?.remove((due, id))?;
+    save(wtx, Some(&before), &op)?;
+    Ok(Claim::Work(op))
+}

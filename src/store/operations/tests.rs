@@ -1,0 +1,245 @@
+//! A model test of the queue: random sequences of enqueue, claim,
+//! progress, complete, fail, cancel and crash (close and reopen without
+//! any cleanup), checking the invariants against a simple model after
+//! every step.
+
+use std::collections::{HashMap, HashSet};
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+use super::*;
+use crate::domain::package::{PackageName, PackageVersion, Status};
+use crate::store::{NewPackage, StoreOptions};
+
+struct Model {
+    status: HashMap<Uuid, Status>,
+    /// Packages share names two by two, so activations displace.
+    name: HashMap<Uuid, usize>,
+    in_flight: HashMap<Uuid, Uuid>,
+    kinds: HashMap<Uuid, OperationKind>,
+    progress: HashMap<Uuid, u8>,
+}
+
+impl Model {
+    /// Another version of `pkg`'s name has an activate or deactivate in flight.
+    fn name_busy(&self, pkg: Uuid) -> bool {
+        self.in_flight.iter().any(|(other, op)| {
+            *other != pkg
+                && self.name[other] == self.name[&pkg]
+                && self.kinds[op] != OperationKind::Download
+        })
+    }
+
+    fn succeeded(&mut self, pkg: Uuid, kind: OperationKind) {
+        let to = kind.apply(self.status[&pkg]).expect("valid when enqueued");
+        if to == Status::Active {
+            let name = self.name[&pkg];
+            for (other, status) in self.status.iter_mut() {
+                if self.name[other] == name && *status == Status::Active {
+                    *status = Status::Downloaded;
+                }
+            }
+        }
+        self.status.insert(pkg, to);
+    }
+}
+
+fn check(store: &Store, model: &Model, after_crash: bool) {
+    let ops = store
+        .list_operations(&ListOperations {
+            limit: 100_000,
+            ..Default::default()
+        })
+        .unwrap()
+        .items;
+    let queued_in_table: HashSet<u128> = store
+        .read(|rtx| {
+            let t = rtx.open_table(OPERATIONS_QUEUE)?;
+            t.iter()?
+                .map(|r| r.map(|(k, _)| k.value().1).map_err(StoreError::from))
+                .collect()
+        })
+        .unwrap();
+    let queued_ops: HashSet<u128> = ops
+        .iter()
+        .filter(|o| o.state == OperationState::Queued)
+        .map(|o| o.id.as_u128())
+        .collect();
+    assert_eq!(
+        queued_in_table, queued_ops,
+        "queue table == queued operations"
+    );
+    let mut active_names = HashSet::new();
+    for (pkg, status) in &model.status {
+        let p = store.get_package(*pkg).unwrap();
+        if p.status == Status::Active {
+            assert!(active_names.insert(p.name.clone()), "one active per name");
+        }
+        assert_eq!(p.status, *status, "a status changed without a success");
+        let open: Vec<&Operation> = ops
+            .iter()
+            .filter(|o| o.package_id == *pkg && !o.state.is_finished())
+            .collect();
+        assert!(open.len() <= 1, "one operation per package at a time");
+        assert_eq!(p.operation_id, open.first().map(|o| o.id));
+        assert_eq!(p.operation_id, model.in_flight.get(pkg).copied());
+    }
+    for o in &ops {
+        if after_crash {
+            assert_ne!(o.state, OperationState::Running, "nothing stays running");
+        }
+        let seen = model.progress.get(&o.id).copied().unwrap_or(0);
+        assert!(o.progress >= seen, "progress never goes back");
+    }
+}
+
+async fn run(seed: u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.redb");
+    let mut store = Store::open(&path, &StoreOptions::default()).unwrap();
+    let mut model = Model {
+        status: HashMap::new(),
+        name: HashMap::new(),
+        in_flight: HashMap::new(),
+        kinds: HashMap::new(),
+        progress: HashMap::new(),
+    };
+    let mut pkgs = Vec::new();
+    for i in 0..6 {
+        let p = store
+            .create_package(NewPackage {
+                name: PackageName::parse(format!("p{}", i / 2)).unwrap(),
+                version: PackageVersion::parse(format!("{i}")).unwrap(),
+                source: None,
+            })
+            .await
+            .unwrap();
+        model.status.insert(p.id, Status::Created);
+        model.name.insert(p.id, i / 2);
+        pkgs.push(p.id);
+    }
+    let mut running: Vec<Operation> = Vec::new();
+    let mut all_ops: Vec<Uuid> = Vec::new();
+    for _ in 0..300 {
+        let mut after_crash = false;
+        match rng.random_range(0..100) {
+            0..30 => {
+                let pkg = pkgs[rng.random_range(0..pkgs.len())];
+                let kind = OperationKind::ALL[rng.random_range(0..3)];
+                let expect_ok = !model.in_flight.contains_key(&pkg)
+                    && kind.apply(model.status[&pkg]).is_some()
+                    && (kind == OperationKind::Download || !model.name_busy(pkg));
+                match store.enqueue(pkg, kind, None).await {
+                    Ok((op, true)) => {
+                        assert!(expect_ok);
+                        model.in_flight.insert(pkg, op.id);
+                        model.kinds.insert(op.id, kind);
+                        all_ops.push(op.id);
+                    }
+                    Ok((_, false)) => unreachable!("no idempotency key"),
+                    Err(StoreError::Refused(Refusal::OperationInProgress { .. }))
+                    | Err(StoreError::Refused(Refusal::InvalidTransition { .. }))
+                    | Err(StoreError::Refused(Refusal::NameBusy { .. })) => {
+                        assert!(!expect_ok)
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            30..50 => {
+                if let Claim::Work(op) = store.claim().await.unwrap() {
+                    assert_eq!(op.state, OperationState::Running);
+                    running.push(op);
+                }
+            }
+            50..65 if !running.is_empty() => {
+                let i = rng.random_range(0..running.len());
+                let id = running[i].id;
+                let p = model.progress.get(&id).copied().unwrap_or(0);
+                let next = (p + rng.random_range(1..30)).min(99);
+                match store.save_progress(id, next, None).await.unwrap() {
+                    Continue::Yes => {
+                        model.progress.insert(id, next);
+                    }
+                    Continue::Cancelled => {
+                        let op = running.remove(i);
+                        model.in_flight.remove(&op.package_id);
+                    }
+                }
+            }
+            65..75 if !running.is_empty() => {
+                let op = running.remove(rng.random_range(0..running.len()));
+                // Half the completions also claim the next operation.
+                let claim_next = rng.random_bool(0.5);
+                let (done, next) = store
+                    .complete(
+                        op.id,
+                        None,
+                        if claim_next {
+                            AndThen::ClaimNext
+                        } else {
+                            AndThen::Stop
+                        },
+                    )
+                    .await
+                    .unwrap();
+                if done.state == OperationState::Succeeded {
+                    model.succeeded(op.package_id, op.kind);
+                    model.progress.insert(op.id, 100);
+                }
+                model.in_flight.remove(&op.package_id);
+                assert_eq!(next.is_some(), claim_next);
+                if let Some(Claim::Work(next)) = next {
+                    assert_eq!(next.state, OperationState::Running);
+                    running.push(next);
+                }
+            }
+            75..85 if !running.is_empty() => {
+                let op = running.remove(rng.random_range(0..running.len()));
+                let after = store
+                    .fail_attempt(op.id, "boom".into(), 2, Duration::ZERO)
+                    .await
+                    .unwrap();
+                if after.state.is_finished() {
+                    model.in_flight.remove(&op.package_id);
+                }
+            }
+            85..95 if !all_ops.is_empty() => {
+                let id = all_ops[rng.random_range(0..all_ops.len())];
+                match store.cancel_operation(id).await {
+                    Ok(op) if op.state == OperationState::Cancelled => {
+                        model.in_flight.remove(&op.package_id);
+                    }
+                    Ok(op) => assert!(op.cancel_requested),
+                    Err(StoreError::Refused(Refusal::AlreadyFinished(_))) => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            95..100 => {
+                // Crash: no requeue, no cleanup; the next open recovers.
+                store.close();
+                drop(store);
+                store = Store::open(&path, &StoreOptions::default()).unwrap();
+                store.recover_operations().await.unwrap();
+                for op in running.drain(..) {
+                    let now = store.get_operation(op.id).unwrap();
+                    if now.state == OperationState::Cancelled {
+                        model.in_flight.remove(&op.package_id);
+                    }
+                }
+                after_crash = true;
+            }
+            _ => {}
+        }
+        check(&store, &model, after_crash);
+    }
+    store.close();
+}
+
+#[tokio::test]
+async fn queue_keeps_its_invariants_under_random_sequences() {
+    for seed in 0..6 {
+        run(seed).await;
+    }
+}
