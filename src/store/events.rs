@@ -44,11 +44,11 @@ impl Change {
 
 /// The publishing side, held by the store.
 #[derive(Debug, Clone)]
-pub struct Changes {
+pub struct Feed {
     tx: broadcast::Sender<Arc<Change>>,
 }
 
-impl Default for Changes {
+impl Default for Feed {
     fn default() -> Self {
         Self {
             tx: broadcast::Sender::new(CAPACITY),
@@ -56,17 +56,64 @@ impl Default for Changes {
     }
 }
 
-impl Changes {
-    /// Sends a change to every subscriber. With none (the usual case on a
-    /// busy server with no stream open) the change is not even built: no
-    /// clone of the record on the write path.
-    pub fn publish(&self, change: impl FnOnce() -> Change) {
-        if self.tx.receiver_count() > 0 {
-            let _ = self.tx.send(Arc::new(change()));
+impl Feed {
+    /// Whether anyone listens: with nobody (the usual case on a busy
+    /// server with no stream open) a write records no change at all, so no
+    /// record is cloned on the write path.
+    pub(crate) fn wanted(&self) -> bool {
+        self.tx.receiver_count() > 0
+    }
+
+    /// Sends what one committed write changed, in the order it was written.
+    pub(crate) fn publish(&self, written: Written) {
+        for change in written.changes {
+            let _ = self.tx.send(Arc::new(change));
         }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Change>> {
         self.tx.subscribe()
+    }
+}
+
+/// What one write job changed, published by the store once the job's
+/// transaction has committed (and only then). The functions that write an
+/// operation or a package row record into it, so no write can change one
+/// without saying so.
+#[derive(Debug, Default)]
+pub(crate) struct Written {
+    wanted: bool,
+    changes: Vec<Change>,
+}
+
+impl Written {
+    pub(crate) fn new(wanted: bool) -> Self {
+        Self {
+            wanted,
+            changes: Vec::new(),
+        }
+    }
+
+    /// For writes nobody is told of (migrations at open, bulk seeding).
+    pub(crate) fn untold() -> Self {
+        Self::new(false)
+    }
+
+    pub(crate) fn operation(&mut self, op: &Operation) {
+        if self.wanted {
+            self.changes.push(Change::Operation(op.clone()));
+        }
+    }
+
+    pub(crate) fn package(&mut self, p: &Package) {
+        if self.wanted {
+            self.changes.push(Change::Package(p.clone()));
+        }
+    }
+
+    pub(crate) fn package_deleted(&mut self, id: Uuid) {
+        if self.wanted {
+            self.changes.push(Change::PackageDeleted(id));
+        }
     }
 }

@@ -98,7 +98,7 @@ struct Inner {
     /// Bumped whenever an operation finishes.
     finished: tokio::sync::watch::Sender<u64>,
     /// Every committed change of an operation or a package, for `/v1/events`.
-    changes: events::Changes,
+    changes: events::Feed,
     /// Woken when a change journals files to remove.
     removals_added: tokio::sync::Notify,
     /// Bumped when a cancel is asked of a running operation, so its worker
@@ -126,7 +126,7 @@ impl Store {
                 keys: keys::KeyCache::default(),
                 queue_changed: tokio::sync::Notify::new(),
                 finished: tokio::sync::watch::Sender::new(0),
-                changes: events::Changes::default(),
+                changes: events::Feed::default(),
                 removals_added: tokio::sync::Notify::new(),
                 cancels: tokio::sync::watch::Sender::new(0),
             }),
@@ -183,12 +183,38 @@ impl Store {
         self.inner.db.damage.clone()
     }
 
+    /// A write of rows nobody subscribes to (keys, audit, journal).
     async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnMut(&redb::WriteTransaction) -> Result<T, StoreError> + Send + 'static,
     {
         self.inner.writer.write(f).await
+    }
+
+    /// A write of operations or packages: what the job records in its
+    /// `Written` (the row writers do it) is published here, once, after
+    /// the commit. A job run again (another job of its batch failed)
+    /// starts with an empty record.
+    async fn write_changes<T, F>(&self, mut f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnMut(&redb::WriteTransaction, &mut events::Written) -> Result<T, StoreError>
+            + Send
+            + 'static,
+    {
+        let wanted = self.inner.changes.wanted();
+        let (value, written) = self
+            .inner
+            .writer
+            .write(move |wtx| {
+                let mut written = events::Written::new(wanted);
+                let value = f(wtx, &mut written)?;
+                Ok((value, written))
+            })
+            .await?;
+        self.inner.changes.publish(written);
+        Ok(value)
     }
 
     /// Names of the tables in the file, for checks that nothing is forgotten.

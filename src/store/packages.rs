@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::codec::{decode, encode, stored_codes};
-use super::events::Change;
+use super::events::Written;
 use super::tables::{
     PACKAGES, PACKAGES_BY_DIGEST, PACKAGES_BY_NAME, PACKAGES_BY_NAME_VERSION, PACKAGES_BY_STATUS,
 };
@@ -139,7 +139,7 @@ pub(super) fn migrate_to_one_active_per_name(
     let mut demoted = 0;
     for p in &active {
         if latest[p.name.as_str()].id != p.id {
-            set_status(wtx, p, Status::Downloaded, now)?;
+            set_status(wtx, &mut Written::untold(), p, Status::Downloaded, now)?;
             demoted += 1;
         }
     }
@@ -162,6 +162,7 @@ pub(super) fn of_name(
 /// Rewrites `p` with a new status (a new revision); returns it so.
 pub(super) fn set_status(
     wtx: &WriteTransaction,
+    written: &mut Written,
     p: &Package,
     status: Status,
     now: Timestamp,
@@ -171,7 +172,7 @@ pub(super) fn set_status(
     after.revision += 1;
     after.updated_at = now;
     unindex(wtx, p)?;
-    put(wtx, &after)?;
+    put(wtx, written, &after)?;
     Ok(after)
 }
 
@@ -194,8 +195,13 @@ pub(super) fn get_in<T: ReadableTable<u128, &'static [u8]>>(
     from_record(id.as_u128(), row.value())
 }
 
-/// Writes the row and every index entry of `p`.
-pub(super) fn put(wtx: &WriteTransaction, p: &Package) -> Result<(), StoreError> {
+/// Writes the row and every index entry of `p`, and records the change.
+pub(super) fn put(
+    wtx: &WriteTransaction,
+    written: &mut Written,
+    p: &Package,
+) -> Result<(), StoreError> {
+    written.package(p);
     let id = p.id.as_u128();
     wtx.open_table(PACKAGES)?
         .insert(id, encode(&to_record(p))?.as_slice())?;
@@ -277,17 +283,12 @@ impl Store {
             created_at: now,
             updated_at: now,
         };
-        let created = self
-            .write(move |wtx| {
-                check_unique(wtx, &package.name, &package.version, None)?;
-                put(wtx, &package)?;
-                Ok(package.clone())
-            })
-            .await?;
-        self.inner
-            .changes
-            .publish(|| Change::Package(created.clone()));
-        Ok(created)
+        self.write_changes(move |wtx, written| {
+            check_unique(wtx, &package.name, &package.version, None)?;
+            put(wtx, written, &package)?;
+            Ok(package.clone())
+        })
+        .await
     }
 
     /// Writes `count` generated packages straight to the file, `per_commit`
@@ -330,8 +331,9 @@ impl Store {
                         updated_at: now,
                     });
                 }
+                // Seeding is for benchmarks and trials: nobody is told.
                 for p in &batch {
-                    put(wtx, p)?;
+                    put(wtx, &mut Written::untold(), p)?;
                 }
                 Ok(())
             })
@@ -408,7 +410,7 @@ impl Store {
     ) -> Result<(Package, Package), StoreError> {
         let now = Timestamp::now();
         let (before, after) = self
-            .write(move |wtx| {
+            .write_changes(move |wtx, written| {
                 let before = load_for_change(wtx, id, &precondition)?;
                 let mut after = before.clone();
                 let changed = after
@@ -419,7 +421,7 @@ impl Store {
                 }
                 check_unique(wtx, &after.name, &after.version, Some(id))?;
                 unindex(wtx, &before)?;
-                put(wtx, &after)?;
+                put(wtx, written, &after)?;
                 // What is on disk was made from the old name, version and
                 // source: it goes, journaled with the change.
                 super::removals::journal(wtx, &before)?;
@@ -428,11 +430,6 @@ impl Store {
             .await?;
         if before.source.is_some() && after != before {
             self.inner.removals_added.notify_one();
-        }
-        if after != before {
-            self.inner
-                .changes
-                .publish(|| Change::Package(after.clone()));
         }
         Ok((before, after))
     }
@@ -444,13 +441,14 @@ impl Store {
         precondition: Precondition,
     ) -> Result<Package, StoreError> {
         let gone = self
-            .write(move |wtx| {
+            .write_changes(move |wtx, written| {
                 let current = load_for_change(wtx, id, &precondition)?;
                 current
                     .check_removable()
                     .map_err(|_| StoreError::Refused(Refusal::Active))?;
                 unindex(wtx, &current)?;
                 wtx.open_table(PACKAGES)?.remove(id.as_u128())?;
+                written.package_deleted(id);
                 super::removals::journal(wtx, &current)?;
                 Ok(current)
             })
@@ -458,7 +456,6 @@ impl Store {
         if gone.source.is_some() {
             self.inner.removals_added.notify_one();
         }
-        self.inner.changes.publish(|| Change::PackageDeleted(id));
         Ok(gone)
     }
 
@@ -598,7 +595,7 @@ mod tests {
         let all = [older.clone(), newer.clone(), alone.clone(), idle.clone()];
         crate::store::schema::old_files::write(&path, 3, |wtx| {
             for p in &all {
-                put(wtx, p).unwrap();
+                put(wtx, &mut Written::untold(), p).unwrap();
             }
         });
         let store = Store::open(&path, &StoreOptions::default()).unwrap();
@@ -643,7 +640,7 @@ mod tests {
             updated_at: Timestamp::from_micros(1),
         };
         crate::store::schema::old_files::write(&path, crate::store::SCHEMA_VERSION, |wtx| {
-            put(wtx, &p).unwrap();
+            put(wtx, &mut Written::untold(), &p).unwrap();
         });
         let store = Store::open(&path, &StoreOptions::default()).unwrap();
         let refused = store.delete_package(p.id, Precondition::None).await;

@@ -12,7 +12,7 @@ mod record;
 #[cfg(test)]
 mod tests;
 
-use self::queue::{Applied, apply, check_name_free, claim_in, due_key, load, save};
+use self::queue::{apply, check_name_free, claim_in, due_key, load, save};
 pub(in crate::store) use self::record::migrate_operations_to_v2;
 use self::record::{IdempotencyRecord, IdempotencyV1, from_record, kind_code, state_code};
 use super::Refusal;
@@ -80,18 +80,6 @@ impl Store {
         self.inner.finished.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// Tells subscribers what a committed `apply` wrote.
-    fn publish(&self, applied: &Applied) {
-        self.inner
-            .changes
-            .publish(|| events::Change::Operation(applied.op.clone()));
-        for p in &applied.packages {
-            self.inner
-                .changes
-                .publish(|| events::Change::Package(p.clone()));
-        }
-    }
-
     /// Starts `kind` on a package: the operation, its queue entry and the
     /// package's `operation_id` in one transaction. With an idempotency key
     /// already used for this same call, returns that call's operation (and
@@ -105,7 +93,7 @@ impl Store {
         let now = Timestamp::now();
         let op_id = Uuid::now_v7();
         let result = self
-            .write(move |wtx| {
+            .write_changes(move |wtx, written| {
                 if let Some(idem) = &idempotency {
                     let seen = wtx
                         .open_table(IDEMPOTENCY)?
@@ -116,7 +104,7 @@ impl Store {
                         if r.kind != kind_code(kind) || r.package_id != package_id.as_u128() {
                             return Err(StoreError::Refused(Refusal::IdempotencyMismatch));
                         }
-                        return Ok((load(wtx, Uuid::from_u128(r.operation_id))?, None));
+                        return Ok((load(wtx, Uuid::from_u128(r.operation_id))?, false));
                     }
                 }
                 let package = get_package_in(&wtx.open_table(PACKAGES)?, package_id)?;
@@ -149,14 +137,14 @@ impl Store {
                     cancel_requested: false,
                     transfer: Transfer::default(),
                 };
-                save(wtx, None, &op)?;
+                save(wtx, written, None, &op)?;
                 wtx.open_table(OPERATIONS_QUEUE)?
                     .insert((due_key(now), op_id.as_u128()), ())?;
                 let mut marked = package.clone();
                 marked.operation_id = Some(op_id);
                 marked.revision += 1;
                 marked.updated_at = now;
-                put_package(wtx, &marked)?;
+                put_package(wtx, written, &marked)?;
                 if let Some(idem) = &idempotency {
                     let record = IdempotencyRecord::V1(IdempotencyV1 {
                         kind: kind_code(kind),
@@ -169,18 +157,13 @@ impl Store {
                         encode(&record)?.as_slice(),
                     )?;
                 }
-                Ok((op, Some(marked)))
+                Ok((op, true))
             })
             .await?;
-        let (op, marked) = result;
-        let new = marked.is_some();
-        if let Some(marked) = marked {
+        let (op, new) = result;
+        if new {
             metrics::global().operation_started(kind);
             self.notify_queue();
-            self.publish(&Applied {
-                op: op.clone(),
-                packages: vec![marked],
-            });
         }
         Ok((op, new))
     }
@@ -188,13 +171,8 @@ impl Store {
     /// Takes the first due operation off the queue and marks it running.
     pub async fn claim(&self) -> Result<Claim, StoreError> {
         let now = Timestamp::now();
-        let claim = self.write(move |wtx| claim_in(wtx, now)).await?;
-        if let Claim::Work(op) = &claim {
-            self.inner
-                .changes
-                .publish(|| events::Change::Operation(op.clone()));
-        }
-        Ok(claim)
+        self.write_changes(move |wtx, written| claim_in(wtx, written, now))
+            .await
     }
 
     /// Saves a step's progress (and a download's checkpoint); says whether
@@ -206,17 +184,14 @@ impl Store {
         transfer: Option<Transfer>,
     ) -> Result<Continue, StoreError> {
         let now = Timestamp::now();
-        let (change, applied) = self
-            .write(move |wtx| {
+        let change = self
+            .write_changes(move |wtx, written| {
                 let before = load(wtx, id)?;
                 let change = before.report_progress(progress, transfer.clone(), now);
-                let applied = apply(wtx, &before, change.clone(), now)?;
-                Ok((change, applied))
+                apply(wtx, written, &before, change.clone(), now)?;
+                Ok(change)
             })
             .await?;
-        if let Some(applied) = &applied {
-            self.publish(applied);
-        }
         Ok(match change {
             Change::Update(_) => Continue::Yes,
             Change::Finish(op) => {
@@ -242,11 +217,12 @@ impl Store {
     ) -> Result<(Operation, Option<Claim>), StoreError> {
         let now = Timestamp::now();
         let (op, done, next) = self
-            .write(move |wtx| {
+            .write_changes(move |wtx, written| {
                 let before = load(wtx, id)?;
-                let done = apply(wtx, &before, before.complete(transfer.clone(), now), now)?;
+                let change = before.complete(transfer.clone(), now);
+                let done = apply(wtx, written, &before, change, now)?;
                 let next = (then == AndThen::ClaimNext)
-                    .then(|| claim_in(wtx, now))
+                    .then(|| claim_in(wtx, written, now))
                     .and_then(|claim| {
                         claim
                             .inspect_err(
@@ -258,18 +234,12 @@ impl Store {
             })
             .await?;
         let op = match done {
-            Some(applied) => {
-                self.finished_now(&applied.op);
-                self.publish(&applied);
-                applied.op
+            Some(op) => {
+                self.finished_now(&op);
+                op
             }
             None => op,
         };
-        if let Some(Claim::Work(next)) = &next {
-            self.inner
-                .changes
-                .publish(|| events::Change::Operation(next.clone()));
-        }
         Ok((op, next))
     }
 
@@ -284,18 +254,16 @@ impl Store {
     ) -> Result<Operation, StoreError> {
         let now = Timestamp::now();
         let (before, after) = self
-            .write(move |wtx| {
+            .write_changes(move |wtx, written| {
                 let before = load(wtx, id)?;
                 let change = before.fail_attempt(error.clone(), max_attempts, retry_in, now);
-                let after = apply(wtx, &before, change, now)?;
+                let after = apply(wtx, written, &before, change, now)?;
                 Ok((before, after))
             })
             .await?;
-        let Some(applied) = after else {
+        let Some(op) = after else {
             return Ok(before);
         };
-        self.publish(&applied);
-        let op = applied.op;
         if op.state.is_finished() {
             self.finished_now(&op);
         } else {
@@ -309,15 +277,11 @@ impl Store {
     /// `Operation::pause`.
     pub async fn pause(&self, id: Uuid) -> Result<(), StoreError> {
         let now = Timestamp::now();
-        let applied = self
-            .write(move |wtx| {
-                let before = load(wtx, id)?;
-                apply(wtx, &before, before.pause(), now)
-            })
-            .await?;
-        if let Some(applied) = &applied {
-            self.publish(applied);
-        }
+        self.write_changes(move |wtx, written| {
+            let before = load(wtx, id)?;
+            apply(wtx, written, &before, before.pause(), now)
+        })
+        .await?;
         Ok(())
     }
 
@@ -327,7 +291,7 @@ impl Store {
     pub async fn recover_operations(&self) -> Result<usize, StoreError> {
         let now = Timestamp::now();
         let n = self
-            .write(move |wtx| {
+            .write_changes(move |wtx, written| {
                 let running: Vec<u128> = wtx
                     .open_table(OPERATIONS_BY_STATE)?
                     .range(
@@ -338,7 +302,7 @@ impl Store {
                     .collect::<Result<_, _>>()?;
                 for id in &running {
                     let before = load(wtx, Uuid::from_u128(*id))?;
-                    apply(wtx, &before, before.recover(now), now)?;
+                    apply(wtx, written, &before, before.recover(now), now)?;
                 }
                 Ok(running.len())
             })
@@ -352,24 +316,14 @@ impl Store {
     pub async fn cancel_operation(&self, id: Uuid) -> Result<Operation, StoreError> {
         let now = Timestamp::now();
         let op = self
-            .write(move |wtx| {
+            .write_changes(move |wtx, written| {
                 let before = load(wtx, id)?;
                 let change = before.cancel(now).map_err(|AlreadyFinished(state)| {
                     StoreError::Refused(Refusal::AlreadyFinished(state))
                 })?;
-                Ok(match apply(wtx, &before, change, now)? {
-                    Some(applied) => {
-                        let op = applied.op.clone();
-                        (op, Some(applied))
-                    }
-                    None => (before, None),
-                })
+                Ok(apply(wtx, written, &before, change, now)?.unwrap_or(before))
             })
             .await?;
-        let (op, applied) = op;
-        if let Some(applied) = &applied {
-            self.publish(applied);
-        }
         // Only a queued operation finishes here; a running one finishes at its
         // worker's next step (and its worker hears of it at once).
         if op.state.is_finished() {

@@ -7,6 +7,7 @@ use redb::{ReadableTable, WriteTransaction};
 use uuid::Uuid;
 
 use super::super::codec::encode;
+use super::super::events::Written;
 use super::super::packages::{
     self, get_in as get_package_in, put as put_package, unindex as unindex_package,
 };
@@ -18,7 +19,7 @@ use super::Claim;
 use super::record::{from_record, state_code, to_record};
 use crate::domain::Timestamp;
 use crate::domain::operation::{Change, Operation, OperationState};
-use crate::domain::package::{OperationKind, Package, Status};
+use crate::domain::package::{OperationKind, Status};
 
 pub(super) fn due_key(t: Timestamp) -> u64 {
     u64::try_from(t.as_micros()).unwrap_or(0)
@@ -32,12 +33,15 @@ pub(super) fn load(wtx: &WriteTransaction, id: Uuid) -> Result<Operation, StoreE
     from_record(id.as_u128(), row.value())
 }
 
-/// Writes `after` over `before` (None: new), keeping the state index true.
+/// Writes `after` over `before` (None: new), keeping the state index true,
+/// and records the change.
 pub(super) fn save(
     wtx: &WriteTransaction,
+    written: &mut Written,
     before: Option<&Operation>,
     after: &Operation,
 ) -> Result<(), StoreError> {
+    written.operation(after);
     let id = after.id.as_u128();
     let mut by_state = wtx.open_table(OPERATIONS_BY_STATE)?;
     if let Some(b) = before {
@@ -56,21 +60,22 @@ pub(super) fn save(
 }
 
 /// Clears the package's in-flight mark, and on success gives it its new
-/// status; returns the packages it wrote.
+/// status (and the name's displaced version its own).
 pub(super) fn release_package(
     wtx: &WriteTransaction,
+    written: &mut Written,
     op: &Operation,
     new_status: Option<Status>,
     now: Timestamp,
-) -> Result<Vec<Package>, StoreError> {
+) -> Result<(), StoreError> {
     let before = match get_package_in(&wtx.open_table(PACKAGES)?, op.package_id) {
         Ok(p) => p,
         // Deleted packages cannot have an operation in flight; nothing to release.
-        Err(StoreError::Refused(Refusal::NotFound)) => return Ok(Vec::new()),
+        Err(StoreError::Refused(Refusal::NotFound)) => return Ok(()),
         Err(e) => return Err(e),
     };
     if before.operation_id != Some(op.id) {
-        return Ok(Vec::new());
+        return Ok(());
     }
     let mut after = before.clone();
     after.operation_id = None;
@@ -80,26 +85,17 @@ pub(super) fn release_package(
     after.revision += 1;
     after.updated_at = now;
     unindex_package(wtx, &before)?;
-    put_package(wtx, &after)?;
-    let mut written = Vec::new();
+    put_package(wtx, written, &after)?;
     // One version of a name is active: the one an activation replaces goes
     // back to `downloaded` in the same transaction.
     if let (Some(_), Some((from, to))) = (new_status, op.kind.displaces()) {
         for other in packages::of_name(wtx, &after.name)? {
             if other.id != after.id && other.status == from {
-                written.push(packages::set_status(wtx, &other, to, now)?);
+                packages::set_status(wtx, written, &other, to, now)?;
             }
         }
     }
-    written.insert(0, after);
-    Ok(written)
-}
-
-/// What `apply` wrote: the operation as it now is, and the packages its
-/// end changed.
-pub(super) struct Applied {
-    pub(super) op: Operation,
-    pub(super) packages: Vec<Package>,
+    Ok(())
 }
 
 /// `active/<name>` has one writer: an activate or deactivate is refused
@@ -126,35 +122,38 @@ pub(super) fn check_name_free(
 
 /// Writes what a rule of `domain::operation` decided: the record and its
 /// indexes, the queue entry, and for a finished operation the package (its
-/// in-flight mark cleared and, on success, its new status). Returns what it
-/// wrote, if anything changed.
+/// in-flight mark cleared and, on success, its new status). Returns the
+/// operation as written, if anything changed.
 pub(super) fn apply(
     wtx: &WriteTransaction,
+    written: &mut Written,
     before: &Operation,
     change: Change,
     now: Timestamp,
-) -> Result<Option<Applied>, StoreError> {
-    let mut packages = Vec::new();
-    let op = match change {
+) -> Result<Option<Operation>, StoreError> {
+    let (op, finished) = match change {
         Change::Nothing => return Ok(None),
-        Change::Update(op) => op,
+        Change::Update(op) => (op, false),
         Change::Requeue { op, due } => {
             wtx.open_table(OPERATIONS_QUEUE)?
                 .insert((due_key(due), op.id.as_u128()), ())?;
-            op
+            (op, false)
         }
         Change::Finish(op) => {
             if before.state == OperationState::Queued {
                 remove_from_queue(wtx, op.id)?;
             }
-            let new_status =
-                (op.state == OperationState::Succeeded).then(|| op.kind.transition().1);
-            packages = release_package(wtx, &op, new_status, now)?;
-            op
+            (op, true)
         }
     };
-    save(wtx, Some(before), &op)?;
-    Ok(Some(Applied { op, packages }))
+    // The operation first, then what its end did to packages: subscribers
+    // see them in that order.
+    save(wtx, written, Some(before), &op)?;
+    if finished {
+        let new_status = (op.state == OperationState::Succeeded).then(|| op.kind.transition().1);
+        release_package(wtx, written, &op, new_status, now)?;
+    }
+    Ok(Some(op))
 }
 
 /// Removes a queued operation's queue entry. The entry's due time is not on
@@ -175,7 +174,11 @@ pub(super) fn remove_from_queue(wtx: &WriteTransaction, id: Uuid) -> Result<(), 
 /// The claim step, inside a transaction: takes the first due entry off the
 /// queue and marks its operation running. Reads everything it needs before
 /// it writes.
-pub(super) fn claim_in(wtx: &WriteTransaction, now: Timestamp) -> Result<Claim, StoreError> {
+pub(super) fn claim_in(
+    wtx: &WriteTransaction,
+    written: &mut Written,
+    now: Timestamp,
+) -> Result<Claim, StoreError> {
     let first = wtx
         .open_table(OPERATIONS_QUEUE)?
         .first()?
@@ -191,6 +194,6 @@ pub(super) fn claim_in(wtx: &WriteTransaction, now: Timestamp) -> Result<Claim, 
     let before = load(wtx, Uuid::from_u128(id))?;
     let op = before.claim(now);
     wtx.open_table(OPERATIONS_QUEUE)?.remove((due, id))?;
-    save(wtx, Some(&before), &op)?;
+    save(wtx, written, Some(&before), &op)?;
     Ok(Claim::Work(op))
 }

@@ -1,7 +1,10 @@
 //! A model test of the queue: random sequences of enqueue, claim,
 //! progress, complete, fail, cancel and crash (close and reopen without
 //! any cleanup), checking the invariants against a simple model after
-//! every step.
+//! every step, and that every committed change was published: the last
+//! change a subscriber saw of each operation and package is what the
+//! store holds. The model has its own transition table: it does not ask
+//! the code under test what a status may become.
 
 use std::collections::{HashMap, HashSet};
 
@@ -11,6 +14,47 @@ use rand::{RngExt, SeedableRng};
 use super::*;
 use crate::domain::package::{PackageName, PackageVersion, Status};
 use crate::store::{NewPackage, StoreOptions};
+
+/// The transitions of the contract (API.md), written out again for the
+/// model: download created -> downloaded, activate downloaded -> active,
+/// deactivate active -> downloaded.
+fn model_transition(kind: OperationKind, from: Status) -> Option<Status> {
+    match (kind, from) {
+        (OperationKind::Download, Status::Created) => Some(Status::Downloaded),
+        (OperationKind::Activate, Status::Downloaded) => Some(Status::Active),
+        (OperationKind::Deactivate, Status::Active) => Some(Status::Downloaded),
+        _ => None,
+    }
+}
+
+/// What a subscriber saw last of each operation and package.
+#[derive(Default)]
+struct Seen {
+    operations: HashMap<Uuid, Operation>,
+    packages: HashMap<Uuid, crate::domain::package::Package>,
+}
+
+impl Seen {
+    fn drain(&mut self, rx: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<events::Change>>) {
+        loop {
+            match rx.try_recv() {
+                Ok(change) => match &*change {
+                    events::Change::Operation(op) => {
+                        self.operations.insert(op.id, op.clone());
+                    }
+                    events::Change::Package(p) => {
+                        self.packages.insert(p.id, p.clone());
+                    }
+                    events::Change::PackageDeleted(id) => {
+                        self.packages.remove(id);
+                    }
+                },
+                Err(tokio::sync::broadcast::error::TryRecvError::Empty) => return,
+                Err(e) => panic!("the subscriber lost changes: {e}"),
+            }
+        }
+    }
+}
 
 struct Model {
     status: HashMap<Uuid, Status>,
@@ -32,7 +76,7 @@ impl Model {
     }
 
     fn succeeded(&mut self, pkg: Uuid, kind: OperationKind) {
-        let to = kind.apply(self.status[&pkg]).expect("valid when enqueued");
+        let to = model_transition(kind, self.status[&pkg]).expect("valid when enqueued");
         if to == Status::Active {
             let name = self.name[&pkg];
             for (other, status) in self.status.iter_mut() {
@@ -45,7 +89,7 @@ impl Model {
     }
 }
 
-fn check(store: &Store, model: &Model, after_crash: bool) {
+fn check(store: &Store, model: &Model, after_crash: bool, seen: &Seen) {
     let ops = store
         .list_operations(&ListOperations {
             limit: 100_000,
@@ -53,6 +97,21 @@ fn check(store: &Store, model: &Model, after_crash: bool) {
         })
         .unwrap()
         .items;
+    for o in &ops {
+        assert_eq!(
+            seen.operations.get(&o.id),
+            Some(o),
+            "an operation changed and no change was published"
+        );
+    }
+    for pkg in model.status.keys() {
+        let p = store.get_package(*pkg).unwrap();
+        assert_eq!(
+            seen.packages.get(pkg),
+            Some(&p),
+            "a package changed and no change was published"
+        );
+    }
     let queued_in_table: HashSet<u128> = store
         .read(|rtx| {
             let t = rtx.open_table(OPERATIONS_QUEUE)?;
@@ -99,6 +158,8 @@ async fn run(seed: u64) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("model.redb");
     let mut store = Store::open(&path, &StoreOptions::default()).unwrap();
+    let mut rx = store.subscribe();
+    let mut seen = Seen::default();
     let mut model = Model {
         status: HashMap::new(),
         name: HashMap::new(),
@@ -129,7 +190,7 @@ async fn run(seed: u64) {
                 let pkg = pkgs[rng.random_range(0..pkgs.len())];
                 let kind = OperationKind::ALL[rng.random_range(0..3)];
                 let expect_ok = !model.in_flight.contains_key(&pkg)
-                    && kind.apply(model.status[&pkg]).is_some()
+                    && model_transition(kind, model.status[&pkg]).is_some()
                     && (kind == OperationKind::Download || !model.name_busy(pkg));
                 match store.enqueue(pkg, kind, None).await {
                     Ok((op, true)) => {
@@ -221,6 +282,7 @@ async fn run(seed: u64) {
                 store.close();
                 drop(store);
                 store = Store::open(&path, &StoreOptions::default()).unwrap();
+                rx = store.subscribe();
                 store.recover_operations().await.unwrap();
                 for op in running.drain(..) {
                     let now = store.get_operation(op.id).unwrap();
@@ -232,7 +294,8 @@ async fn run(seed: u64) {
             }
             _ => {}
         }
-        check(&store, &model, after_crash);
+        seen.drain(&mut rx);
+        check(&store, &model, after_crash, &seen);
     }
     store.close();
 }
