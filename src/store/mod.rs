@@ -39,7 +39,7 @@ pub use self::open::verify_file;
 pub use self::operations::{AndThen, Claim, Continue, Idempotency, ListOperations};
 pub use self::packages::{ListPackages, NewPackage};
 pub use self::page::Page;
-pub(crate) use self::page::{page_of, paginate, start_after};
+pub(crate) use self::page::{page_of, start_after};
 pub use self::schema::SCHEMA_VERSION;
 use self::writer::Writer;
 

@@ -6,11 +6,12 @@ use uuid::Uuid;
 
 use super::codec::{decode, encode, stored_codes};
 use super::events::Written;
+use super::page::{ids_of, page_of, start_after, walk_index};
 use super::tables::{
     PACKAGES, PACKAGES_BY_DIGEST, PACKAGES_BY_NAME, PACKAGES_BY_NAME_VERSION, PACKAGES_BY_STATUS,
 };
 use super::{Failure, Refusal};
-use super::{Page, Precondition, Store, StoreError, paginate};
+use super::{Page, Precondition, Store, StoreError};
 use crate::domain::Timestamp;
 use crate::domain::package::{Package, PackageName, PackagePatch, PackageVersion, Status};
 use crate::domain::source::Source;
@@ -349,55 +350,36 @@ impl Store {
     }
 
     pub fn list_packages(&self, q: &ListPackages) -> Result<Page<Package>, StoreError> {
-        let after = q.after.map_or(0, |u| u.as_u128().saturating_add(1));
-        if q.after.is_some_and(|u| u.as_u128() == u128::MAX) {
+        let Some(after) = start_after(q.after) else {
             return Ok(Page {
                 items: vec![],
                 next_after: None,
             });
-        }
+        };
         self.read(|rtx| {
             let rows = rtx.open_table(PACKAGES)?;
-            // Each branch walks an index in id order and stops after limit + 1
-            // matches: the extra one only says whether a next page exists.
-            let mut items = Vec::with_capacity(q.limit + 1);
+            let load = |id| get_in(&rows, Uuid::from_u128(id));
             match (&q.name, q.status) {
                 (Some(name), status) => {
                     let index = rtx.open_table(PACKAGES_BY_NAME)?;
-                    for entry in index.range((name.as_str(), after)..=(name.as_str(), u128::MAX))? {
-                        let (key, _) = entry?;
-                        let id = key.value().1;
-                        let p = get_in(&rows, Uuid::from_u128(id))?;
-                        if status.is_none_or(|s| s == p.status) {
-                            items.push(p);
-                            if items.len() > q.limit {
-                                break;
-                            }
-                        }
-                    }
+                    let ids =
+                        ids_of(index.range((name.as_str(), after)..=(name.as_str(), u128::MAX))?);
+                    walk_index(
+                        ids,
+                        q.limit,
+                        load,
+                        |p| status.is_none_or(|s| s == p.status),
+                        |p| p.id,
+                    )
                 }
                 (None, Some(status)) => {
                     let code = status_code(status);
                     let index = rtx.open_table(PACKAGES_BY_STATUS)?;
-                    for entry in index.range((code, after)..=(code, u128::MAX))? {
-                        let (key, _) = entry?;
-                        items.push(get_in(&rows, Uuid::from_u128(key.value().1))?);
-                        if items.len() > q.limit {
-                            break;
-                        }
-                    }
+                    let ids = ids_of(index.range((code, after)..=(code, u128::MAX))?);
+                    walk_index(ids, q.limit, load, |_| true, |p| p.id)
                 }
-                (None, None) => {
-                    for entry in rows.range(after..)? {
-                        let (key, value) = entry?;
-                        items.push(from_record(key.value(), value.value())?);
-                        if items.len() > q.limit {
-                            break;
-                        }
-                    }
-                }
+                (None, None) => page_of(&rows, q.after, q.limit, from_record, |p| p.id),
             }
-            Ok(paginate(items, q.limit, |p: &Package| p.id))
         })
     }
 

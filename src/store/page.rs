@@ -55,3 +55,34 @@ pub(crate) fn page_of<T>(
     }
     Ok(paginate(items, limit, id))
 }
+
+/// One page of the records an index names: `ids` are the index's ids in id
+/// order (from its range after the cursor); each is loaded, kept if `keep`
+/// says so, and the walk stops after `limit + 1` kept (the extra one only
+/// says whether a next page exists). No list ever scans.
+pub(crate) fn walk_index<T>(
+    ids: impl Iterator<Item = Result<u128, StoreError>>,
+    limit: usize,
+    mut load: impl FnMut(u128) -> Result<T, StoreError>,
+    keep: impl Fn(&T) -> bool,
+    id: impl Fn(&T) -> uuid::Uuid,
+) -> Result<Page<T>, StoreError> {
+    let mut items = Vec::with_capacity(limit + 1);
+    for found in ids {
+        let item = load(found?)?;
+        if keep(&item) {
+            items.push(item);
+            if items.len() > limit {
+                break;
+            }
+        }
+    }
+    Ok(paginate(items, limit, id))
+}
+
+/// The ids of an index keyed by `(prefix, id)`, in id order.
+pub(crate) fn ids_of<'a, P: redb::Key + 'static>(
+    range: redb::Range<'a, (P, u128), ()>,
+) -> impl Iterator<Item = Result<u128, StoreError>> + 'a {
+    range.map(|entry| entry.map(|(k, _)| k.value().1).map_err(StoreError::from))
+}

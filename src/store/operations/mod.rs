@@ -18,10 +18,11 @@ use self::record::{IdempotencyRecord, IdempotencyV1, from_record, kind_code, sta
 use super::Refusal;
 use super::codec::{decode, encode};
 use super::packages::{get_in as get_package_in, put as put_package};
+use super::page::{ids_of, walk_index};
 use super::tables::{
     IDEMPOTENCY, OPERATIONS, OPERATIONS_BY_PACKAGE, OPERATIONS_BY_STATE, OPERATIONS_QUEUE, PACKAGES,
 };
-use super::{Page, Store, StoreError, events, page_of, paginate};
+use super::{Page, Store, StoreError, events, page_of};
 use crate::domain::Timestamp;
 use crate::domain::operation::{AlreadyFinished, Change, Operation, OperationState, Transfer};
 use crate::domain::package::OperationKind;
@@ -375,42 +376,33 @@ impl Store {
         };
         self.read(|rtx| {
             let rows = rtx.open_table(OPERATIONS)?;
-            let get = |id: u128| -> Result<Operation, StoreError> {
+            let load = |id: u128| -> Result<Operation, StoreError> {
                 let row = rows
                     .get(id)?
                     .ok_or(StoreError::Refused(Refusal::NotFound))?;
                 from_record(id, row.value())
             };
-            let mut items = Vec::with_capacity(q.limit + 1);
             match (q.package_id, q.state) {
                 (Some(pkg), state) => {
                     let pkg = pkg.as_u128();
                     let index = rtx.open_table(OPERATIONS_BY_PACKAGE)?;
-                    for entry in index.range((pkg, after)..=(pkg, u128::MAX))? {
-                        let op = get(entry?.0.value().1)?;
-                        if state.is_none_or(|s| s == op.state) {
-                            items.push(op);
-                            if items.len() > q.limit {
-                                break;
-                            }
-                        }
-                    }
+                    let ids = ids_of(index.range((pkg, after)..=(pkg, u128::MAX))?);
+                    walk_index(
+                        ids,
+                        q.limit,
+                        load,
+                        |o| state.is_none_or(|s| s == o.state),
+                        |o| o.id,
+                    )
                 }
                 (None, Some(state)) => {
                     let code = state_code(state);
                     let index = rtx.open_table(OPERATIONS_BY_STATE)?;
-                    for entry in index.range((code, after)..=(code, u128::MAX))? {
-                        items.push(get(entry?.0.value().1)?);
-                        if items.len() > q.limit {
-                            break;
-                        }
-                    }
+                    let ids = ids_of(index.range((code, after)..=(code, u128::MAX))?);
+                    walk_index(ids, q.limit, load, |_| true, |o| o.id)
                 }
-                (None, None) => {
-                    return page_of(&rows, q.after, q.limit, from_record, |o| o.id);
-                }
+                (None, None) => page_of(&rows, q.after, q.limit, from_record, |o| o.id),
             }
-            Ok(paginate(items, q.limit, |o: &Operation| o.id))
         })
     }
 
