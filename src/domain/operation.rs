@@ -9,7 +9,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::Timestamp;
-use super::package::OperationKind;
+use super::package::{OperationKind, Package, Status};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OperationState {
@@ -120,7 +120,59 @@ impl Change {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AlreadyFinished(pub OperationState);
 
+/// Why an operation cannot start on a package now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CannotStart {
+    /// Another operation is in flight for the package.
+    InFlight(Uuid),
+    /// The package's status is not the one the kind starts from.
+    WrongStatus { needed: Status, actual: Status },
+    /// This operation (another version's activate or deactivate) is
+    /// changing the name's link: `active/<name>` has one writer.
+    NameBusy(Uuid),
+}
+
 impl Operation {
+    /// A new, queued operation of `kind` on `package`, if the rules let it
+    /// start: nothing else in flight for the package, its status the one
+    /// `kind` starts from, and for a link change, no other version of the
+    /// name changing the link (`link_writer`: that version's operation).
+    pub fn start(
+        id: Uuid,
+        package: &Package,
+        kind: OperationKind,
+        link_writer: Option<Uuid>,
+        now: Timestamp,
+    ) -> Result<Operation, CannotStart> {
+        if let Some(other) = package.operation_id {
+            return Err(CannotStart::InFlight(other));
+        }
+        let (needed, _) = kind.transition();
+        if needed != package.status {
+            return Err(CannotStart::WrongStatus {
+                needed,
+                actual: package.status,
+            });
+        }
+        if let (true, Some(other)) = (kind.changes_link(), link_writer) {
+            return Err(CannotStart::NameBusy(other));
+        }
+        Ok(Operation {
+            id,
+            package_id: package.id,
+            kind,
+            state: OperationState::Queued,
+            progress: 0,
+            attempts: 0,
+            error: None,
+            created_at: now,
+            started_at: None,
+            finished_at: None,
+            cancel_requested: false,
+            transfer: Transfer::default(),
+        })
+    }
+
     /// A worker takes it off the queue: running, one more attempt.
     pub fn claim(&self, now: Timestamp) -> Operation {
         let mut op = self.clone();
@@ -272,6 +324,49 @@ mod tests {
 
     fn at(micros: i64) -> Timestamp {
         Timestamp::from_micros(micros)
+    }
+
+    #[test]
+    fn an_operation_starts_only_where_the_rules_let_it() {
+        use crate::domain::package::{PackageName, PackageVersion};
+        let mut p = Package::new(
+            Uuid::now_v7(),
+            PackageName::parse("jq").unwrap(),
+            PackageVersion::parse("1.7").unwrap(),
+            None,
+            at(1),
+        );
+        assert_eq!(
+            (p.status, p.revision, p.operation_id),
+            (Status::Created, 1, None)
+        );
+        let id = Uuid::now_v7();
+        let op = Operation::start(id, &p, OperationKind::Download, None, at(2)).unwrap();
+        assert_eq!(
+            (op.id, op.package_id, op.state),
+            (id, p.id, OperationState::Queued)
+        );
+        assert_eq!(
+            Operation::start(id, &p, OperationKind::Activate, None, at(2)),
+            Err(CannotStart::WrongStatus {
+                needed: Status::Downloaded,
+                actual: Status::Created
+            })
+        );
+        // A download never writes the link: another version's activation
+        // does not hold it up.
+        let writer = Uuid::now_v7();
+        assert!(Operation::start(id, &p, OperationKind::Download, Some(writer), at(2)).is_ok());
+        p.status = Status::Downloaded;
+        assert_eq!(
+            Operation::start(id, &p, OperationKind::Activate, Some(writer), at(2)),
+            Err(CannotStart::NameBusy(writer))
+        );
+        p.operation_id = Some(writer);
+        assert_eq!(
+            Operation::start(id, &p, OperationKind::Activate, None, at(2)),
+            Err(CannotStart::InFlight(writer))
+        );
     }
 
     fn op(state: OperationState) -> Operation {

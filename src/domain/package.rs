@@ -322,6 +322,11 @@ impl OperationKind {
         }
     }
 
+    /// Whether it changes `active/<name>` (which has one writer at a time).
+    pub fn changes_link(self) -> bool {
+        matches!(self, OperationKind::Activate | OperationKind::Deactivate)
+    }
+
     /// The status this operation leads to, if it may start from `from`.
     pub fn apply(self, from: Status) -> Option<Status> {
         let (required, to) = self.transition();
@@ -393,6 +398,27 @@ pub struct PackagePatch {
 pub struct DeactivateFirst;
 
 impl Package {
+    /// A new package: `created`, at revision 1, nothing in flight.
+    pub fn new(
+        id: Uuid,
+        name: PackageName,
+        version: PackageVersion,
+        source: Option<Source>,
+        now: Timestamp,
+    ) -> Package {
+        Package {
+            id,
+            name,
+            version,
+            status: Status::Created,
+            source,
+            operation_id: None,
+            revision: 1,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
     /// An active package is in use: it cannot be deleted.
     pub fn check_removable(&self) -> Result<(), DeactivateFirst> {
         if self.status == Status::Active {

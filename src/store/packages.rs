@@ -272,18 +272,13 @@ fn load_for_change(
 
 impl Store {
     pub async fn create_package(&self, new: NewPackage) -> Result<Package, StoreError> {
-        let now = Timestamp::now();
-        let package = Package {
-            id: Uuid::now_v7(),
-            name: new.name,
-            version: new.version,
-            source: new.source,
-            status: Status::Created,
-            operation_id: None,
-            revision: 1,
-            created_at: now,
-            updated_at: now,
-        };
+        let package = Package::new(
+            Uuid::now_v7(),
+            new.name,
+            new.version,
+            new.source,
+            Timestamp::now(),
+        );
         self.write_changes(move |wtx, written| {
             check_unique(wtx, &package.name, &package.version, None)?;
             put(wtx, written, &package)?;

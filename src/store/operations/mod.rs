@@ -12,7 +12,7 @@ mod record;
 #[cfg(test)]
 mod tests;
 
-use self::queue::{apply, check_name_free, claim_in, due_key, load, save};
+use self::queue::{apply, claim_in, due_key, link_writer, load, save};
 pub(in crate::store) use self::record::migrate_operations_to_v2;
 use self::record::{IdempotencyRecord, IdempotencyV1, from_record, kind_code, state_code};
 use super::Refusal;
@@ -24,7 +24,9 @@ use super::tables::{
 };
 use super::{Page, Store, StoreError, events, page_of};
 use crate::domain::Timestamp;
-use crate::domain::operation::{AlreadyFinished, Change, Operation, OperationState, Transfer};
+use crate::domain::operation::{
+    AlreadyFinished, CannotStart, Change, Operation, OperationState, Transfer,
+};
 use crate::domain::package::OperationKind;
 use crate::metrics;
 
@@ -109,35 +111,26 @@ impl Store {
                     }
                 }
                 let package = get_package_in(&wtx.open_table(PACKAGES)?, package_id)?;
-                if let Some(operation_id) = package.operation_id {
-                    return Err(StoreError::Refused(Refusal::OperationInProgress {
-                        operation_id,
-                    }));
-                }
-                if kind.apply(package.status).is_none() {
-                    return Err(StoreError::Refused(Refusal::InvalidTransition {
-                        kind,
-                        needed: kind.transition().0,
-                        actual: package.status,
-                    }));
-                }
-                if kind != OperationKind::Download {
-                    check_name_free(wtx, &package)?;
-                }
-                let op = Operation {
-                    id: op_id,
-                    package_id,
-                    kind,
-                    state: OperationState::Queued,
-                    progress: 0,
-                    attempts: 0,
-                    error: None,
-                    created_at: now,
-                    started_at: None,
-                    finished_at: None,
-                    cancel_requested: false,
-                    transfer: Transfer::default(),
-                };
+                let link_writer = link_writer(wtx, &package)?;
+                let op = Operation::start(op_id, &package, kind, link_writer, now).map_err(
+                    |refused| {
+                        StoreError::Refused(match refused {
+                            CannotStart::InFlight(operation_id) => {
+                                Refusal::OperationInProgress { operation_id }
+                            }
+                            CannotStart::WrongStatus { needed, actual } => {
+                                Refusal::InvalidTransition {
+                                    kind,
+                                    needed,
+                                    actual,
+                                }
+                            }
+                            CannotStart::NameBusy(operation_id) => {
+                                Refusal::NameBusy { operation_id }
+                            }
+                        })
+                    },
+                )?;
                 save(wtx, written, None, &op)?;
                 wtx.open_table(OPERATIONS_QUEUE)?
                     .insert((due_key(now), op_id.as_u128()), ())?;

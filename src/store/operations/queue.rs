@@ -19,7 +19,7 @@ use super::Claim;
 use super::record::{from_record, state_code, to_record};
 use crate::domain::Timestamp;
 use crate::domain::operation::{Change, Operation, OperationState};
-use crate::domain::package::{OperationKind, Status};
+use crate::domain::package::Status;
 
 pub(super) fn due_key(t: Timestamp) -> u64 {
     u64::try_from(t.as_micros()).unwrap_or(0)
@@ -98,26 +98,22 @@ pub(super) fn release_package(
     Ok(())
 }
 
-/// `active/<name>` has one writer: an activate or deactivate is refused
-/// while another version of the same name has one in flight.
-pub(super) fn check_name_free(
+/// The operation of another version of `package`'s name that is changing
+/// the name's link (an activate or deactivate in flight), if any: what
+/// `Operation::start` needs to keep `active/<name>` to one writer.
+pub(super) fn link_writer(
     wtx: &WriteTransaction,
     package: &crate::domain::package::Package,
-) -> Result<(), StoreError> {
+) -> Result<Option<Uuid>, StoreError> {
     for other in packages::of_name(wtx, &package.name)? {
         let Some(operation_id) = other.operation_id else {
             continue;
         };
-        if other.id != package.id
-            && matches!(
-                load(wtx, operation_id)?.kind,
-                OperationKind::Activate | OperationKind::Deactivate
-            )
-        {
-            return Err(StoreError::Refused(Refusal::NameBusy { operation_id }));
+        if other.id != package.id && load(wtx, operation_id)?.kind.changes_link() {
+            return Ok(Some(operation_id));
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Writes what a rule of `domain::operation` decided: the record and its
