@@ -119,23 +119,37 @@ fn ago(d: Duration) -> Timestamp {
 }
 
 /// Background upkeep: key usage written in batches, old audit entries,
-/// finished operations and idempotency records pruned.
-fn spawn_upkeep(store: Store, audit_retention: Duration, operation_retention: Duration) {
+/// finished operations and idempotency records pruned. Both loops end at
+/// shutdown (the last usage is written by the shutdown itself).
+fn spawn_upkeep(
+    store: Store,
+    audit_retention: Duration,
+    operation_retention: Duration,
+    shutdown: &Shutdown,
+) {
     let usage_store = store.clone();
+    let mut stop = shutdown.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(USAGE_FLUSH_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = stop.wait() => return,
+            }
             if let Err(e) = usage_store.flush_usage().await {
                 tracing::warn!(error = %e, "cannot write key usage; will retry");
             }
         }
     });
+    let mut stop = shutdown.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(PRUNE_EVERY);
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = stop.wait() => return,
+            }
             match store
                 .prune_operations(ago(operation_retention), ago(IDEMPOTENCY_RETENTION))
                 .await
@@ -375,10 +389,13 @@ pub struct Application {
     readiness: Readiness,
     listener: tokio::net::TcpListener,
     args: ServeArgs,
+    shutdown: Shutdown,
 }
 
 impl Application {
-    pub async fn build(args: ServeArgs) -> anyhow::Result<Application> {
+    /// Everything it starts (the workers, upkeep, the remover, the HTTP
+    /// server) stops when `shutdown` fires.
+    pub async fn build(args: ServeArgs, shutdown: Shutdown) -> anyhow::Result<Application> {
         let modes = Modes::new(args.private_files);
         // The data directory's lock comes first: nothing in the directory is
         // read or changed by a packd that does not hold it.
@@ -426,6 +443,7 @@ impl Application {
             store.clone(),
             args.audit_retention,
             args.operation_retention,
+            &shutdown,
         );
         let files = Files::new(
             layout,
@@ -462,6 +480,7 @@ impl Application {
                 retry_base: args.retry_delay,
                 retry_max: RETRY_DELAY_MAX,
             },
+            shutdown.clone(),
         );
         let readiness = Readiness::new(workers.liveness(), store.damage());
         let listener = tokio::net::TcpListener::bind(args.listen)
@@ -478,6 +497,7 @@ impl Application {
             readiness,
             listener,
             args,
+            shutdown,
         })
     }
 
@@ -488,10 +508,10 @@ impl Application {
             .context("the listener has no address")
     }
 
-    /// Serves until `shutdown` fires, then drains requests in flight
-    /// (bounded), stops the workers at their next step, writes the key usage
-    /// and closes the store. Readiness goes off as shutdown begins.
-    pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
+    /// Serves until the shutdown fires, then drains requests in flight
+    /// (bounded) while the workers stop at their next step, writes the key
+    /// usage and closes the store. Readiness goes off as shutdown begins.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let Application {
             store,
             files,
@@ -500,6 +520,7 @@ impl Application {
             readiness,
             listener,
             args,
+            shutdown,
         } = self;
         let remover = spawn_remover(store.clone(), files.clone(), shutdown.clone());
         let app = api::app(
@@ -543,7 +564,7 @@ impl Application {
         .context("the HTTP server failed")?;
         // Workers stop at their next step and put their operations back in
         // the queue with the progress saved so far.
-        workers.stop().await;
+        workers.stopped().await;
         // A removal in progress stops at its next entry.
         let _ = remover.await;
         if let Err(e) = store.flush_usage().await {
@@ -560,7 +581,8 @@ impl Application {
 /// serves (the binary uses it to give start-up memory back).
 pub async fn serve(args: ServeArgs, on_ready: impl FnOnce()) -> anyhow::Result<()> {
     let db = args.db.clone();
-    let application = Application::build(args).await?;
+    let (trigger, shutdown) = Shutdown::new();
+    let application = Application::build(args, shutdown.clone()).await?;
     let local = application.local_addr()?;
     tracing::info!(
         listen = %local,
@@ -568,13 +590,12 @@ pub async fn serve(args: ServeArgs, on_ready: impl FnOnce()) -> anyhow::Result<(
         version = env!("CARGO_PKG_VERSION"),
         "packd started"
     );
-    let (trigger, shutdown) = Shutdown::new();
     tokio::spawn(async move {
         shutdown_signal().await;
         notify::notify("STOPPING=1\nSTATUS=draining requests and saving operations");
         trigger.fire();
     });
-    let running = tokio::spawn(application.run_until_stopped(shutdown));
+    let running = tokio::spawn(application.run_until_stopped());
     // A plain line on stdout for people and scripts (tests read the port from it).
     let mut out = std::io::stdout().lock();
     writeln!(
@@ -589,11 +610,14 @@ pub async fn serve(args: ServeArgs, on_ready: impl FnOnce()) -> anyhow::Result<(
     if let Some(every) = notify::watchdog_interval() {
         // Sent from the async runtime, so a wedged runtime stops the pings and
         // systemd restarts the service.
+        let mut stop = shutdown.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             loop {
-                tick.tick().await;
-                notify::notify("WATCHDOG=1");
+                tokio::select! {
+                    _ = tick.tick() => notify::notify("WATCHDOG=1"),
+                    () = stop.wait() => return,
+                }
             }
         });
     }

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -19,6 +18,7 @@ use crate::domain::Timestamp;
 use crate::domain::operation::Transfer;
 use crate::domain::operation::backoff;
 use crate::domain::package::OperationKind;
+use crate::shutdown::Shutdown;
 use crate::store::Failure;
 use crate::store::{AndThen, Claim, Continue, Store, StoreError};
 
@@ -31,9 +31,9 @@ pub struct QueueConfig {
     pub retry_max: Duration,
 }
 
-/// Running workers; `stop` makes them finish their current step and return.
+/// Running workers. They listen to the service's `Shutdown`: once it fires
+/// each finishes its current step, puts its operation back, and returns.
 pub struct Workers {
-    stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
     liveness: Liveness,
 }
@@ -85,8 +85,12 @@ impl Drop for RunningGuard {
 }
 
 impl Workers {
-    pub fn start<E: Executor>(store: Store, executor: Arc<E>, config: QueueConfig) -> Self {
-        let (stop, _) = watch::channel(false);
+    pub fn start<E: Executor>(
+        store: Store,
+        executor: Arc<E>,
+        config: QueueConfig,
+        shutdown: Shutdown,
+    ) -> Self {
         let mut tasks = JoinSet::new();
         let started = config.workers.max(1);
         let running = Arc::new(AtomicUsize::new(0));
@@ -95,7 +99,7 @@ impl Workers {
                 store: store.clone(),
                 executor: executor.clone(),
                 config: config.clone(),
-                stop: stop.subscribe(),
+                stop: shutdown.clone(),
             };
             // Taken before the task is spawned, so readiness never sees a
             // worker that has not been scheduled yet as missing.
@@ -106,7 +110,6 @@ impl Workers {
             });
         }
         Self {
-            stop,
             tasks,
             liveness: Liveness { running, started },
         }
@@ -116,9 +119,8 @@ impl Workers {
         self.liveness.clone()
     }
 
-    /// Tells every worker to stop at its next step and waits for them all.
-    pub async fn stop(mut self) {
-        let _ = self.stop.send(true);
+    /// Waits for every worker to have stopped (after the shutdown fired).
+    pub async fn stopped(mut self) {
         while self.tasks.join_next().await.is_some() {}
     }
 }
@@ -127,18 +129,18 @@ struct Worker<E> {
     store: Store,
     executor: Arc<E>,
     config: QueueConfig,
-    stop: watch::Receiver<bool>,
+    stop: Shutdown,
 }
 
-async fn stopped(mut stop: watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
+async fn stopped(mut stop: Shutdown) {
+    stop.wait().await;
 }
 
 impl<E: Executor> Worker<E> {
     async fn run(self, n: usize) {
         tracing::debug!(worker = n, "worker started");
         loop {
-            if *self.stop.borrow() {
+            if self.stop.has_begun() {
                 break;
             }
             // Registered before looking, so a wake-up between the look and the
@@ -247,7 +249,7 @@ impl<E: Executor> Worker<E> {
         let mut next = None;
         let outcome = match result {
             Ok(()) => {
-                let then = if *self.stop.borrow() {
+                let then = if self.stop.has_begun() {
                     AndThen::Stop
                 } else {
                     AndThen::ClaimNext
@@ -262,7 +264,7 @@ impl<E: Executor> Worker<E> {
                         op.state.to_string()
                     })
             }
-            Err(ExecError::Stopped) if *self.stop.borrow() => self
+            Err(ExecError::Stopped) if self.stop.has_begun() => self
                 .record(id, || self.store.pause(id))
                 .await
                 .map(|()| "paused for shutdown".into()),
@@ -352,7 +354,7 @@ impl<E: Executor> Worker<E> {
         loop {
             match write().await {
                 Ok(v) => return Some(v),
-                Err(StoreError::Failed(Failure::Unavailable(e))) if *self.stop.borrow() => {
+                Err(StoreError::Failed(Failure::Unavailable(e))) if self.stop.has_begun() => {
                     tracing::warn!(operation = %id, error = %e, "stopping with an outcome not recorded; the next start requeues the operation");
                     return None;
                 }
@@ -389,7 +391,7 @@ const PROGRESS_SAVE_EVERY: Duration = Duration::from_millis(100);
 struct StoreSteps {
     store: Store,
     id: uuid::Uuid,
-    stop: watch::Receiver<bool>,
+    stop: Shutdown,
     last_save: std::time::Instant,
     /// The last checkpoint reported, saved or not (reports close together
     /// are not each saved): the completion records it.
@@ -410,7 +412,7 @@ impl Steps for StoreSteps {
     }
 
     fn shutting_down(&self) -> bool {
-        *self.stop.borrow()
+        self.stop.has_begun()
     }
 }
 
@@ -420,7 +422,7 @@ impl StoreSteps {
             self.latest.clone_from(&transfer);
         }
         if self.last_save.elapsed() < PROGRESS_SAVE_EVERY {
-            return if *self.stop.borrow() {
+            return if self.stop.has_begun() {
                 Err(ExecError::Stopped)
             } else {
                 Ok(())
@@ -428,13 +430,13 @@ impl StoreSteps {
         }
         self.last_save = std::time::Instant::now();
         match self.store.save_progress(self.id, progress, transfer).await {
-            Ok(Continue::Yes) if *self.stop.borrow() => Err(ExecError::Stopped),
+            Ok(Continue::Yes) if self.stop.has_begun() => Err(ExecError::Stopped),
             Ok(Continue::Yes) => Ok(()),
             Ok(Continue::Cancelled) => Err(ExecError::Stopped),
             // Progress is a checkpoint, not the outcome: the work goes on
             // (a resume would only repeat more of it), and the outcome is
             // recorded once the store takes writes again.
-            Err(StoreError::Failed(Failure::Unavailable(e))) if !*self.stop.borrow() => {
+            Err(StoreError::Failed(Failure::Unavailable(e))) if !self.stop.has_begun() => {
                 tracing::warn!(operation = %self.id, error = %e, "progress not saved; going on");
                 Ok(())
             }

@@ -152,11 +152,11 @@ impl TestServer {
                 .build()
                 .expect("runtime");
             rt.block_on(async move {
-                let app = packd::server::Application::build(serve)
+                let app = packd::server::Application::build(serve, shutdown)
                     .await
                     .expect("build");
                 tx.send(app.local_addr().expect("address")).expect("send");
-                app.run_until_stopped(shutdown).await.expect("run");
+                app.run_until_stopped().await.expect("run");
             });
         });
         let local = rx
