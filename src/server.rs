@@ -338,7 +338,10 @@ fn spawn_remover(
                 let what = format!("{}@{}", removal.name, removal.version);
                 match files.remove(removal, claims.clone(), &budget).await {
                     Ok(remove::Outcome::Done { entries }) => {
-                        metrics::global().removal("done", entries);
+                        metrics::global()
+                            .removals
+                            .inc(metrics::RemovalOutcome::Done);
+                        metrics::global().removed_entries.add(entries);
                         tracing::info!(package = %what, entries, "removed the files of a deleted or changed package");
                         if let Err(e) = store.finish_removal(id).await {
                             tracing::warn!(error = %e, "cannot record a finished removal; it will be tried again");
@@ -348,12 +351,16 @@ fn spawn_remover(
                         }
                     }
                     Ok(remove::Outcome::Later) => {
-                        metrics::global().removal("deferred", 0);
+                        metrics::global()
+                            .removals
+                            .inc(metrics::RemovalOutcome::Deferred);
                         waiting = true;
                     }
                     Err(_) if budget.check().is_err() => return,
                     Err(e) => {
-                        metrics::global().removal("failed", 0);
+                        metrics::global()
+                            .removals
+                            .inc(metrics::RemovalOutcome::Failed);
                         tracing::warn!(package = %what, error = %e, "cannot remove a package's old files; will try again");
                         waiting = true;
                     }

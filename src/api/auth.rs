@@ -163,7 +163,7 @@ impl<E: Endpoint> Endpoint for AuthenticateEndpoint<E> {
         }
         let client = req.remote_addr().as_socket_addr().map(|a| a.ip());
         if let Some(v) = client.and_then(|ip| self.limiter.check_address(ip)) {
-            metrics::global().rate_limited();
+            metrics::global().rate_limited.inc();
             return Ok(v
                 .refusal("too many failed authentications from this address; wait and retry")
                 .into_response());
@@ -178,7 +178,7 @@ impl<E: Endpoint> Endpoint for AuthenticateEndpoint<E> {
                     .limiter
                     .check_key(principal.key_id, principal.rate_limit);
                 if let Some(v) = verdict.filter(|v| !v.allowed) {
-                    metrics::global().rate_limited();
+                    metrics::global().rate_limited.inc();
                     return Ok(v
                         .refusal("this API key is over its rate limit; wait and retry")
                         .into_response());
@@ -200,7 +200,7 @@ impl<E: Endpoint> Endpoint for AuthenticateEndpoint<E> {
                 }
                 let problem = refusal.problem();
                 let reason = refusal.reason();
-                metrics::global().auth_failure(match problem.code {
+                metrics::global().auth_failures.inc(match problem.code {
                     ErrorCode::KeyInactive => AuthFailureCode::KeyInactive,
                     ErrorCode::KeyExpired => AuthFailureCode::KeyExpired,
                     _ => AuthFailureCode::Unauthorized,

@@ -138,7 +138,7 @@ impl Subscription {
                 }
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    crate::metrics::global().events_lagged();
+                    crate::metrics::global().events_lagged.inc();
                     return Some(StreamEvent::Lagged(Lagged { missed }));
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,

@@ -252,7 +252,18 @@ impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
         }
         let status = resp.status().as_u16();
         let took = started.elapsed();
-        metrics::global().request(method.as_str(), route.as_ref(), status, took);
+        // A long poll or an event stream takes as long as the client asks:
+        // counted, not timed.
+        let timed = if route.as_deref() == Some("/v1/events")
+            || uri.query().is_some_and(|q| {
+                q.split('&')
+                    .any(|kv| kv.starts_with("wait=") && kv != "wait=0")
+            }) {
+            metrics::Timed::Waited
+        } else {
+            metrics::Timed::Yes
+        };
+        metrics::global().request(method.as_str(), route.as_ref(), status, took, timed);
         let latency_ms = took.as_secs_f64() * 1000.0;
         let route = crate::metrics::route_label(route.as_deref());
         tracing::info!(

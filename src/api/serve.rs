@@ -32,7 +32,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
-use crate::metrics::{self, Refusal};
+use crate::metrics::family::Label;
+use crate::metrics::{self, ConnectionRefusal as Refusal};
 use crate::shutdown::Shutdown;
 
 /// Settings of the HTTP server.
@@ -108,7 +109,7 @@ where
         let permit = match limits.admit(remote.ip()) {
             Ok(permit) => permit,
             Err(refusal) => {
-                metrics::global().connection_refused(refusal);
+                metrics::global().connections_refused.inc(refusal);
                 tracing::warn!(client = %remote, reason = refusal.as_str(), "connection refused");
                 tokio::spawn(refuse(stream, refusal));
                 continue;
@@ -223,7 +224,7 @@ impl Limits {
         }
         open.total += 1;
         open.by_client.insert(client, from_client + 1);
-        metrics::global().connection_opened();
+        metrics::global().connections_open.inc();
         Ok(Permit {
             limits: self.clone(),
             client,
@@ -243,7 +244,7 @@ impl Drop for Permit {
                 open.by_client.remove(&self.client);
             }
         }
-        metrics::global().connection_closed();
+        metrics::global().connections_open.dec();
     }
 }
 

@@ -24,6 +24,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 
+use crate::metrics::HookOutcome;
+
 /// How much of a hook's output ends up in an operation's `error`.
 pub const TAIL_BYTES: usize = 2048;
 
@@ -72,12 +74,12 @@ pub enum HookError {
 
 impl HookError {
     /// The outcome label of `packd_hook_runs_total`.
-    pub fn outcome(&self) -> &'static str {
+    pub fn outcome(&self) -> HookOutcome {
         match self {
-            HookError::CannotStart { .. } => "not_started",
-            HookError::Failed { .. } => "failed",
-            HookError::TimedOut { .. } => "timed_out",
-            HookError::Stopped => "stopped",
+            HookError::CannotStart { .. } => HookOutcome::NotStarted,
+            HookError::Failed { .. } => HookOutcome::Failed,
+            HookError::TimedOut { .. } => HookOutcome::TimedOut,
+            HookError::Stopped => HookOutcome::Stopped,
         }
     }
 }
@@ -477,7 +479,7 @@ mod tests {
         assert!(output.ends_with("boom"), "{output}");
         assert!(output.len() <= TAIL_BYTES);
         assert!(!output.contains("line 0\n"));
-        assert_eq!(err.outcome(), "failed");
+        assert_eq!(err.outcome(), HookOutcome::Failed);
     }
 
     #[tokio::test]
@@ -612,7 +614,7 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert_eq!(err.outcome(), "not_started");
+        assert_eq!(err.outcome(), HookOutcome::NotStarted);
         let hook = script(dir.path(), "sleep 30");
         let err = run(
             &hook,

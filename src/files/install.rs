@@ -76,13 +76,15 @@ impl Files {
                     .fetcher
                     .fetch(job.source, &partial, job.saved, budget, |t: Transfer| {
                         let done = t.bytes_done.unwrap_or(0);
-                        metrics::global().downloaded(done.saturating_sub(counted));
+                        metrics::global()
+                            .downloaded_bytes
+                            .add(done.saturating_sub(counted));
                         counted = done;
                         checkpoint(t)
                     })
                     .await
                     .map_err(fetch_failure)?;
-                metrics::global().downloaded(
+                metrics::global().downloaded_bytes.add(
                     fetched
                         .transfer
                         .bytes_done
@@ -90,7 +92,7 @@ impl Files {
                         .saturating_sub(counted),
                 );
                 if fetched.resumed {
-                    metrics::global().download_resumed();
+                    metrics::global().downloads_resumed.inc();
                 }
                 let this = self.clone();
                 let file = run_blocking(budget, move |_| {

@@ -25,7 +25,8 @@ use uuid::Uuid;
 
 use crate::domain::operation::Operation;
 use crate::domain::package::{OperationKind, Package, Status};
-use crate::metrics;
+use crate::metrics::family::Label;
+use crate::metrics::{self, ReconcileAction as Action};
 
 use super::Layout;
 use super::activate::{self, target};
@@ -34,10 +35,10 @@ use super::hook;
 use super::layout::{LINK, REMOVING, STAGING, is_temporary};
 use super::remove::remove_tree;
 
-/// What reconciliation changed, by `metrics::RECONCILE_ACTIONS` label.
+/// What reconciliation changed, by action.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Report {
-    pub counts: HashMap<&'static str, u64>,
+    pub counts: HashMap<Action, u64>,
     /// Entries the database does not account for: left alone.
     pub foreign: Vec<PathBuf>,
     /// What it could not mend (logged as warnings).
@@ -45,8 +46,8 @@ pub struct Report {
 }
 
 impl Report {
-    fn count(&mut self, action: &'static str, path: &Path) {
-        tracing::debug!(action, path = %path.display(), "reconciled");
+    fn count(&mut self, action: Action, path: &Path) {
+        tracing::debug!(action = action.as_str(), path = %path.display(), "reconciled");
         *self.counts.entry(action).or_default() += 1;
     }
 
@@ -59,8 +60,8 @@ impl Report {
         self.foreign.push(path);
     }
 
-    pub fn get(&self, action: &str) -> u64 {
-        self.counts.get(action).copied().unwrap_or(0)
+    pub fn get(&self, action: Action) -> u64 {
+        self.counts.get(&action).copied().unwrap_or(0)
     }
 
     pub fn changed(&self) -> u64 {
@@ -83,16 +84,18 @@ pub fn reconcile(layout: &Layout, known: &Known<'_>) -> Report {
     let mut report = Report::default();
     let ended = hook::sweep(&layout.hooks());
     if ended > 0 {
-        *report.counts.entry("hook_process_ended").or_default() += ended as u64;
+        *report.counts.entry(Action::HookProcessEnded).or_default() += ended as u64;
     }
     links(layout, known.packages, &mut report);
     partials(layout, known, &mut report);
     package_dirs(layout, known, &mut report);
     artifacts(layout, known.packages, &mut report);
     for (action, n) in &report.counts {
-        metrics::global().reconciled(action, *n);
+        metrics::global().reconciled.add(*action, *n);
     }
-    metrics::global().foreign_entries(report.foreign.len() as u64);
+    metrics::global()
+        .foreign_entries
+        .set(report.foreign.len() as u64);
     report
 }
 
@@ -119,7 +122,7 @@ fn links(layout: &Layout, packages: &[Package], report: &mut Report) {
         .collect();
     for (file_name, path) in entries(&layout.root().join("active"), report) {
         if is_temporary(&file_name, LINK) && is_link(&path) {
-            remove(&path, "link_removed", report);
+            remove(&path, Action::LinkRemoved, report);
             continue;
         }
         let current = match activate::read(&path) {
@@ -135,15 +138,15 @@ fn links(layout: &Layout, packages: &[Package], report: &mut Report) {
         };
         match expected.remove(&file_name) {
             Some(p) if current == target(&p.name, &p.version) => {}
-            Some(p) => point(layout, p, "link_repointed", report),
+            Some(p) => point(layout, p, Action::LinkRepointed, report),
             None if is_packd_link(&file_name, &current) => {
-                remove(&path, "link_removed", report);
+                remove(&path, Action::LinkRemoved, report);
             }
             None => report.foreign(path),
         }
     }
     for p in expected.into_values() {
-        point(layout, p, "link_made", report);
+        point(layout, p, Action::LinkMade, report);
     }
 }
 
@@ -158,7 +161,7 @@ fn is_packd_link(file_name: &str, target: &Path) -> bool {
         && !parts[3].to_string_lossy().starts_with('.')
 }
 
-fn point(layout: &Layout, p: &Package, action: &'static str, report: &mut Report) {
+fn point(layout: &Layout, p: &Package, action: Action, report: &mut Report) {
     let dir = layout.package(&p.name, &p.version);
     let link = layout.active(&p.name);
     if !dir.is_dir() {
@@ -171,7 +174,7 @@ fn point(layout: &Layout, p: &Package, action: &'static str, report: &mut Report
         if let Ok(Some(current)) = activate::read(&link)
             && is_packd_link(&p.name.segment(), &current)
         {
-            remove(&link, "link_removed", report);
+            remove(&link, Action::LinkRemoved, report);
         }
         return;
     }
@@ -188,7 +191,7 @@ fn partials(layout: &Layout, known: &Known<'_>, report: &mut Report) {
             Ok(id) if in_flight.contains(&id) => {}
             // An operation packd ran and finished: its partial is packd's.
             Ok(id) if is_file(&path) && (known.operation)(id) => {
-                remove(&path, "partial_removed", report);
+                remove(&path, Action::PartialRemoved, report);
             }
             _ => report.foreign(path),
         }
@@ -215,9 +218,9 @@ fn package_dirs(layout: &Layout, known: &Known<'_>, report: &mut Report) {
         }
         for (version, dir) in entries(&name_dir, report) {
             if is_temporary(&version, STAGING) {
-                remove(&dir, "staging_removed", report);
+                remove(&dir, Action::StagingRemoved, report);
             } else if is_temporary(&version, REMOVING) {
-                remove(&dir, "removal_finished", report);
+                remove(&dir, Action::RemovalFinished, report);
             } else if !keep.contains(&(name.clone(), version)) {
                 report.foreign(dir);
             }
@@ -251,7 +254,7 @@ fn is_link(path: &Path) -> bool {
 
 /// Removes one of packd's own entries: a file, a link (never what it
 /// points at) or a directory tree.
-fn remove(path: &Path, action: &'static str, report: &mut Report) {
+fn remove(path: &Path, action: Action, report: &mut Report) {
     match remove_tree(path, &Budget::unbounded()) {
         Ok(_) => report.count(action, path),
         Err(e) => report.problem(format!("cannot remove {}: {e}", path.display())),
@@ -389,15 +392,15 @@ mod tests {
             Some(target(&repointed.name, &repointed.version))
         );
         assert!(!layout.root().join("active/dead").exists());
-        assert_eq!(report.get("link_made"), 1);
-        assert_eq!(report.get("link_repointed"), 1);
-        assert_eq!(report.get("link_removed"), 2);
+        assert_eq!(report.get(Action::LinkMade), 1);
+        assert_eq!(report.get(Action::LinkRepointed), 1);
+        assert_eq!(report.get(Action::LinkRemoved), 2);
         assert!(layout.partial(download.id).exists(), "in flight: kept");
         assert!(!layout.partial(finished).exists());
         assert!(!staging.exists() && !removing.exists());
-        assert_eq!(report.get("partial_removed"), 1);
-        assert_eq!(report.get("staging_removed"), 1);
-        assert_eq!(report.get("removal_finished"), 1);
+        assert_eq!(report.get(Action::PartialRemoved), 1);
+        assert_eq!(report.get(Action::StagingRemoved), 1);
+        assert_eq!(report.get(Action::RemovalFinished), 1);
         for kept in [&active, &old, &fetching, &repointed, &curl_old] {
             assert!(
                 layout

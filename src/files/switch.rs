@@ -11,7 +11,8 @@ use super::budget::{Budget, run_blocking};
 use super::hook::{self, HookError};
 use super::{FileError, Files, Reason, lost};
 use crate::domain::package::{Package, PackageName, PackageVersion};
-use crate::metrics;
+use crate::metrics::family::Label;
+use crate::metrics::{self, Hook, HookOutcome};
 
 /// One activation or deactivation.
 pub struct SwitchJob<'a> {
@@ -50,12 +51,13 @@ impl Files {
         .map_err(lost)?
         .map_err(link_failure)?;
         let (previous, set) = changed;
-        metrics::global().link_switched();
-        let (hook, label) = if activating {
-            (self.hooks.activate.as_ref(), "activate")
+        metrics::global().link_switches.inc();
+        let (hook, which) = if activating {
+            (self.hooks.activate.as_ref(), Hook::Activate)
         } else {
-            (self.hooks.deactivate.as_ref(), "deactivate")
+            (self.hooks.deactivate.as_ref(), Hook::Deactivate)
         };
+        let label = which.as_str();
         let Some(program) = hook else {
             return Ok(());
         };
@@ -99,8 +101,8 @@ impl Files {
         .await;
         let outcome = ran
             .as_ref()
-            .map_or_else(HookError::outcome, |()| "succeeded");
-        metrics::global().hook_ran(label, outcome);
+            .map_or_else(HookError::outcome, |()| HookOutcome::Succeeded);
+        metrics::global().hook_runs.inc(which, outcome);
         match ran {
             Ok(()) => {
                 self.keep_link(&package.name, set, label).await?;
@@ -139,7 +141,7 @@ impl Files {
         .map_err(lost)?
         .map_err(link_failure)?;
         if repaired {
-            metrics::global().link_switched();
+            metrics::global().link_switches.inc();
             tracing::warn!(
                 link = %shown,
                 "the {label} hook changed the link; it was put back as packd set it (hooks must not change active/<name>)"
@@ -156,7 +158,7 @@ impl Files {
         .await
         .map_err(lost)?
         .map_err(link_failure)?;
-        metrics::global().link_switched();
+        metrics::global().link_switches.inc();
         Ok(())
     }
 
@@ -174,7 +176,7 @@ impl Files {
         .map_err(lost)?
         .map_err(link_failure)?;
         if removed {
-            metrics::global().link_switched();
+            metrics::global().link_switches.inc();
         }
         Ok(removed)
     }

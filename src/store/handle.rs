@@ -39,7 +39,7 @@ impl Damage {
 
     pub(crate) fn mark(&self, reason: &str) {
         if self.0.set(reason.to_string()).is_ok() {
-            crate::metrics::global().database_damaged();
+            crate::metrics::global().database_damaged.set(1);
             tracing::error!(
                 reason,
                 "the database file is damaged: writes are refused from now on. \

@@ -13,7 +13,7 @@ use crate::domain::source::Source;
 use crate::files::install::DownloadJob;
 use crate::files::switch::SwitchJob;
 use crate::files::{FileError, Files, Reason};
-use crate::metrics;
+use crate::metrics::{self, DownloadFailure};
 
 use super::executor::{ExecError, Executor, Steps, StubExecutor, Work};
 
@@ -123,20 +123,20 @@ async fn download<S: Steps>(
             if !keep {
                 files.discard_partial(work.operation_id).await;
             }
-            metrics::global().download_failed(match &e {
-                FileError::Retry(_) => "transient",
+            metrics::global().download_failures.inc(match &e {
+                FileError::Retry(_) => DownloadFailure::Transient,
                 FileError::Fatal {
                     reason: Reason::Source,
                     ..
-                } => "permanent",
+                } => DownloadFailure::Permanent,
                 FileError::Fatal {
                     reason: Reason::Unpack,
                     ..
-                } => "unpack",
+                } => DownloadFailure::Unpack,
                 FileError::Fatal {
                     reason: Reason::Files,
                     ..
-                } => "files",
+                } => DownloadFailure::Files,
                 FileError::Stopped => return Err(refused.unwrap_or(ExecError::Stopped)),
             });
             Err(refused.unwrap_or_else(|| exec(e)))

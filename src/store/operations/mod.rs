@@ -156,7 +156,7 @@ impl Store {
             .await?;
         let (op, new) = result;
         if new {
-            metrics::global().operation_started(kind);
+            metrics::global().operations_started.inc(kind);
             self.notify_queue();
         }
         Ok((op, new))
@@ -261,7 +261,7 @@ impl Store {
         if op.state.is_finished() {
             self.finished_now(&op);
         } else {
-            metrics::global().operation_retry(op.kind);
+            metrics::global().operation_retries.inc(op.kind);
             self.notify_queue();
         }
         Ok(op)
