@@ -10,7 +10,8 @@ use anyhow::Context;
 use crate::config::{BackupArgs, CheckArgs, DevArgs, DevCommand, KeysCommand};
 use crate::domain::Timestamp;
 use crate::domain::key::{Role, parse_key_name};
-use crate::domain::package::{OperationKind, Status};
+use crate::domain::operation::OperationKind;
+use crate::domain::package::Status;
 use crate::store::{CheckError, ListPackages, NewKey, Store, StoreOptions};
 
 /// `packd check`: the verdict on one line, and an exit status scripts can

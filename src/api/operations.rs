@@ -21,8 +21,8 @@ use super::problem::{ErrorCode, Errors, Problem};
 use super::types::api_enum;
 use super::types::{IdempotencyKey, Nullable};
 use crate::domain::Timestamp;
+use crate::domain::operation::OperationKind;
 use crate::domain::operation::{Operation, OperationState};
-use crate::domain::package::OperationKind;
 use crate::store::{Idempotency, ListOperations, Principal, Store};
 
 type StartErrors = Errors<{ COMMON | S404 | S409 | S422 }>;

@@ -17,9 +17,9 @@ use super::problem::{ErrorCode, Errors, Problem};
 use super::types::api_enum;
 use super::types::{Described, IfMatch, Nullable, Sha256Rules, SourceUrlRules, Text, field};
 use crate::domain::ValidationError;
+use crate::domain::operation::OperationKind;
 use crate::domain::package::{
-    NAME_MAX_CHARS, OperationKind, Package, PackageName, PackagePatch, PackageVersion, Status,
-    VERSION_MAX_CHARS,
+    NAME_MAX_CHARS, Package, PackageName, PackagePatch, PackageVersion, Status, VERSION_MAX_CHARS,
 };
 use crate::domain::source::{Schemes, Source};
 use crate::files::Layout;

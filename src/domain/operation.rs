@@ -9,7 +9,82 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::Timestamp;
-use super::package::{OperationKind, Package, Status};
+use super::package::{Package, Status};
+
+/// The long-running status changes a client can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OperationKind {
+    Download,
+    Activate,
+    Deactivate,
+}
+
+impl OperationKind {
+    pub const ALL: [OperationKind; 3] = [
+        OperationKind::Download,
+        OperationKind::Activate,
+        OperationKind::Deactivate,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationKind::Download => "download",
+            OperationKind::Activate => "activate",
+            OperationKind::Deactivate => "deactivate",
+        }
+    }
+
+    /// The one status this operation starts from, and the one it leads to.
+    /// This is the whole transition table: there is no other way to change a status.
+    pub fn transition(self) -> (Status, Status) {
+        match self {
+            OperationKind::Download => (Status::Created, Status::Downloaded),
+            OperationKind::Activate => (Status::Downloaded, Status::Active),
+            OperationKind::Deactivate => (Status::Active, Status::Downloaded),
+        }
+    }
+
+    /// What the operation does, for people reading `GET /v1/statuses`.
+    pub fn description(self) -> &'static str {
+        match self {
+            OperationKind::Download => {
+                "Fetches the source, verifies its SHA-256 and unpacks it into packages/<name>/<version>/ (simulated without a source)."
+            }
+            OperationKind::Activate => {
+                "Points active/<name> at this version, then runs the activate hook; the version of the same name that was active becomes downloaded in the same step."
+            }
+            OperationKind::Deactivate => {
+                "Removes active/<name> if it points at this version, then runs the deactivate hook."
+            }
+        }
+    }
+
+    /// What a success does to the other versions of the name: the one in
+    /// the first status moves to the second, in the same transaction.
+    pub fn displaces(self) -> Option<(Status, Status)> {
+        match self {
+            OperationKind::Activate => Some((Status::Active, Status::Downloaded)),
+            OperationKind::Download | OperationKind::Deactivate => None,
+        }
+    }
+
+    /// Whether it changes `active/<name>` (which has one writer at a time).
+    pub fn changes_link(self) -> bool {
+        matches!(self, OperationKind::Activate | OperationKind::Deactivate)
+    }
+
+    /// The status this operation leads to, if it may start from `from`.
+    pub fn apply(self, from: Status) -> Option<Status> {
+        let (required, to) = self.transition();
+        (required == from).then_some(to)
+    }
+}
+
+impl fmt::Display for OperationKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OperationState {
@@ -324,6 +399,29 @@ mod tests {
 
     fn at(micros: i64) -> Timestamp {
         Timestamp::from_micros(micros)
+    }
+
+    #[test]
+    fn transitions_are_the_three_of_the_contract() {
+        use OperationKind::*;
+        use Status::*;
+        assert_eq!(Download.apply(Created), Some(Downloaded));
+        assert_eq!(Activate.apply(Downloaded), Some(Active));
+        assert_eq!(Deactivate.apply(Active), Some(Downloaded));
+
+        let allowed: usize = OperationKind::ALL
+            .iter()
+            .map(|k| {
+                Status::ALL
+                    .iter()
+                    .filter(|s| k.apply(**s).is_some())
+                    .count()
+            })
+            .sum();
+        assert_eq!(allowed, 3, "each operation starts from exactly one status");
+        assert_eq!(Download.apply(Active), None);
+        assert_eq!(Activate.apply(Created), None);
+        assert_eq!(Deactivate.apply(Downloaded), None);
     }
 
     #[test]

@@ -24,7 +24,8 @@ use std::path::{Path, PathBuf};
 use uuid::Uuid;
 
 use crate::domain::operation::Operation;
-use crate::domain::package::{OperationKind, Package, Status};
+use crate::domain::operation::OperationKind;
+use crate::domain::package::{Package, Status};
 use crate::metrics::family::Label;
 use crate::metrics::{self, ReconcileAction as Action};
 

@@ -1,8 +1,8 @@
 //! The label values of packd's metrics: each a closed set, declared once.
 
 use super::family::{Label, label};
+use crate::domain::operation::OperationKind;
 use crate::domain::operation::OperationState;
-use crate::domain::package::OperationKind;
 
 label!(
     /// Why an authentication failed: the `code` of its 401.

@@ -25,8 +25,8 @@ pub use self::labels::{
     AuthFailureCode, ConnectionRefusal, DownloadFailure, Finished, Hook, HookOutcome,
     ReconcileAction, RemovalOutcome,
 };
+use crate::domain::operation::OperationKind;
 use crate::domain::operation::OperationState;
-use crate::domain::package::OperationKind;
 
 /// Declares the registry's families, each with its constructor (name and
 /// help), in the order they are rendered: adding a metric is one line here.

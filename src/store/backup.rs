@@ -48,7 +48,8 @@ fn io_error(e: std::io::Error) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::package::{OperationKind, PackageName, PackageVersion};
+    use crate::domain::operation::OperationKind;
+    use crate::domain::package::{PackageName, PackageVersion};
     use crate::durable::temporary_path;
     use crate::store::{Idempotency, NewKey, NewPackage, StoreOptions};
 

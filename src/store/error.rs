@@ -36,7 +36,7 @@ pub enum Refusal {
     IdempotencyMismatch,
     #[error("{kind} needs a package with status {needed}; this one is {actual}")]
     InvalidTransition {
-        kind: crate::domain::package::OperationKind,
+        kind: crate::domain::operation::OperationKind,
         needed: crate::domain::package::Status,
         actual: crate::domain::package::Status,
     },

@@ -10,9 +10,8 @@ use uuid::Uuid;
 use super::codec::{decode, encode};
 use super::tables::{PACKAGES, PACKAGES_BY_NAME_VERSION, REMOVALS};
 use super::{Store, StoreError};
-use crate::domain::package::{
-    OperationKind, Package, PackageName, PackageVersion, Removal, Status, Wanted,
-};
+use crate::domain::operation::OperationKind;
+use crate::domain::package::{Package, PackageName, PackageVersion, Removal, Status, Wanted};
 use crate::domain::source::Sha256;
 
 /// A journaled removal. V1 came with schema 5.

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+use crate::domain::operation::OperationKind;
 use crate::domain::operation::Transfer;
-use crate::domain::package::{OperationKind, Package};
+use crate::domain::package::Package;
 
 /// What an executor is asked to do.
 #[derive(Debug, Clone)]

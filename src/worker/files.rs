@@ -7,8 +7,8 @@
 
 use tokio::sync::watch;
 
+use crate::domain::operation::OperationKind;
 use crate::domain::operation::Transfer;
-use crate::domain::package::OperationKind;
 use crate::domain::source::Source;
 use crate::files::install::DownloadJob;
 use crate::files::switch::SwitchJob;

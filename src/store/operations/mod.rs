@@ -24,10 +24,10 @@ use super::tables::{
 };
 use super::{Page, Store, StoreError, events, page_of};
 use crate::domain::Timestamp;
+use crate::domain::operation::OperationKind;
 use crate::domain::operation::{
     AlreadyFinished, CannotStart, Change, Operation, OperationState, Transfer,
 };
-use crate::domain::package::OperationKind;
 use crate::metrics;
 
 /// Who asks, and with which `Idempotency-Key`.

@@ -10,8 +10,8 @@ use super::super::codec::{decode, encode, stored_codes};
 use super::super::tables::OPERATIONS;
 use super::super::{Failure, StoreError};
 use crate::domain::Timestamp;
+use crate::domain::operation::OperationKind;
 use crate::domain::operation::{Operation, OperationState, Transfer};
-use crate::domain::package::OperationKind;
 
 /// Versions of a stored operation. V1 (schema 2 and before) had no
 /// transfer checkpoint; the migration to schema 3 rewrites every V1 record
