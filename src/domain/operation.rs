@@ -1,7 +1,8 @@
-//! Operations: the long-running status changes of a package, and the rules
-//! of their life: what each event (a claim, progress, success, a failed
-//! attempt, a pause, a crash, a cancel) does to one, as a `Change` the store
-//! applies in one transaction, and the backoff between attempts.
+//! Operations: the long-running status changes of a package (their kinds
+//! and the transition table), and the rules of their life: when one may
+//! start, what each event (a claim, progress, success, a failed attempt, a
+//! pause, a crash, a cancel) does to one, as a `Change` the store applies
+//! in one transaction, and the backoff between attempts.
 
 use std::fmt;
 use std::time::Duration;

@@ -1,5 +1,6 @@
-//! Packages: the validated name and version, the status set, and the table of
-//! status transitions that operations are allowed to make.
+//! Packages: the validated name and version (and their path segment), the
+//! status set, what a new package is and what a patch does to one, and the
+//! files a change leaves behind.
 
 use std::fmt;
 
