@@ -115,26 +115,26 @@ fn percent_decode(s: &str) -> Option<String> {
 
 /// Why a `/v1` request was not let in.
 #[derive(Debug, Clone, Copy)]
-enum Refusal {
+enum AuthRefusal {
     /// No key at all.
     NoKey,
     /// A key that does not authenticate.
     Presented(AuthFailure),
 }
 
-impl Refusal {
+impl AuthRefusal {
     fn problem(self) -> Problem {
         match self {
-            Refusal::NoKey => {
+            AuthRefusal::NoKey => {
                 unauthorized("send an API key in `X-API-Key` or `Authorization: Bearer`")
             }
-            Refusal::Presented(AuthFailure::Refused(KeyRefusal::Inactive)) => {
+            AuthRefusal::Presented(AuthFailure::Refused(KeyRefusal::Inactive)) => {
                 refused(ErrorCode::KeyInactive, "this API key is deactivated")
             }
-            Refusal::Presented(AuthFailure::Refused(KeyRefusal::Expired)) => {
+            AuthRefusal::Presented(AuthFailure::Refused(KeyRefusal::Expired)) => {
                 refused(ErrorCode::KeyExpired, "this API key has expired")
             }
-            Refusal::Presented(AuthFailure::Malformed(_) | AuthFailure::Unknown) => {
+            AuthRefusal::Presented(AuthFailure::Malformed(_) | AuthFailure::Unknown) => {
                 unauthorized("the API key is not valid")
             }
         }
@@ -143,12 +143,14 @@ impl Refusal {
     /// For the log: why, more precisely than the answer tells the client.
     fn reason(self) -> &'static str {
         match self {
-            Refusal::NoKey => "missing",
-            Refusal::Presented(AuthFailure::Malformed(FormatError::TooShort)) => "too_short",
-            Refusal::Presented(AuthFailure::Malformed(FormatError::BadChecksum)) => "bad_checksum",
-            Refusal::Presented(AuthFailure::Unknown) => "unknown",
-            Refusal::Presented(AuthFailure::Refused(KeyRefusal::Inactive)) => "inactive",
-            Refusal::Presented(AuthFailure::Refused(KeyRefusal::Expired)) => "expired",
+            AuthRefusal::NoKey => "missing",
+            AuthRefusal::Presented(AuthFailure::Malformed(FormatError::TooShort)) => "too_short",
+            AuthRefusal::Presented(AuthFailure::Malformed(FormatError::BadChecksum)) => {
+                "bad_checksum"
+            }
+            AuthRefusal::Presented(AuthFailure::Unknown) => "unknown",
+            AuthRefusal::Presented(AuthFailure::Refused(KeyRefusal::Inactive)) => "inactive",
+            AuthRefusal::Presented(AuthFailure::Refused(KeyRefusal::Expired)) => "expired",
         }
     }
 }
@@ -169,8 +171,11 @@ impl<E: Endpoint> Endpoint for AuthenticateEndpoint<E> {
                 .into_response());
         }
         let outcome = match presented(&req, self.allow_query_key) {
-            None => Err(Refusal::NoKey),
-            Some(secret) => self.store.authenticate(&secret).map_err(Refusal::Presented),
+            None => Err(AuthRefusal::NoKey),
+            Some(secret) => self
+                .store
+                .authenticate(&secret)
+                .map_err(AuthRefusal::Presented),
         };
         match outcome {
             Ok(principal) => {
@@ -195,7 +200,7 @@ impl<E: Endpoint> Endpoint for AuthenticateEndpoint<E> {
             Err(refusal) => {
                 // A request without a key guesses nothing; every presented
                 // key that fails counts against the client's address.
-                if let (Refusal::Presented(_), Some(ip)) = (refusal, client) {
+                if let (AuthRefusal::Presented(_), Some(ip)) = (refusal, client) {
                     self.limiter.failed(ip);
                 }
                 let problem = refusal.problem();

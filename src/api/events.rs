@@ -28,7 +28,7 @@ use super::problem::{ErrorCode, Errors, Problem};
 use crate::files::Layout;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
-use crate::store::events::Change;
+use crate::store::events::Committed;
 
 type StreamErrors = Errors<COMMON>;
 
@@ -97,7 +97,7 @@ struct Filter {
 }
 
 impl Filter {
-    fn wants(&self, change: &Change) -> bool {
+    fn wants(&self, change: &Committed) -> bool {
         self.package_id.is_none_or(|id| change.package_id() == id)
             && self
                 .operation_id
@@ -108,7 +108,7 @@ impl Filter {
 /// What a subscriber holds: its receiver, its place among the streams and
 /// the signal that ends it.
 struct Subscription {
-    changes: broadcast::Receiver<Arc<Change>>,
+    changes: broadcast::Receiver<Arc<Committed>>,
     filter: Filter,
     layout: Option<Layout>,
     shutdown: Shutdown,
@@ -127,11 +127,11 @@ impl Subscription {
             match received {
                 Ok(change) if self.filter.wants(&change) => {
                     return Some(match &*change {
-                        Change::Operation(op) => StreamEvent::Operation(op.clone().into()),
-                        Change::Package(p) => {
+                        Committed::Operation(op) => StreamEvent::Operation(op.clone().into()),
+                        Committed::Package(p) => {
                             StreamEvent::Package(PackageDto::new(p.clone(), self.layout.as_ref()))
                         }
-                        Change::PackageDeleted(id) => {
+                        Committed::PackageDeleted(id) => {
                             StreamEvent::PackageDeleted(PackageDeleted { id: *id })
                         }
                     });
@@ -219,7 +219,7 @@ mod tests {
     use super::*;
 
     fn subscription(
-        changes: broadcast::Receiver<Arc<Change>>,
+        changes: broadcast::Receiver<Arc<Committed>>,
         filter: Filter,
     ) -> (Subscription, crate::shutdown::ShutdownTrigger) {
         let permit = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
@@ -245,7 +245,7 @@ mod tests {
         let (mut s, trigger) = subscription(rx, everything);
         let ids: Vec<Uuid> = (0..10).map(|_| Uuid::now_v7()).collect();
         for id in &ids {
-            tx.send(Arc::new(Change::PackageDeleted(*id))).unwrap();
+            tx.send(Arc::new(Committed::PackageDeleted(*id))).unwrap();
         }
         // The ring holds 4: the first 6 are gone, and the stream says so
         // instead of holding them.
@@ -270,12 +270,12 @@ mod tests {
             package_id: Some(a),
             operation_id: None,
         };
-        assert!(by_package.wants(&Change::PackageDeleted(a)));
-        assert!(!by_package.wants(&Change::PackageDeleted(b)));
+        assert!(by_package.wants(&Committed::PackageDeleted(a)));
+        assert!(!by_package.wants(&Committed::PackageDeleted(b)));
         let by_operation = Filter {
             package_id: None,
             operation_id: Some(b),
         };
-        assert!(!by_operation.wants(&Change::PackageDeleted(b)));
+        assert!(!by_operation.wants(&Committed::PackageDeleted(b)));
     }
 }

@@ -33,7 +33,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
 use crate::metrics::family::Label;
-use crate::metrics::{self, ConnectionRefusal as Refusal};
+use crate::metrics::{self, ConnectionRefusal};
 use crate::shutdown::Shutdown;
 
 /// Settings of the HTTP server.
@@ -213,14 +213,14 @@ impl Limits {
         }
     }
 
-    fn admit(self: &Arc<Self>, client: IpAddr) -> Result<Permit, Refusal> {
+    fn admit(self: &Arc<Self>, client: IpAddr) -> Result<Permit, ConnectionRefusal> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         if open.total >= self.max {
-            return Err(Refusal::MaxConnections);
+            return Err(ConnectionRefusal::MaxConnections);
         }
         let from_client = open.by_client.get(&client).copied().unwrap_or(0);
         if self.max_per_client > 0 && from_client >= self.max_per_client {
-            return Err(Refusal::PerClient);
+            return Err(ConnectionRefusal::PerClient);
         }
         open.total += 1;
         open.by_client.insert(client, from_client + 1);
@@ -249,10 +249,12 @@ impl Drop for Permit {
 }
 
 /// The whole answer to a connection over a limit.
-fn refusal_bytes(refusal: Refusal) -> Vec<u8> {
+fn refusal_bytes(refusal: ConnectionRefusal) -> Vec<u8> {
     let detail = match refusal {
-        Refusal::MaxConnections => "too many open connections; retry shortly",
-        Refusal::PerClient => "too many open connections from your address; close some first",
+        ConnectionRefusal::MaxConnections => "too many open connections; retry shortly",
+        ConnectionRefusal::PerClient => {
+            "too many open connections from your address; close some first"
+        }
     };
     let body = format!(
         r#"{{"type":"urn:packd:problem:unavailable","title":"Service Unavailable","status":503,"detail":"{detail}","code":"unavailable"}}"#
@@ -267,7 +269,7 @@ fn refusal_bytes(refusal: Refusal) -> Vec<u8> {
 
 /// Answers a refused connection and closes it, off the accept loop so a slow
 /// client cannot stall it.
-async fn refuse(mut stream: TcpStream, refusal: Refusal) {
+async fn refuse(mut stream: TcpStream, refusal: ConnectionRefusal) {
     let answer = async {
         let _ = stream.write_all(&refusal_bytes(refusal)).await;
         let _ = stream.shutdown().await;
@@ -292,9 +294,12 @@ mod tests {
         let b: IpAddr = "127.0.0.3".parse().unwrap();
         let a1 = limits.admit(a).unwrap();
         let _a2 = limits.admit(a).unwrap();
-        assert!(matches!(limits.admit(a), Err(Refusal::PerClient)));
+        assert!(matches!(limits.admit(a), Err(ConnectionRefusal::PerClient)));
         let _b1 = limits.admit(b).unwrap();
-        assert!(matches!(limits.admit(b), Err(Refusal::MaxConnections)));
+        assert!(matches!(
+            limits.admit(b),
+            Err(ConnectionRefusal::MaxConnections)
+        ));
         drop(a1);
         let _b2 = limits.admit(b).unwrap();
         assert!(limits.open.lock().unwrap().by_client[&a] == 1);

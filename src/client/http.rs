@@ -18,16 +18,16 @@ pub enum Failure {
     /// 3: no answer from the server.
     Unreachable(String),
     /// 4: the key is missing, unknown, inactive, expired or lacks the role.
-    Refused(Problem),
+    Refused(ServerProblem),
     /// 5: any other problem the API answered.
-    Api(Problem),
+    Api(ServerProblem),
     /// 5: anything else (an answer that is not what the API sends).
     Other(String),
 }
 
 /// An RFC 9457 problem as the server sent it.
 #[derive(Debug)]
-pub struct Problem {
+pub struct ServerProblem {
     pub status: u16,
     pub code: String,
     pub detail: String,
@@ -172,7 +172,7 @@ impl Api {
             .into_iter()
             .find(|p| p["version"].as_str() == Some(version))
             .ok_or_else(|| {
-                Failure::Api(Problem {
+                Failure::Api(ServerProblem {
                     status: 404,
                     code: "not_found".into(),
                     detail: format!("no package {name}@{version}"),
@@ -206,7 +206,7 @@ pub async fn read(answer: reqwest::Response) -> Result<Value, Failure> {
             .map_err(|e| Failure::Other(format!("the server sent something else than JSON: {e}")));
     }
     let problem: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-    let problem = Problem {
+    let problem = ServerProblem {
         status,
         code: problem["code"].as_str().unwrap_or("unknown").to_string(),
         detail: problem["detail"]

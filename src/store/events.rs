@@ -17,27 +17,27 @@ pub const CAPACITY: usize = 4096;
 
 /// One committed change.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
+pub enum Committed {
     Operation(Operation),
     Package(Package),
     PackageDeleted(Uuid),
 }
 
-impl Change {
+impl Committed {
     /// The package it concerns.
     pub fn package_id(&self) -> Uuid {
         match self {
-            Change::Operation(op) => op.package_id,
-            Change::Package(p) => p.id,
-            Change::PackageDeleted(id) => *id,
+            Committed::Operation(op) => op.package_id,
+            Committed::Package(p) => p.id,
+            Committed::PackageDeleted(id) => *id,
         }
     }
 
     /// The operation it concerns, if it is one.
     pub fn operation_id(&self) -> Option<Uuid> {
         match self {
-            Change::Operation(op) => Some(op.id),
-            Change::Package(_) | Change::PackageDeleted(_) => None,
+            Committed::Operation(op) => Some(op.id),
+            Committed::Package(_) | Committed::PackageDeleted(_) => None,
         }
     }
 }
@@ -45,7 +45,7 @@ impl Change {
 /// The publishing side, held by the store.
 #[derive(Debug, Clone)]
 pub struct Feed {
-    tx: broadcast::Sender<Arc<Change>>,
+    tx: broadcast::Sender<Arc<Committed>>,
 }
 
 impl Default for Feed {
@@ -71,7 +71,7 @@ impl Feed {
         }
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Change>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Committed>> {
         self.tx.subscribe()
     }
 }
@@ -83,7 +83,7 @@ impl Feed {
 #[derive(Debug, Default)]
 pub(crate) struct Written {
     wanted: bool,
-    changes: Vec<Change>,
+    changes: Vec<Committed>,
 }
 
 impl Written {
@@ -101,19 +101,19 @@ impl Written {
 
     pub(crate) fn operation(&mut self, op: &Operation) {
         if self.wanted {
-            self.changes.push(Change::Operation(op.clone()));
+            self.changes.push(Committed::Operation(op.clone()));
         }
     }
 
     pub(crate) fn package(&mut self, p: &Package) {
         if self.wanted {
-            self.changes.push(Change::Package(p.clone()));
+            self.changes.push(Committed::Package(p.clone()));
         }
     }
 
     pub(crate) fn package_deleted(&mut self, id: Uuid) {
         if self.wanted {
-            self.changes.push(Change::PackageDeleted(id));
+            self.changes.push(Committed::PackageDeleted(id));
         }
     }
 }

@@ -338,9 +338,9 @@ impl Store {
         })
     }
 
-    /// Every change committed from now on (`events::Change`), for event
+    /// Every change committed from now on (`events::Committed`), for event
     /// streams.
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<std::sync::Arc<events::Change>> {
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<std::sync::Arc<events::Committed>> {
         self.inner.changes.subscribe()
     }
 

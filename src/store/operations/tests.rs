@@ -35,17 +35,20 @@ struct Seen {
 }
 
 impl Seen {
-    fn drain(&mut self, rx: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<events::Change>>) {
+    fn drain(
+        &mut self,
+        rx: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<events::Committed>>,
+    ) {
         loop {
             match rx.try_recv() {
                 Ok(change) => match &*change {
-                    events::Change::Operation(op) => {
+                    events::Committed::Operation(op) => {
                         self.operations.insert(op.id, op.clone());
                     }
-                    events::Change::Package(p) => {
+                    events::Committed::Package(p) => {
                         self.packages.insert(p.id, p.clone());
                     }
-                    events::Change::PackageDeleted(id) => {
+                    events::Committed::PackageDeleted(id) => {
                         self.packages.remove(id);
                     }
                 },
