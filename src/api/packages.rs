@@ -21,9 +21,10 @@ use crate::domain::operation::OperationKind;
 use crate::domain::package::{
     NAME_MAX_CHARS, Package, PackageName, PackagePatch, PackageVersion, Status, VERSION_MAX_CHARS,
 };
+use crate::domain::precondition::{Malformed, Precondition};
 use crate::domain::source::{Schemes, Source};
 use crate::files::Layout;
-use crate::store::{ListPackages, NewPackage, Precondition, Store};
+use crate::store::{ListPackages, NewPackage, Store};
 
 type ListErrors = Errors<COMMON>;
 type GetErrors = Errors<{ COMMON | S404 }>;
@@ -274,53 +275,7 @@ fn if_match_of(req: &poem::Request) -> Result<Precondition, Problem> {
     let values: Vec<&str> = lines
         .map(|v| v.to_str().map_err(|_| malformed_if_match()))
         .collect::<Result<_, _>>()?;
-    precondition(Some(&values.join(",")))
-}
-
-/// Parses `If-Match` (RFC 9110 §13.1.1): `*`, or a list of entity tags of
-/// which only strong ones can match. A weak or foreign tag matches nothing,
-/// and neither does an empty list (empty list elements are ignored, §5.6.1),
-/// so the change is refused with 412: the condition the client set is not
-/// met. A value that is not a list of entity tags at all is a 400, as the
-/// description's pattern says.
-fn precondition(if_match: Option<&str>) -> Result<Precondition, Problem> {
-    let Some(raw) = if_match.map(str::trim) else {
-        return Ok(Precondition::None);
-    };
-    if raw == "*" {
-        return Ok(Precondition::Exists);
-    }
-    let is_ows = |c: char| c == ' ' || c == '\t';
-    let mut revisions = Vec::new();
-    let mut rest = raw;
-    loop {
-        rest = rest.trim_start_matches(|c| is_ows(c) || c == ',');
-        if rest.is_empty() {
-            break;
-        }
-        let (weak, quoted) = match rest.strip_prefix("W/") {
-            Some(r) => (true, r),
-            None => (false, rest),
-        };
-        // An entity tag may itself hold commas: read up to its closing quote.
-        let body = quoted.strip_prefix('"').ok_or_else(malformed_if_match)?;
-        let end = body.find('"').ok_or_else(malformed_if_match)?;
-        let opaque = &body[..end];
-        if !opaque
-            .bytes()
-            .all(|b| b == 0x21 || (0x23..=0x7e).contains(&b))
-        {
-            return Err(malformed_if_match());
-        }
-        if let (false, Ok(revision)) = (weak, opaque.parse::<u64>()) {
-            revisions.push(revision);
-        }
-        rest = body[end + 1..].trim_start_matches(is_ows);
-        if !rest.is_empty() && !rest.starts_with(',') {
-            return Err(malformed_if_match());
-        }
-    }
-    Ok(Precondition::RevisionIn(revisions))
+    Precondition::parse(Some(&values.join(","))).map_err(|Malformed| malformed_if_match())
 }
 
 pub struct PackagesApi {
@@ -530,38 +485,6 @@ impl PackagesApi {
 mod tests {
     use super::*;
     use crate::domain::Timestamp;
-
-    #[test]
-    fn if_match_parsing() {
-        assert_eq!(precondition(None).unwrap(), Precondition::None);
-        assert_eq!(precondition(Some("*")).unwrap(), Precondition::Exists);
-        assert_eq!(
-            precondition(Some("\"3\", \"5\"")).unwrap(),
-            Precondition::RevisionIn(vec![3, 5])
-        );
-        // Weak and non-numeric tags never match, nor does an empty list: 412.
-        for never in ["W/\"3\", \"abc\"", "", " , "] {
-            assert_eq!(
-                precondition(Some(never)).unwrap(),
-                Precondition::RevisionIn(vec![]),
-                "{never}"
-            );
-        }
-        assert_eq!(
-            precondition(Some("\"3\",,\"4\"")).unwrap(),
-            Precondition::RevisionIn(vec![3, 4])
-        );
-        // Commas inside a tag belong to it.
-        assert_eq!(
-            precondition(Some("W/\",a,\" \t, \"7\"")).unwrap(),
-            Precondition::RevisionIn(vec![7])
-        );
-        // What is not a list of entity tags is a 400.
-        for malformed in ["3", "\"3", "{}", "\"a\"b\"", "\"3\",, x"] {
-            let p = precondition(Some(malformed)).unwrap_err();
-            assert_eq!(p.status, poem::http::StatusCode::BAD_REQUEST, "{malformed}");
-        }
-    }
 
     #[test]
     fn fast_json_writes_what_the_schema_describes() {

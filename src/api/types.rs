@@ -190,7 +190,8 @@ impl StringRules for Sha256Rules {
 
 /// `If-Match` (RFC 9110 §13.1.1): `*`, or a comma-separated list of entity
 /// tags. A value of another form is a 400; the pattern says so before a
-/// client tries.
+/// client tries. The grammar is `domain::precondition`'s; a test holds this
+/// pattern to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IfMatchRules;
 
@@ -205,7 +206,7 @@ impl StringRules for IfMatchRules {
     const PATTERN: &'static str = r#"^(\*|[ \t,]*((W/)?"[\x21\x23-\x7e]*"([ \t]*,[ \t,]*(W/)?"[\x21\x23-\x7e]*")*)?[ \t,]*)$"#;
 }
 
-/// The `If-Match` header, read by `packages::precondition`.
+/// The `If-Match` header (read by `domain::precondition::Precondition::parse`).
 pub type IfMatch = Described<IfMatchRules>;
 
 /// Longest `Idempotency-Key` accepted.
@@ -334,5 +335,21 @@ impl<T: ToJSON> ToJSON for Nullable<T> {
 impl<T: serde::Serialize> serde::Serialize for Nullable<T> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         self.0.serialize(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The description's pattern and the parser are one grammar: every
+    /// sample the parser reads is matched, every one it refuses is not.
+    #[test]
+    fn the_if_match_pattern_says_what_the_parser_reads() {
+        let pattern = regex::Regex::new(IfMatchRules::PATTERN).unwrap();
+        assert!(pattern.is_match("*"));
+        for (value, reads) in crate::domain::precondition::tests::SAMPLES {
+            assert_eq!(pattern.is_match(value), reads.is_some(), "{value:?}");
+        }
     }
 }

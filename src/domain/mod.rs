@@ -6,6 +6,7 @@ pub mod key;
 pub mod operation;
 pub mod ownership;
 pub mod package;
+pub mod precondition;
 pub mod source;
 mod time;
 

@@ -42,31 +42,10 @@ pub use self::page::Page;
 pub(crate) use self::page::{page_of, start_after};
 pub use self::schema::SCHEMA_VERSION;
 use self::writer::Writer;
+pub use crate::domain::precondition::Precondition;
 
 /// Default size of redb's page cache.
 pub const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
-
-/// A request's precondition on the revision it last saw (`If-Match`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum Precondition {
-    #[default]
-    None,
-    /// `If-Match: *`: the resource must exist.
-    Exists,
-    /// `If-Match: "3", "4"`: the current revision must be one of these.
-    RevisionIn(Vec<u64>),
-}
-
-impl Precondition {
-    fn check(&self, current: u64) -> Result<(), StoreError> {
-        match self {
-            Precondition::RevisionIn(revs) if !revs.contains(&current) => {
-                Err(StoreError::Refused(Refusal::PreconditionFailed { current }))
-            }
-            _ => Ok(()),
-        }
-    }
-}
 
 /// Settings for opening the store.
 #[derive(Debug, Clone)]

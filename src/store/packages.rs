@@ -261,7 +261,11 @@ fn load_for_change(
     precondition: &Precondition,
 ) -> Result<Package, StoreError> {
     let current = get_in(&wtx.open_table(PACKAGES)?, id)?;
-    precondition.check(current.revision)?;
+    precondition.check(current.revision).map_err(|stale| {
+        StoreError::Refused(Refusal::PreconditionFailed {
+            current: stale.current,
+        })
+    })?;
     if let Some(operation_id) = current.operation_id {
         return Err(StoreError::Refused(Refusal::OperationInProgress {
             operation_id,
