@@ -122,6 +122,35 @@ enum AuthRefusal {
     Presented(AuthFailure),
 }
 
+/// What a key over its rate limit is told.
+const KEY_OVER_LIMIT: &str = "this API key is over its rate limit; wait and retry";
+
+fn forbidden(needed: Role, has: Role) -> Problem {
+    Problem::new(
+        StatusCode::FORBIDDEN,
+        ErrorCode::Forbidden,
+        format!("this call needs the {needed} role; the key has the {has} role"),
+    )
+}
+
+/// The problems authentication and authorization answer, as the
+/// description's examples show them (made by the code that answers them).
+pub(super) fn example(code: ErrorCode) -> Option<Problem> {
+    let presented = |f| AuthRefusal::Presented(f).problem();
+    match code {
+        ErrorCode::Unauthorized => Some(presented(AuthFailure::Unknown)),
+        ErrorCode::KeyInactive => Some(presented(AuthFailure::Refused(KeyRefusal::Inactive))),
+        ErrorCode::KeyExpired => Some(presented(AuthFailure::Refused(KeyRefusal::Expired))),
+        ErrorCode::Forbidden => Some(forbidden(Role::Write, Role::Read)),
+        ErrorCode::RateLimited => Some(Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RateLimited,
+            KEY_OVER_LIMIT,
+        )),
+        _ => None,
+    }
+}
+
 impl AuthRefusal {
     fn problem(self) -> Problem {
         match self {
@@ -184,9 +213,7 @@ impl<E: Endpoint> Endpoint for AuthenticateEndpoint<E> {
                     .check_key(principal.key_id, principal.rate_limit);
                 if let Some(v) = verdict.filter(|v| !v.allowed) {
                     metrics::global().rate_limited.inc();
-                    return Ok(v
-                        .refusal("this API key is over its rate limit; wait and retry")
-                        .into_response());
+                    return Ok(v.refusal(KEY_OVER_LIMIT).into_response());
                 }
                 req.set_data(principal);
                 let mut resp = self.inner.call(req).await?.into_response();
@@ -305,15 +332,7 @@ impl<'a, R: NeedsRole> ApiExtractor<'a> for Access<R> {
             .ok_or_else(|| poem::Error::from(unauthorized("no API key was checked")))?;
         let needed = R::ROLE;
         if !principal.role.allows(needed) {
-            return Err(Problem::new(
-                StatusCode::FORBIDDEN,
-                ErrorCode::Forbidden,
-                format!(
-                    "this call needs the {needed} role; the key has the {} role",
-                    principal.role
-                ),
-            )
-            .into());
+            return Err(forbidden(needed, principal.role).into());
         }
         Ok(Access(std::marker::PhantomData))
     }

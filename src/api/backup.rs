@@ -10,8 +10,9 @@ use poem_openapi::{ApiResponse, OpenApi};
 
 use super::ApiTags;
 use super::auth::AdminAccess;
-use super::problem::status::COMMON;
-use super::problem::{ErrorCode, Errors, Problem};
+use super::error_docs::Errors;
+use super::error_docs::status::COMMON;
+use super::problem::{ErrorCode, Problem};
 use crate::domain::Timestamp;
 use crate::store::Store;
 

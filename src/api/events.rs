@@ -21,10 +21,11 @@ use uuid::Uuid;
 
 use super::ApiTags;
 use super::auth::ReadAccess;
+use super::error_docs::Errors;
+use super::error_docs::status::COMMON;
 use super::operations::OperationDto;
 use super::packages::PackageDto;
-use super::problem::status::COMMON;
-use super::problem::{ErrorCode, Errors, Problem};
+use super::problem::{ErrorCode, Problem};
 use crate::files::Layout;
 use crate::shutdown::Shutdown;
 use crate::store::Store;

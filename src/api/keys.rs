@@ -11,9 +11,9 @@ use uuid::Uuid;
 
 use super::ApiTags;
 use super::auth::AdminAccess;
+use super::error_docs::Errors;
+use super::error_docs::status::{BODY, COMMON, S404, S409};
 use super::pagination::{self, CursorParam, cursor_param, encode_cursor};
-use super::problem::Errors;
-use super::problem::status::{BODY, COMMON, S404, S409};
 use super::types::api_enum;
 use super::types::{Nullable, Text};
 use crate::domain::Timestamp;

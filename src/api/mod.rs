@@ -5,6 +5,8 @@
 mod audit;
 mod auth;
 mod backup;
+mod description;
+mod error_docs;
 mod events;
 mod health;
 mod json;
@@ -17,6 +19,8 @@ pub mod problem;
 mod ratelimit;
 pub mod serve;
 mod types;
+
+use self::description::{described, offline_page};
 
 use poem::middleware::{CatchPanic, Cors};
 use poem::{Endpoint, EndpointExt, IntoEndpoint, Route};
@@ -151,171 +155,6 @@ pub fn openapi_json() -> Result<String, crate::store::OpenError> {
     let spec = described(&service(&state, &ApiOptions::default()));
     state.store.close();
     Ok(spec.to_string())
-}
-
-/// Request bodies refuse unknown fields (`deny_unknown_fields`), which
-/// poem-openapi does not write into the description: said here, so clients
-/// and fuzzers know a stray field is an error. A test checks every request
-/// body is listed.
-const CLOSED_BODIES: &[&str] = &[
-    "NewPackage",
-    "SourceInput",
-    "PackagePatch",
-    "NewApiKey",
-    "ApiKeyPatch",
-    "RotateApiKey",
-];
-
-/// The OpenAPI description as served: poem-openapi's, with what it leaves out.
-fn described(api: &OpenApiService<Apis, ()>) -> serde_json::Value {
-    let mut spec: serde_json::Value =
-        serde_json::from_str(&api.spec()).unwrap_or(serde_json::Value::Null);
-    for name in CLOSED_BODIES {
-        if let Some(schema) = spec["components"]["schemas"].get_mut(*name) {
-            schema["additionalProperties"] = serde_json::Value::Bool(false);
-        }
-    }
-    // `source` may be null in a create (no source) and a PATCH (remove it);
-    // poem-openapi describes an optional field as non-nullable, and OpenAPI
-    // 3.0 ignores `nullable` beside a `$ref`, so the reference is wrapped.
-    for body in ["NewPackage", "PackagePatch"] {
-        if let Some(source) = spec["components"]["schemas"][body]["properties"].get_mut("source") {
-            if source.get("$ref").is_some() {
-                let reference = source.take();
-                *source = serde_json::json!({"allOf": [reference]});
-            }
-            source["nullable"] = serde_json::Value::Bool(true);
-        }
-    }
-    // `status` is in the PATCH body only to refuse it with a clear 422; no
-    // value of it is valid, which JSON Schema says with `not: {}`.
-    if let Some(status) =
-        spec["components"]["schemas"]["PackagePatch"]["properties"].get_mut("status")
-    {
-        status["not"] = serde_json::json!({});
-    }
-    // `code` as a plain reference: poem-openapi wraps it in `allOf` with a
-    // description, which generators (openapi-python-client) cannot take,
-    // and then drop the whole `Problem` model.
-    if let Some(code) = spec["components"]["schemas"]["Problem"]["properties"].get_mut("code") {
-        *code = serde_json::json!({"$ref": "#/components/schemas/ErrorCode"});
-    }
-    if let Some(codes) = spec["components"]["schemas"].get_mut("ErrorCode") {
-        codes["description"] = "What went wrong, for a program.".into();
-    }
-    add_examples(&mut spec);
-    spec
-}
-
-/// Example request bodies, so the explorer's prefilled requests are
-/// meaningful and work unedited.
-const BODY_EXAMPLES: &[(&str, &str, &str)] = &[
-    (
-        "/v1/packages",
-        "post",
-        r#"{"name": "jq", "version": "1.7.1"}"#,
-    ),
-    ("/v1/packages/{id}", "patch", r#"{"version": "1.7.2"}"#),
-    ("/v1/keys", "post", r#"{"name": "ci", "role": "write"}"#),
-    ("/v1/keys/{id}", "patch", r#"{"name": "ci-nightly"}"#),
-    ("/v1/keys/{id}/rotate", "post", r#"{"grace_seconds": 600}"#),
-];
-
-/// The `code` a 409 of each operation most likely carries.
-const CONFLICTS: &[(&str, problem::ErrorCode)] = &[
-    ("create_package", problem::ErrorCode::Duplicate),
-    ("update_package", problem::ErrorCode::OperationInProgress),
-    ("delete_package", problem::ErrorCode::InvalidTransition),
-    ("download_package", problem::ErrorCode::InvalidTransition),
-    ("activate_package", problem::ErrorCode::InvalidTransition),
-    ("deactivate_package", problem::ErrorCode::InvalidTransition),
-    ("cancel_operation", problem::ErrorCode::AlreadyFinished),
-    ("deactivate_key", problem::ErrorCode::LastAdmin),
-    ("delete_key", problem::ErrorCode::LastAdmin),
-    ("update_key", problem::ErrorCode::LastAdmin),
-];
-
-/// Example bodies: one per request body, and a problem per error status
-/// with the `code` that status carries.
-fn add_examples(spec: &mut serde_json::Value) {
-    // Looked up with `get_mut`, never indexed mutably: indexing would add
-    // `null` members where there were none.
-    for (path, method, example) in BODY_EXAMPLES {
-        let content = spec
-            .get_mut("paths")
-            .and_then(|p| p.get_mut(*path))
-            .and_then(|p| p.get_mut(*method))
-            .and_then(|m| m.get_mut("requestBody"))
-            .and_then(|b| b.get_mut("content"))
-            .and_then(serde_json::Value::as_object_mut);
-        if let Some(content) = content {
-            for (media_type, media) in content.iter_mut() {
-                if media_type.starts_with("application/json") {
-                    media["example"] = serde_json::from_str(example).unwrap_or_default();
-                }
-            }
-        }
-    }
-    let Some(paths) = spec
-        .get_mut("paths")
-        .and_then(serde_json::Value::as_object_mut)
-    else {
-        return;
-    };
-    for item in paths.values_mut() {
-        let Some(methods) = item.as_object_mut() else {
-            continue;
-        };
-        for operation in methods.values_mut() {
-            let id = operation["operationId"].as_str().unwrap_or("").to_string();
-            let Some(responses) = operation
-                .get_mut("responses")
-                .and_then(serde_json::Value::as_object_mut)
-            else {
-                continue;
-            };
-            for (status, response) in responses.iter_mut() {
-                let Some(media) = response
-                    .get_mut("content")
-                    .and_then(|c| c.get_mut("application/problem+json"))
-                else {
-                    continue;
-                };
-                let Ok(status) = status.parse::<u16>() else {
-                    continue;
-                };
-                let code = if status == 409 {
-                    CONFLICTS
-                        .iter()
-                        .find(|(op, _)| *op == id)
-                        .map_or(problem::ErrorCode::Conflict, |(_, code)| *code)
-                } else {
-                    problem::code_for_status(status)
-                };
-                media["example"] = problem::example(status, code);
-            }
-        }
-    }
-}
-
-/// A documentation page as packd serves it: the description it embeds is
-/// the served one (`described`), and nothing is fetched from elsewhere
-/// (poem-openapi's Redoc page links web fonts; the page falls back to the
-/// system's).
-fn offline_page(html: String, draft: &str, served: &str) -> String {
-    let mut page = html.replace(draft, served);
-    // Only the page's own head is looked at: the inlined scripts after it
-    // are code, not tags.
-    loop {
-        let head_end = page.find("<script").unwrap_or(page.len());
-        let Some(start) = page[..head_end].find("<link href=\"https://") else {
-            return page;
-        };
-        let Some(len) = page[start..].find('>') else {
-            return page;
-        };
-        page.replace_range(start..=start + len, "");
-    }
 }
 
 /// An endpoint that answers every request with the same bytes, shared

@@ -14,10 +14,11 @@ use uuid::Uuid;
 
 use super::ApiTags;
 use super::auth::{ReadAccess, WriteAccess};
+use super::error_docs::Errors;
+use super::error_docs::status::{COMMON, S404, S409, S422};
 use super::packages::OperationKindDto;
 use super::pagination::{self, CursorParam, cursor_param, encode_cursor};
-use super::problem::status::{COMMON, S404, S409, S422};
-use super::problem::{ErrorCode, Errors, Problem};
+use super::problem::{ErrorCode, Problem};
 use super::types::api_enum;
 use super::types::{IdempotencyKey, Nullable};
 use crate::domain::Timestamp;

@@ -10,10 +10,11 @@ use uuid::Uuid;
 
 use super::ApiTags;
 use super::auth::{ReadAccess, WriteAccess};
+use super::error_docs::Errors;
+use super::error_docs::status::{BODY, COMMON, S404, S409, S412};
 use super::json::FastJson;
 use super::pagination::{self, CursorParam, cursor_param, encode_cursor};
-use super::problem::status::{BODY, COMMON, S404, S409, S412};
-use super::problem::{ErrorCode, Errors, Problem};
+use super::problem::{ErrorCode, Problem};
 use super::types::api_enum;
 use super::types::{Described, IfMatch, Nullable, Sha256Rules, SourceUrlRules, Text, field};
 use crate::domain::ValidationError;

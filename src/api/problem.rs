@@ -1,9 +1,7 @@
 //! Every error as RFC 9457 `application/problem+json`, and the one mapping
-//! from domain, store and framework errors to it.
-//!
-//! Handlers return `Errors<SET>`, a `Problem` tagged at the type level with the
-//! statuses the operation can answer, so the OpenAPI description lists exactly
-//! those (with the problem schema) for each operation.
+//! from domain, store and framework errors to it. How errors are described
+//! in the OpenAPI description (`Errors<SET>`, the examples) is
+//! `error_docs.rs`.
 
 use poem::error::{MethodNotAllowedError, NotFoundError, ResponseError};
 use poem::http::{HeaderName, HeaderValue, StatusCode, header};
@@ -11,9 +9,7 @@ use poem::{IntoResponse, Response};
 use poem_openapi::error::{
     ContentTypeError, ParseParamError, ParsePathError, ParseRequestPayloadError,
 };
-use poem_openapi::registry::{MetaHeader, MetaMediaType, MetaResponse, MetaResponses, Registry};
-use poem_openapi::types::Type;
-use poem_openapi::{ApiResponse, Enum, Object};
+use poem_openapi::{Enum, Object};
 
 use crate::domain::ValidationError;
 use crate::store::StoreError;
@@ -323,59 +319,6 @@ pub fn code_for_status(status: u16) -> ErrorCode {
     }
 }
 
-/// An example problem body for the description.
-pub fn example(status: u16, code: ErrorCode) -> serde_json::Value {
-    let detail = match code {
-        ErrorCode::BadRequest => {
-            "the body is not valid JSON: expected `,` or `}` at line 1 column 18"
-        }
-        ErrorCode::ValidationFailed => "name: must be 1 to 200 characters",
-        ErrorCode::Unauthorized => "the API key is not valid",
-        ErrorCode::KeyInactive => "the API key is deactivated",
-        ErrorCode::KeyExpired => "the API key expired",
-        ErrorCode::Forbidden => "this call needs the write role; the key has read",
-        ErrorCode::NotFound => "no such package",
-        ErrorCode::MethodNotAllowed => "method not allowed",
-        ErrorCode::Conflict => "conflicts with the current state",
-        ErrorCode::Duplicate => {
-            "a package named \"jq\" with version \"1.7.1\" already exists (0193b7a2-0000-7000-8000-000000000000)"
-        }
-        ErrorCode::InvalidTransition => {
-            "activate needs a package with status downloaded; this one is created"
-        }
-        ErrorCode::OperationInProgress => {
-            "operation 0193b7a2-0000-7000-8000-000000000001 is in flight for this package"
-        }
-        ErrorCode::AlreadyFinished => "the operation has already finished (succeeded)",
-        ErrorCode::LastAdmin => {
-            "this is the last active admin key that never expires; create another admin key first"
-        }
-        ErrorCode::PreconditionFailed => "the current revision is 3",
-        ErrorCode::PayloadTooLarge => "the request body is larger than 64 KiB",
-        ErrorCode::RateLimited => {
-            "too many requests for this key; retry after the Retry-After delay"
-        }
-        ErrorCode::Unavailable => "the service cannot take this request right now; retry later",
-        ErrorCode::Internal => {
-            "an internal error occurred; the server log has the details under this request's id"
-        }
-    };
-    let mut body = serde_json::json!({
-        "type": format!("urn:packd:problem:{}", code.as_str()),
-        "title": StatusCode::from_u16(status)
-            .ok()
-            .and_then(|s| s.canonical_reason())
-            .unwrap_or("Error"),
-        "status": status,
-        "detail": detail,
-        "code": code.as_str(),
-    });
-    if code == ErrorCode::ValidationFailed {
-        body["field"] = "name".into();
-    }
-    body
-}
-
 /// A problem for a bare status (a framework response without a problem body).
 pub fn from_status(status: StatusCode, detail: &str) -> Problem {
     let code = code_for_status(status.as_u16());
@@ -389,169 +332,6 @@ pub fn from_status(status: StatusCode, detail: &str) -> Problem {
         detail.to_string()
     };
     Problem::new(status, code, detail)
-}
-
-/// Bits naming the error statuses an operation can answer (`Errors<SET>`).
-pub mod status {
-    pub const S400: u16 = 1 << 0;
-    pub const S401: u16 = 1 << 1;
-    pub const S403: u16 = 1 << 2;
-    pub const S404: u16 = 1 << 3;
-    pub const S409: u16 = 1 << 4;
-    pub const S412: u16 = 1 << 5;
-    pub const S413: u16 = 1 << 6;
-    pub const S415: u16 = 1 << 7;
-    pub const S422: u16 = 1 << 8;
-    pub const S429: u16 = 1 << 9;
-    pub const S500: u16 = 1 << 10;
-    pub const S503: u16 = 1 << 11;
-
-    /// What any authenticated `/v1` call can meet.
-    pub const COMMON: u16 = S400 | S401 | S403 | S429 | S500 | S503;
-    /// What a call with a JSON body can meet on top.
-    pub const BODY: u16 = S413 | S415 | S422;
-}
-
-const STATUS_DOCS: &[(u16, u16, &str)] = &[
-    (
-        status::S400,
-        400,
-        "Malformed request: bad JSON, unknown field, bad parameter or cursor (`bad_request`).",
-    ),
-    (
-        status::S401,
-        401,
-        "No valid API key (`unauthorized`), or the key is deactivated (`key_inactive`) or expired (`key_expired`).",
-    ),
-    (
-        status::S403,
-        403,
-        "The key's role is too low for this call (`forbidden`).",
-    ),
-    (status::S404, 404, "No such resource (`not_found`)."),
-    (
-        status::S409,
-        409,
-        "Conflicts with the current state: `duplicate`, `operation_in_progress`, `invalid_transition`, `already_finished`, `last_admin`.",
-    ),
-    (
-        status::S412,
-        412,
-        "`If-Match` does not match the current ETag (`precondition_failed`).",
-    ),
-    (
-        status::S413,
-        413,
-        "The body is over 64 KiB (`payload_too_large`).",
-    ),
-    (
-        status::S415,
-        415,
-        "The body is not `application/json` (`bad_request`).",
-    ),
-    (
-        status::S422,
-        422,
-        "Well-formed JSON that breaks a rule; `field` names the field (`validation_failed`).",
-    ),
-    (
-        status::S429,
-        429,
-        "Over the key's rate limit (`rate_limited`); see `Retry-After`.",
-    ),
-    (
-        status::S500,
-        500,
-        "A bug (`internal`); the log has details under the request id.",
-    ),
-    (
-        status::S503,
-        503,
-        "Storage cannot take writes right now, or the service is stopping (`unavailable`).",
-    ),
-];
-
-/// A problem answered by an operation that documents the statuses in `SET`.
-#[derive(Debug)]
-pub struct Errors<const SET: u16>(pub Problem);
-
-impl<const SET: u16> ApiResponse for Errors<SET> {
-    fn meta() -> MetaResponses {
-        let responses = STATUS_DOCS
-            .iter()
-            .filter(|(bit, _, _)| SET & bit != 0)
-            .map(|&(bit, code, description)| {
-                let mut headers = Vec::new();
-                if bit == status::S401 {
-                    headers.push(header_meta(
-                        "WWW-Authenticate",
-                        "The scheme to authenticate with.",
-                    ));
-                }
-                if bit == status::S429 || bit == status::S503 {
-                    headers.push(header_meta(
-                        "Retry-After",
-                        "Seconds to wait before retrying.",
-                    ));
-                }
-                MetaResponse {
-                    description,
-                    status: Some(code),
-                    status_range: None,
-                    content: vec![MetaMediaType {
-                        content_type: PROBLEM_CONTENT_TYPE,
-                        schema: ProblemBody::schema_ref(),
-                    }],
-                    headers,
-                }
-            })
-            .collect();
-        MetaResponses { responses }
-    }
-
-    fn register(registry: &mut Registry) {
-        ProblemBody::register(registry);
-    }
-}
-
-fn header_meta(name: &str, description: &str) -> MetaHeader {
-    MetaHeader {
-        name: name.to_string(),
-        description: Some(description.to_string()),
-        required: false,
-        deprecated: false,
-        schema: String::schema_ref(),
-    }
-}
-
-impl<const SET: u16> From<Errors<SET>> for poem::Error {
-    fn from(e: Errors<SET>) -> Self {
-        poem::Error::from(e.0)
-    }
-}
-
-impl<const SET: u16> IntoResponse for Errors<SET> {
-    fn into_response(self) -> Response {
-        self.0.as_response()
-    }
-}
-
-impl<const SET: u16> From<Problem> for Errors<SET> {
-    fn from(p: Problem) -> Self {
-        Self(p)
-    }
-}
-
-impl<const SET: u16> From<StoreError> for Errors<SET> {
-    fn from(e: StoreError) -> Self {
-        Self(e.into())
-    }
-}
-
-impl<const SET: u16> From<ValidationError> for Errors<SET> {
-    fn from(e: ValidationError) -> Self {
-        Self(e.into())
-    }
 }
 
 #[cfg(test)]
