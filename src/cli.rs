@@ -7,7 +7,8 @@ use std::io::Write;
 
 use anyhow::Context;
 
-use crate::config::{BackupArgs, CheckArgs, DevArgs, DevCommand, KeysCommand};
+use crate::client::args::KeysCommand;
+use crate::config::{BackupArgs, CheckArgs, DevArgs, DevCommand};
 use crate::domain::Timestamp;
 use crate::domain::key::{Role, parse_key_name};
 use crate::domain::operation::OperationKind;

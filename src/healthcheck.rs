@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::config::HealthcheckArgs;
+use crate::client::args::HealthcheckArgs;
 
 /// The URL checked when none is given: the listen address, with a wildcard
 /// address replaced by loopback (one cannot connect to 0.0.0.0 portably).

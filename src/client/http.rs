@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::config::ClientOptions;
+use crate::client::args::ClientOptions;
 
 /// Why a command did not do what it was asked, and its exit status.
 #[derive(Debug)]

@@ -8,6 +8,7 @@
 //! cancelled, 2 usage error, 3 server unreachable, 4 authentication or
 //! authorization refused, 5 any other API error (its problem on stderr).
 
+pub mod args;
 mod follow;
 mod http;
 mod show;
@@ -19,7 +20,7 @@ use uuid::Uuid;
 
 use self::http::Api;
 pub use self::http::Failure;
-use crate::config::{
+use crate::client::args::{
     ClientOptions, KeysCommand, OpArgs, OpCommand, Output, PkgArgs, PkgCommand, StartArgs,
 };
 

@@ -6,7 +6,7 @@ use comfy_table::{Table, presets};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::config::Output;
+use crate::client::args::Output;
 
 fn json(v: &Value) {
     println!(

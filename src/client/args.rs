@@ -1,0 +1,251 @@
+//! The command line of the client commands (`packd pkg`, `packd op`,
+//! `packd keys`, `packd healthcheck`): their flags, each with its
+//! `PACKD_*` twin, and how they reach the server and print its answers.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+use crate::config::{ServerAddress, parse_duration};
+
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// The URL to check (plain http). Without it, `/healthz` on the address
+    /// the server is told to listen on (`PACKD_LISTEN`), through loopback when
+    /// that address is a wildcard such as 0.0.0.0.
+    #[arg(long, env = "PACKD_HEALTHCHECK_URL")]
+    pub url: Option<String>,
+
+    #[command(flatten)]
+    pub server: ServerAddress,
+
+    /// How long to wait for the whole answer.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    /// Work offline on this database file instead of through the API (no
+    /// server may hold it; create, list, deactivate, activate and delete).
+    // Its own id: the top level's `--db` (serve's, with a default) must not
+    // reach it.
+    #[arg(long = "db", id = "keys_db", value_name = "DB", global = true)]
+    pub db: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub client: ClientOptions,
+
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print its secret (shown this once).
+    Create {
+        /// A name to recognise the key by.
+        #[arg(long)]
+        name: String,
+        /// read, write or admin.
+        #[arg(long, value_parser = ["read", "write", "admin"])]
+        role: String,
+        /// Lifetime of the key (e.g. 90d); without it the key never expires
+        /// (unless the server's --key-ttl says otherwise).
+        #[arg(long, value_parser = parse_duration)]
+        ttl: Option<Duration>,
+    },
+    /// List keys (never their secrets).
+    List,
+    /// Show one key.
+    Get { id: uuid::Uuid },
+    /// Deactivate a key.
+    Deactivate { id: uuid::Uuid },
+    /// Activate a key.
+    Activate { id: uuid::Uuid },
+    /// Give a key a new secret (printed once); the old one keeps working
+    /// for --grace.
+    Rotate {
+        id: uuid::Uuid,
+        /// How long the old secret keeps working (e.g. 10m; default: not at all).
+        #[arg(long, value_parser = parse_duration)]
+        grace: Option<Duration>,
+    },
+    /// Delete a key.
+    Delete { id: uuid::Uuid },
+}
+
+/// How the client commands reach the server and print what it says.
+#[derive(Debug, Clone, Args)]
+pub struct ClientOptions {
+    /// The server's base URL.
+    #[arg(
+        long,
+        env = "PACKD_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    pub url: String,
+
+    #[command(flatten)]
+    pub session: Session,
+}
+
+/// The key and the output format of a client command.
+#[derive(Debug, Clone, Args)]
+pub struct Session {
+    /// The API key.
+    #[arg(long, env = "PACKD_API_KEY", hide_env_values = true, global = true)]
+    pub key: Option<String>,
+
+    /// `table` for people, `json` (one document) for programs.
+    #[arg(
+        long,
+        short = 'o',
+        env = "PACKD_OUTPUT",
+        value_enum,
+        default_value = "table",
+        global = true
+    )]
+    pub output: Output,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct PkgArgs {
+    /// The server's base URL. Give it before the subcommand (`packd pkg
+    /// --url URL list`) or in PACKD_URL: after `create` and `edit`,
+    /// `--url` is the package source's.
+    #[arg(
+        long = "url",
+        id = "server_url",
+        env = "PACKD_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub url: String,
+
+    #[command(flatten)]
+    pub session: Session,
+
+    #[command(subcommand)]
+    pub command: PkgCommand,
+}
+
+impl PkgArgs {
+    pub fn client(&self) -> ClientOptions {
+        ClientOptions {
+            url: self.url.clone(),
+            session: self.session.clone(),
+        }
+    }
+}
+
+/// REF is a package id or NAME@VERSION (split at the last `@`).
+#[derive(Debug, Subcommand)]
+pub enum PkgCommand {
+    /// List packages.
+    List {
+        /// Only packages with this status (created, downloaded, active).
+        #[arg(long, value_parser = ["created", "downloaded", "active"])]
+        status: Option<String>,
+        /// Only packages with this name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Show one package.
+    Get {
+        #[arg(value_name = "REF")]
+        reference: String,
+    },
+    /// Create a package, with a source (--url and --sha256) or without.
+    Create {
+        name: String,
+        version: String,
+        /// Where its artifact is (http or https).
+        #[arg(long, requires = "sha256")]
+        url: Option<String>,
+        /// The artifact's SHA-256 (64 hexadecimal digits).
+        #[arg(long, requires = "url")]
+        sha256: Option<String>,
+        /// The artifact's size in bytes, checked after the download.
+        #[arg(long, requires = "url")]
+        size: Option<u64>,
+    },
+    /// Change a package's name, version or source.
+    Edit {
+        #[arg(value_name = "REF")]
+        reference: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        version: Option<String>,
+        /// A new source URL (with --sha256).
+        #[arg(long, requires = "sha256", conflicts_with = "no_source")]
+        url: Option<String>,
+        #[arg(long, requires = "url")]
+        sha256: Option<String>,
+        #[arg(long, requires = "url")]
+        size: Option<u64>,
+        /// Remove the source.
+        #[arg(long)]
+        no_source: bool,
+    },
+    /// Delete a package and its files.
+    Delete {
+        #[arg(value_name = "REF")]
+        reference: String,
+    },
+    /// Download a package (created -> downloaded).
+    Download(StartArgs),
+    /// Activate a package (downloaded -> active).
+    Activate(StartArgs),
+    /// Deactivate a package (active -> downloaded).
+    Deactivate(StartArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// Follow the operation until it ends: a progress bar on a terminal,
+    /// plain lines otherwise. Exit 1 if it fails or is cancelled.
+    #[arg(long)]
+    pub wait: bool,
+    /// Makes a retried command safe: the same key returns the same operation.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct OpArgs {
+    #[command(flatten)]
+    pub client: ClientOptions,
+
+    #[command(subcommand)]
+    pub command: OpCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OpCommand {
+    /// List operations, newest last.
+    List {
+        /// Only operations in this state.
+        #[arg(long, value_parser = ["queued", "running", "succeeded", "failed", "cancelled"])]
+        state: Option<String>,
+        /// Only the operations of this package (an id or NAME@VERSION).
+        #[arg(long, value_name = "REF")]
+        package: Option<String>,
+    },
+    /// Show one operation.
+    Get { id: uuid::Uuid },
+    /// Follow an operation until it ends (exit 1 if it fails or is cancelled).
+    Wait { id: uuid::Uuid },
+    /// Cancel an operation.
+    Cancel { id: uuid::Uuid },
+}
