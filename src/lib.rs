@@ -3,11 +3,10 @@
 //! A tour, from the outside in:
 //!
 //! - [`config`]: every command-line flag and its `PACKD_*` environment twin.
-//! - [`cli`]: the offline commands (`packd keys ... --db`) on the database file.
+//! - [`offline`]: the offline commands (`packd keys ... --db`, `packd
+//!   check`, `packd backup --db`, `packd dev seed`) on the database file.
 //! - [`client`]: the command-line client (`packd pkg`, `packd op`, `packd
-//!   keys`) over the HTTP API.
-//! - [`healthcheck`]: `packd healthcheck`, a tiny HTTP client for container
-//!   health checks.
+//!   keys`, `packd backup`, `packd healthcheck`) over the HTTP API.
 //! - [`server`]: starts and stops the service: opens the store, binds the
 //!   socket, serves until SIGTERM or Ctrl-C, then drains and closes;
 //!   [`notify`] tells systemd when it is ready and when it stops;
@@ -25,18 +24,19 @@
 //! - [`metrics`]: process-wide counters and histograms for `GET /metrics`.
 //! - [`durable`]: syncs and replace-by-rename, shared by the store and the
 //!   data directory.
+//! - [`tls`]: the rustls settings of every HTTPS client packd runs (artifact
+//!   downloads, the command-line client).
 //! - [`domain`]: pure rules (names, versions, statuses, transitions), no I/O.
 
 pub mod api;
-pub mod cli;
 pub mod client;
 pub mod config;
 pub mod domain;
 pub mod durable;
 pub mod files;
-pub mod healthcheck;
 pub mod metrics;
 pub mod notify;
+pub mod offline;
 pub mod server;
 pub mod shutdown;
 pub mod store;

@@ -21,7 +21,9 @@ fn main() -> ExitCode {
         Some(Command::Pkg(args)) => return packd::client::pkg(args),
         Some(Command::Op(args)) => return packd::client::op(args),
         Some(Command::Keys(args)) => match args.db {
-            Some(db) => runtime().and_then(|rt| rt.block_on(packd::cli::keys(&db, args.command))),
+            Some(db) => {
+                runtime().and_then(|rt| rt.block_on(packd::offline::keys(&db, args.command)))
+            }
             None => return packd::client::keys(&args.client, args.command),
         },
         Some(Command::Completions(args)) => {
@@ -32,21 +34,13 @@ fn main() -> ExitCode {
         Some(Command::Man) => clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
             .render(&mut std::io::stdout())
             .map_err(Into::into),
-        Some(Command::Backup(args)) => {
-            let done = runtime()
-                .map_err(packd::cli::BackupFailure::from)
-                .and_then(|rt| rt.block_on(packd::cli::backup(args)));
-            return match done {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(failure) => {
-                    eprintln!("packd: error: {failure}");
-                    ExitCode::from(failure.status)
-                }
-            };
-        }
-        Some(Command::Dev(args)) => runtime().and_then(|rt| rt.block_on(packd::cli::dev(args))),
-        Some(Command::Healthcheck(args)) => packd::healthcheck::run(&args),
-        Some(Command::Check(args)) => return packd::cli::check(&args),
+        Some(Command::Backup(args)) => match &args.db {
+            Some(db) => runtime().and_then(|rt| rt.block_on(packd::offline::backup(db, &args.out))),
+            None => return packd::client::service::backup(&args),
+        },
+        Some(Command::Dev(args)) => runtime().and_then(|rt| rt.block_on(packd::offline::dev(args))),
+        Some(Command::Healthcheck(args)) => return packd::client::service::healthcheck(&args),
+        Some(Command::Check(args)) => return packd::offline::check(&args),
         None => serve(cli.serve),
     };
     match result {

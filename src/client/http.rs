@@ -58,6 +58,19 @@ pub struct Api {
     key: Option<String>,
 }
 
+/// The HTTP client of every client command. The system's certificate
+/// store is read only for an https server: plain http (the usual loopback)
+/// starts faster without it.
+pub fn client(https: bool, user_agent: &'static str) -> Result<reqwest::Client, Failure> {
+    let tls = crate::tls::client_config(&[], https).map_err(Failure::Other)?;
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .connect_timeout(Duration::from_secs(5))
+        .user_agent(user_agent)
+        .build()
+        .map_err(|e| Failure::Other(format!("cannot set up the HTTP client: {e}")))
+}
+
 impl Api {
     pub fn new(options: &ClientOptions) -> Result<Self, Failure> {
         let base = options.url.trim_end_matches('/').to_string();
@@ -68,16 +81,10 @@ impl Api {
                 "--url {base:?} must be http or https"
             )));
         }
-        // The system's store is read only for an https server: plain http
-        // (the usual loopback) starts faster without it.
-        let tls =
-            crate::tls::client_config(&[], parsed.scheme() == "https").map_err(Failure::Other)?;
-        let http = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .connect_timeout(Duration::from_secs(5))
-            .user_agent(concat!("packd-cli/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| Failure::Other(format!("cannot set up the HTTP client: {e}")))?;
+        let http = client(
+            parsed.scheme() == "https",
+            concat!("packd-cli/", env!("CARGO_PKG_VERSION")),
+        )?;
         Ok(Self {
             http,
             base,

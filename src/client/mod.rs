@@ -1,8 +1,10 @@
 //! The command-line client: `packd pkg …`, `packd op …` and `packd keys …`
-//! (online), over the HTTP API and never over the file: the API's first
-//! user. `http.rs` talks to the server and turns answers into values or
-//! `Failure`s; `follow.rs` watches an operation to its end through the
-//! event stream; `show.rs` prints tables or JSON.
+//! (online), `packd backup` through the API and `packd healthcheck`, over
+//! the HTTP API and never over the file: the API's first user. `args.rs`
+//! has their flags; `http.rs` talks to the server and turns answers into
+//! values or `Failure`s; `follow.rs` watches an operation to its end
+//! through the event stream; `show.rs` prints tables or JSON;
+//! `service.rs` has the backup and the health check.
 //!
 //! Exit statuses (API.md): 0 done, 1 the operation failed or was
 //! cancelled, 2 usage error, 3 server unreachable, 4 authentication or
@@ -11,6 +13,7 @@
 pub mod args;
 mod follow;
 mod http;
+pub mod service;
 mod show;
 
 use std::process::ExitCode;
@@ -49,7 +52,10 @@ pub fn keys(client: &ClientOptions, command: KeysCommand) -> ExitCode {
     })
 }
 
-fn run(options: &ClientOptions, body: impl AsyncFnOnce(Api) -> Result<(), Failure>) -> ExitCode {
+pub(crate) fn run(
+    options: &ClientOptions,
+    body: impl AsyncFnOnce(Api) -> Result<(), Failure>,
+) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

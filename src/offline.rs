@@ -1,6 +1,6 @@
-//! Commands besides `serve`: `packd keys ...` and `packd dev seed` work on
-//! the database file directly; `packd backup` works either way.
-//! They take the same file lock as the server, so they refuse to run while a
+//! The offline commands, on the database file itself: `packd keys ...
+//! --db`, `packd check`, `packd dev seed` and `packd backup --db`. They
+//! take the same file lock as the server, so they refuse to run while a
 //! server holds the file, with a message that says so.
 
 use std::io::Write;
@@ -8,7 +8,7 @@ use std::io::Write;
 use anyhow::Context;
 
 use crate::client::args::KeysCommand;
-use crate::config::{BackupArgs, CheckArgs, DevArgs, DevCommand};
+use crate::config::{CheckArgs, DevArgs, DevCommand};
 use crate::domain::Timestamp;
 use crate::domain::key::{Role, parse_key_name};
 use crate::domain::operation::OperationKind;
@@ -183,113 +183,18 @@ async fn seed(store: &Store, prefix: &str, count: u64, queue: u64) -> anyhow::Re
     Ok(())
 }
 
-/// Why `packd backup` failed, with the exit status of the client commands
-/// (README: exit statuses): 2 usage, 3 server unreachable, 4 the key
-/// refused, 5 another answer of the API, 1 anything else.
-#[derive(Debug, thiserror::Error)]
-#[error("{error:#}")]
-pub struct BackupFailure {
-    pub status: u8,
-    pub error: anyhow::Error,
-}
-
-impl From<anyhow::Error> for BackupFailure {
-    fn from(error: anyhow::Error) -> Self {
-        // A failure whose status was decided on the way keeps it.
-        match error.downcast::<BackupFailure>() {
-            Ok(f) => f,
-            Err(error) => Self { status: 1, error },
-        }
-    }
-}
-
-fn failing(status: u8, error: anyhow::Error) -> anyhow::Error {
-    BackupFailure { status, error }.into()
-}
-
-pub async fn backup(args: BackupArgs) -> Result<(), BackupFailure> {
-    write_backup(args).await.map_err(BackupFailure::from)
-}
-
-async fn write_backup(args: BackupArgs) -> anyhow::Result<()> {
-    let size = match &args.db {
-        Some(db) => {
-            let store = Store::open(db, &StoreOptions::default())?;
-            let out = args.out.clone();
-            let copy = store.clone();
-            let result = tokio::task::spawn_blocking(move || copy.backup_to(&out)).await?;
-            store.close();
-            result?
-        }
-        None => {
-            let base = args
-                .url
-                .clone()
-                .unwrap_or_else(|| crate::healthcheck::base_url(args.server.listen));
-            let key = args.key.clone().ok_or_else(|| {
-                failing(
-                    2,
-                    anyhow::anyhow!(
-                        "an admin key is needed: set PACKD_API_KEY or pass --key (or --db for an offline backup)"
-                    ),
-                )
-            })?;
-            let out = args.out.clone();
-            tokio::task::spawn_blocking(move || download_backup(&base, &key, &out)).await??
-        }
-    };
-    let version = crate::store::verify_file(&args.out)
-        .with_context(|| format!("the backup {} does not open", args.out.display()))?;
+/// `packd backup --db`: a snapshot of a database file no server holds.
+pub async fn backup(db: &std::path::Path, out: &std::path::Path) -> anyhow::Result<()> {
+    let store = Store::open(db, &StoreOptions::default())?;
+    let (copy, to) = (store.clone(), out.to_path_buf());
+    let result = tokio::task::spawn_blocking(move || copy.backup_to(&to)).await?;
+    store.close();
+    let size = result?;
+    let version = crate::store::verify_file(out)
+        .with_context(|| format!("the backup {} does not open", out.display()))?;
     println!(
         "packd: backup written to {} ({size} bytes, schema version {version})",
-        args.out.display()
+        out.display()
     );
     Ok(())
-}
-
-/// GETs `/v1/backup` into a file beside `out`, syncs it, renames it over `out`.
-fn download_backup(base: &str, key: &str, out: &std::path::Path) -> anyhow::Result<u64> {
-    let url = format!("{}/v1/backup", base.trim_end_matches('/'));
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut resp = agent
-        .get(&url)
-        .header("X-API-Key", key)
-        .call()
-        .map_err(|e| failing(3, anyhow::anyhow!("cannot reach {url}: {e}")))?;
-    if resp.status() != 200 {
-        let status = resp.status();
-        let body = resp.body_mut().read_to_string().unwrap_or_default();
-        let detail = serde_json::from_str::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["detail"].as_str().map(str::to_string))
-            .unwrap_or(body);
-        let code = if matches!(status.as_u16(), 401 | 403) {
-            4
-        } else {
-            5
-        };
-        return Err(failing(
-            code,
-            anyhow::anyhow!("{url} answered {status}: {detail}"),
-        ));
-    }
-    let expected: Option<u64> = resp
-        .headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
-    crate::durable::replace_file(out, |tmp| -> anyhow::Result<u64> {
-        let mut file = crate::durable::create_private_file(tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
-        let mut body = resp.body_mut().with_config().limit(u64::MAX).reader();
-        let written = std::io::copy(&mut body, &mut file)?;
-        if let Some(n) = expected.filter(|n| *n != written) {
-            anyhow::bail!("the server sent {written} of {n} bytes");
-        }
-        file.sync_all()?;
-        Ok(written)
-    })
 }
