@@ -7,7 +7,7 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -141,9 +141,9 @@ impl View {
             View::Lines { label, last } => {
                 let mut line = format!("{label}: {state} {progress}%");
                 if let Some(done) = done {
-                    line.push_str(&format!(" ({}", human(done)));
+                    line.push_str(&format!(" ({}", HumanBytes(done)));
                     if let Some(total) = total {
-                        line.push_str(&format!(" of {}", human(total)));
+                        line.push_str(&format!(" of {}", HumanBytes(total)));
                     }
                     line.push(')');
                 }
@@ -168,16 +168,6 @@ impl View {
 }
 
 /// Bytes in the unit that reads best: `25 B`, `4.2 KiB`, `17.0 MiB`, `1.1 GiB`.
-fn human(bytes: u64) -> String {
-    let b = bytes as f64;
-    match bytes {
-        0..1024 => format!("{bytes} B"),
-        1024..0x10_0000 => format!("{:.1} KiB", b / 1024.0),
-        0x10_0000..0x4000_0000 => format!("{:.1} MiB", b / f64::from(1 << 20)),
-        _ => format!("{:.1} GiB", b / f64::from(1 << 30)),
-    }
-}
-
 fn percent_style() -> ProgressStyle {
     ProgressStyle::with_template("{prefix} [{bar:30}] {pos:>3}% {msg} {elapsed}")
         .unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -195,14 +185,6 @@ fn bytes_style() -> ProgressStyle {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_read_well() {
-        assert_eq!(human(25), "25 B");
-        assert_eq!(human(200_000), "195.3 KiB");
-        assert_eq!(human(17 << 20), "17.0 MiB");
-        assert_eq!(human(3 << 30), "3.0 GiB");
-    }
 
     #[test]
     fn finished_states_are_the_three() {
