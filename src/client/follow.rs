@@ -8,6 +8,8 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
+
+use super::sse;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -35,7 +37,7 @@ pub async fn to_the_end(api: &Api, id: Uuid, label: &str) -> Result<Value, Failu
     let mut op = api
         .send("GET", &format!("/v1/operations/{id}"), None)
         .await?;
-    let mut buffer = Vec::new();
+    let mut reader = sse::Reader::default();
     loop {
         view.show(&op);
         if is_finished(&op) {
@@ -43,7 +45,7 @@ pub async fn to_the_end(api: &Api, id: Uuid, label: &str) -> Result<Value, Failu
             return Ok(op);
         }
         let next = match stream.as_mut() {
-            Some(s) => next_operation(s, &mut buffer).await,
+            Some(s) => next_operation(s, &mut reader).await,
             None => None,
         };
         op = match next {
@@ -66,36 +68,21 @@ fn is_finished(op: &Value) -> bool {
 
 /// The next `operation` event of the stream; `None` when the stream ended,
 /// fell silent or fell behind (the caller reads the state instead).
-async fn next_operation(stream: &mut reqwest::Response, buffer: &mut Vec<u8>) -> Option<Value> {
+async fn next_operation(stream: &mut reqwest::Response, reader: &mut sse::Reader) -> Option<Value> {
     loop {
-        while let Some(end) = find(buffer, b"\n\n") {
-            let block: Vec<u8> = buffer.drain(..end + 2).collect();
-            let text = String::from_utf8_lossy(&block);
-            let mut name = "message";
-            let mut data = String::new();
-            for line in text.lines() {
-                if let Some(v) = line.strip_prefix("event:") {
-                    name = v.trim();
-                } else if let Some(v) = line.strip_prefix("data:") {
-                    data.push_str(v.trim_start());
-                }
-            }
-            match name {
-                "operation" => return serde_json::from_str(&data).ok(),
+        while let Some(event) = reader.next_event() {
+            match event.name.as_str() {
+                "operation" => return serde_json::from_str(&event.data).ok(),
                 "lagged" => return None,
                 _ => {}
             }
         }
         let chunk = tokio::time::timeout(SILENCE, stream.chunk()).await;
         match chunk {
-            Ok(Ok(Some(bytes))) => buffer.extend_from_slice(&bytes),
+            Ok(Ok(Some(bytes))) => reader.feed(&bytes).ok()?,
             _ => return None,
         }
     }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// How progress is shown: a bar on a terminal, lines elsewhere.

@@ -15,6 +15,7 @@ mod follow;
 mod http;
 pub mod service;
 mod show;
+mod sse;
 
 use std::process::ExitCode;
 

@@ -158,7 +158,7 @@ fn packages_and_operations_through_the_client() {
         (Some("succeeded"), Some(200_000))
     );
     assert!(
-        stderr(&out).contains("of 195.3 KiB"),
+        stderr(&out).contains("of 195.31 KiB"),
         "bytes in the lines: {}",
         stderr(&out)
     );
