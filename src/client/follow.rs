@@ -10,16 +10,16 @@ use std::time::Duration;
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 
 use super::sse;
-use serde_json::Value;
 use uuid::Uuid;
 
+use super::answers::Operation;
 use super::http::{Api, Failure, read};
 
 /// The stream promises a line every 15 s; silence for longer means it is gone.
 const SILENCE: Duration = Duration::from_secs(45);
 
 /// Waits for the operation to finish; returns it finished.
-pub async fn to_the_end(api: &Api, id: Uuid, label: &str) -> Result<Value, Failure> {
+pub async fn to_the_end(api: &Api, id: Uuid, label: &str) -> Result<Operation, Failure> {
     let mut view = View::new(label);
     // Subscribed before the first read, so no change falls between the two.
     let stream = api
@@ -34,13 +34,13 @@ pub async fn to_the_end(api: &Api, id: Uuid, label: &str) -> Result<Value, Failu
         let _ = read(stream).await;
         None
     };
-    let mut op = api
-        .send("GET", &format!("/v1/operations/{id}"), None)
+    let mut op: Operation = api
+        .get_as("GET", &format!("/v1/operations/{id}"), None, &[])
         .await?;
     let mut reader = sse::Reader::default();
     loop {
         view.show(&op);
-        if is_finished(&op) {
+        if op.is_finished() {
             view.finish(&op);
             return Ok(op);
         }
@@ -52,23 +52,19 @@ pub async fn to_the_end(api: &Api, id: Uuid, label: &str) -> Result<Value, Failu
             Some(newer) => newer,
             None => {
                 stream = None;
-                api.send("GET", &format!("/v1/operations/{id}?wait=30"), None)
+                api.get_as("GET", &format!("/v1/operations/{id}?wait=30"), None, &[])
                     .await?
             }
         };
     }
 }
 
-fn is_finished(op: &Value) -> bool {
-    matches!(
-        op["state"].as_str(),
-        Some("succeeded" | "failed" | "cancelled")
-    )
-}
-
 /// The next `operation` event of the stream; `None` when the stream ended,
 /// fell silent or fell behind (the caller reads the state instead).
-async fn next_operation(stream: &mut reqwest::Response, reader: &mut sse::Reader) -> Option<Value> {
+async fn next_operation(
+    stream: &mut reqwest::Response,
+    reader: &mut sse::Reader,
+) -> Option<Operation> {
     loop {
         while let Some(event) = reader.next_event() {
             match event.name.as_str() {
@@ -106,11 +102,10 @@ impl View {
         }
     }
 
-    fn show(&mut self, op: &Value) {
-        let state = op["state"].as_str().unwrap_or("?");
-        let progress = op["progress"].as_u64().unwrap_or(0);
-        let done = op["bytes_done"].as_u64();
-        let total = op["bytes_total"].as_u64();
+    fn show(&mut self, op: &Operation) {
+        let state = op.state.as_str();
+        let progress = u64::from(op.progress);
+        let (done, total) = (op.bytes_done, op.bytes_total);
         match self {
             View::Bar { bar, bytes } => {
                 if let (Some(done), Some(total)) = (done, total) {
@@ -142,10 +137,10 @@ impl View {
         }
     }
 
-    fn finish(&mut self, op: &Value) {
+    fn finish(&mut self, op: &Operation) {
         if let View::Bar { bar, .. } = self {
-            bar.set_message(op["state"].as_str().unwrap_or("?").to_string());
-            if op["state"] == "succeeded" {
+            bar.set_message(op.state.clone());
+            if op.state == "succeeded" {
                 bar.finish();
             } else {
                 bar.abandon();
@@ -154,7 +149,6 @@ impl View {
     }
 }
 
-/// Bytes in the unit that reads best: `25 B`, `4.2 KiB`, `17.0 MiB`, `1.1 GiB`.
 fn percent_style() -> ProgressStyle {
     ProgressStyle::with_template("{prefix} [{bar:30}] {pos:>3}% {msg} {elapsed}")
         .unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -167,22 +161,4 @@ fn bytes_style() -> ProgressStyle {
     )
     .unwrap_or_else(|_| ProgressStyle::default_bar())
     .progress_chars("=> ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finished_states_are_the_three() {
-        for (state, done) in [
-            ("queued", false),
-            ("running", false),
-            ("succeeded", true),
-            ("failed", true),
-            ("cancelled", true),
-        ] {
-            assert_eq!(is_finished(&serde_json::json!({"state": state})), done);
-        }
-    }
 }

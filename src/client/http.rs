@@ -4,7 +4,10 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+use super::answers::{Package, Page, Problem};
 
 use crate::client::args::ClientOptions;
 
@@ -134,12 +137,23 @@ impl Api {
         read(answer).await
     }
 
+    /// A request whose answer is read as `T`.
+    pub async fn get_as<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<T, Failure> {
+        typed(self.send_with(method, path, body, headers).await?)
+    }
+
     /// Every item of a paginated list.
-    pub async fn all_pages(
+    pub async fn all_pages<T: DeserializeOwned>(
         &self,
         path: &str,
         query: &[(&str, String)],
-    ) -> Result<Vec<Value>, Failure> {
+    ) -> Result<Vec<T>, Failure> {
         let mut items = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
@@ -151,33 +165,35 @@ impl Api {
             let qs = url::form_urlencoded::Serializer::new(String::new())
                 .extend_pairs(params)
                 .finish();
-            let page = self.send("GET", &format!("{path}?{qs}"), None).await?;
-            if let Some(list) = page["items"].as_array() {
-                items.extend(list.iter().cloned());
-            }
-            match page["next_cursor"].as_str() {
-                Some(next) => cursor = Some(next.to_string()),
+            let page: Page<T> = self
+                .get_as("GET", &format!("{path}?{qs}"), None, &[])
+                .await?;
+            items.extend(page.items);
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
                 None => return Ok(items),
             }
         }
     }
 
     /// A package by REF: its id, or `NAME@VERSION` (split at the last `@`).
-    pub async fn package(&self, reference: &str) -> Result<Value, Failure> {
+    pub async fn package(&self, reference: &str) -> Result<Package, Failure> {
         if let Ok(id) = reference.parse::<uuid::Uuid>() {
-            return self.send("GET", &format!("/v1/packages/{id}"), None).await;
+            return self
+                .get_as("GET", &format!("/v1/packages/{id}"), None, &[])
+                .await;
         }
         let Some((name, version)) = reference.rsplit_once('@') else {
             return Err(Failure::Usage(format!(
                 "{reference:?} is neither a package id nor NAME@VERSION"
             )));
         };
-        let found = self
+        let found: Vec<Package> = self
             .all_pages("/v1/packages", &[("name", name.to_string())])
             .await?;
         found
             .into_iter()
-            .find(|p| p["version"].as_str() == Some(version))
+            .find(|p| p.version == version)
             .ok_or_else(|| {
                 Failure::Api(ServerProblem {
                     status: 404,
@@ -198,6 +214,15 @@ impl Api {
     }
 }
 
+/// An answer read as the type it should be.
+pub fn typed<T: DeserializeOwned>(v: Value) -> Result<T, Failure> {
+    serde_json::from_value(v).map_err(|e| {
+        Failure::Other(format!(
+            "the server's answer is not what this client expects ({e}); is it a packd of another version?"
+        ))
+    })
+}
+
 /// The answer's JSON, or the problem it carries.
 pub async fn read(answer: reqwest::Response) -> Result<Value, Failure> {
     let status = answer.status().as_u16();
@@ -212,14 +237,17 @@ pub async fn read(answer: reqwest::Response) -> Result<Value, Failure> {
         return serde_json::from_str(&text)
             .map_err(|e| Failure::Other(format!("the server sent something else than JSON: {e}")));
     }
-    let problem: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-    let problem = ServerProblem {
-        status,
-        code: problem["code"].as_str().unwrap_or("unknown").to_string(),
-        detail: problem["detail"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| text.chars().take(200).collect()),
+    let problem = match serde_json::from_str::<Problem>(&text) {
+        Ok(p) => ServerProblem {
+            status,
+            code: p.code,
+            detail: p.detail,
+        },
+        Err(_) => ServerProblem {
+            status,
+            code: "unknown".into(),
+            detail: text.chars().take(200).collect(),
+        },
     };
     Err(if matches!(status, 401 | 403) {
         Failure::Refused(problem)

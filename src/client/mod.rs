@@ -10,6 +10,7 @@
 //! cancelled, 2 usage error, 3 server unreachable, 4 authentication or
 //! authorization refused, 5 any other API error (its problem on stderr).
 
+pub mod answers;
 pub mod args;
 mod follow;
 mod http;
@@ -20,8 +21,8 @@ mod sse;
 use std::process::ExitCode;
 
 use serde_json::{Value, json};
-use uuid::Uuid;
 
+use self::answers::{Key, Operation, Package};
 use self::http::Api;
 pub use self::http::Failure;
 use crate::client::args::{
@@ -84,7 +85,7 @@ async fn pkg_command(api: &Api, out: Output, command: PkgCommand) -> Result<(), 
             if let Some(n) = name {
                 query.push(("name", n));
             }
-            let items = api.all_pages("/v1/packages", &query).await?;
+            let items: Vec<Package> = api.all_pages("/v1/packages", &query).await?;
             show::packages(out, &items);
         }
         PkgCommand::Get { reference } => {
@@ -102,7 +103,7 @@ async fn pkg_command(api: &Api, out: Output, command: PkgCommand) -> Result<(), 
             if let (Some(url), Some(sha256)) = (url, sha256) {
                 body["source"] = json!({"url": url, "sha256": sha256, "size": size});
             }
-            let p = api.send("POST", "/v1/packages", Some(&body)).await?;
+            let p: Package = api.get_as("POST", "/v1/packages", Some(&body), &[]).await?;
             show::package(out, &p);
         }
         PkgCommand::Edit {
@@ -127,18 +128,21 @@ async fn pkg_command(api: &Api, out: Output, command: PkgCommand) -> Result<(), 
             } else if no_source {
                 body["source"] = Value::Null;
             }
-            let id = id_of(&current)?;
-            let p = api
-                .send("PATCH", &format!("/v1/packages/{id}"), Some(&body))
+            let p: Package = api
+                .get_as(
+                    "PATCH",
+                    &format!("/v1/packages/{}", current.id),
+                    Some(&body),
+                    &[],
+                )
                 .await?;
             show::package(out, &p);
         }
         PkgCommand::Delete { reference } => {
             let current = api.package(&reference).await?;
-            let id = id_of(&current)?;
-            api.send("DELETE", &format!("/v1/packages/{id}"), None)
+            api.send("DELETE", &format!("/v1/packages/{}", current.id), None)
                 .await?;
-            show::deleted(out, "package", id);
+            show::deleted(out, "package", current.id);
         }
         PkgCommand::Download(start) => operation(api, out, "download", start).await?,
         PkgCommand::Activate(start) => operation(api, out, "activate", start).await?,
@@ -150,39 +154,34 @@ async fn pkg_command(api: &Api, out: Output, command: PkgCommand) -> Result<(), 
 /// Starts an operation; with `--wait`, follows it to its end.
 async fn operation(api: &Api, out: Output, kind: &str, start: StartArgs) -> Result<(), Failure> {
     let package = api.package(&start.reference).await?;
-    let id = id_of(&package)?;
+    let id = package.id;
     let headers: Vec<(&str, &str)> = start
         .idempotency_key
         .as_deref()
         .map(|k| ("Idempotency-Key", k))
         .into_iter()
         .collect();
-    let op = api
-        .send_with("POST", &format!("/v1/packages/{id}/{kind}"), None, &headers)
+    let op: Operation = api
+        .get_as("POST", &format!("/v1/packages/{id}/{kind}"), None, &headers)
         .await?;
     if !start.wait {
         show::operation(out, &op);
         return Ok(());
     }
-    let label = format!(
-        "{kind} {}@{}",
-        package["name"].as_str().unwrap_or("?"),
-        package["version"].as_str().unwrap_or("?")
-    );
-    let done = follow::to_the_end(api, id_of(&op)?, &label).await?;
+    let label = format!("{kind} {}@{}", package.name, package.version);
+    let done = follow::to_the_end(api, op.id, &label).await?;
     finished(out, &done)
 }
 
 /// Prints a finished operation; a failed or cancelled one is exit 1.
-fn finished(out: Output, op: &Value) -> Result<(), Failure> {
+fn finished(out: Output, op: &Operation) -> Result<(), Failure> {
     show::operation(out, op);
-    match op["state"].as_str() {
-        Some("succeeded") => Ok(()),
+    match op.state.as_str() {
+        "succeeded" => Ok(()),
         state => Err(Failure::OperationFailed(format!(
-            "the operation {}{}",
-            state.unwrap_or("ended"),
-            op["error"]
-                .as_str()
+            "the operation {state}{}",
+            op.error
+                .as_ref()
                 .map(|e| format!(": {e}"))
                 .unwrap_or_default()
         ))),
@@ -198,14 +197,14 @@ async fn op_command(api: &Api, out: Output, command: OpCommand) -> Result<(), Fa
             }
             if let Some(reference) = package {
                 let p = api.package(&reference).await?;
-                query.push(("package_id", id_of(&p)?.to_string()));
+                query.push(("package_id", p.id.to_string()));
             }
-            let items = api.all_pages("/v1/operations", &query).await?;
+            let items: Vec<Operation> = api.all_pages("/v1/operations", &query).await?;
             show::operations(out, &items);
         }
         OpCommand::Get { id } => {
-            let op = api
-                .send("GET", &format!("/v1/operations/{id}"), None)
+            let op: Operation = api
+                .get_as("GET", &format!("/v1/operations/{id}"), None, &[])
                 .await?;
             show::operation(out, &op);
         }
@@ -214,8 +213,8 @@ async fn op_command(api: &Api, out: Output, command: OpCommand) -> Result<(), Fa
             finished(out, &done)?;
         }
         OpCommand::Cancel { id } => {
-            let op = api
-                .send("POST", &format!("/v1/operations/{id}/cancel"), None)
+            let op: Operation = api
+                .get_as("POST", &format!("/v1/operations/{id}/cancel"), None, &[])
                 .await?;
             show::operation(out, &op);
         }
@@ -235,15 +234,17 @@ async fn keys_command(api: &Api, out: Output, command: KeysCommand) -> Result<()
                     .map_err(|e| Failure::Other(e.to_string()))?;
                 body["expires_at"] = json!(at);
             }
-            let k = api.send("POST", "/v1/keys", Some(&body)).await?;
+            let k: Key = api.get_as("POST", "/v1/keys", Some(&body), &[]).await?;
             show::key(out, &k);
         }
         KeysCommand::List => {
-            let items = api.all_pages("/v1/keys", &[]).await?;
+            let items: Vec<Key> = api.all_pages("/v1/keys", &[]).await?;
             show::keys(out, &items);
         }
         KeysCommand::Get { id } => {
-            let k = api.send("GET", &format!("/v1/keys/{id}"), None).await?;
+            let k: Key = api
+                .get_as("GET", &format!("/v1/keys/{id}"), None, &[])
+                .await?;
             show::key(out, &k);
         }
         KeysCommand::Deactivate { id } | KeysCommand::Activate { id } => {
@@ -252,15 +253,15 @@ async fn keys_command(api: &Api, out: Output, command: KeysCommand) -> Result<()
             } else {
                 "deactivate"
             };
-            let k = api
-                .send("POST", &format!("/v1/keys/{id}/{verb}"), None)
+            let k: Key = api
+                .get_as("POST", &format!("/v1/keys/{id}/{verb}"), None, &[])
                 .await?;
             show::key(out, &k);
         }
         KeysCommand::Rotate { id, grace } => {
             let body = json!({"grace_seconds": grace.map_or(0, |g| g.as_secs())});
-            let k = api
-                .send("POST", &format!("/v1/keys/{id}/rotate"), Some(&body))
+            let k: Key = api
+                .get_as("POST", &format!("/v1/keys/{id}/rotate"), Some(&body), &[])
                 .await?;
             show::key(out, &k);
         }
@@ -270,12 +271,4 @@ async fn keys_command(api: &Api, out: Output, command: KeysCommand) -> Result<()
         }
     }
     Ok(())
-}
-
-/// The `id` of an object the server sent.
-fn id_of(v: &Value) -> Result<Uuid, Failure> {
-    v["id"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| Failure::Other(format!("the server sent an object without an id: {v}")))
 }

@@ -3,15 +3,16 @@
 //! terminal escapes, so they read the same in a pipe or a log.
 
 use comfy_table::{Table, presets};
-use serde_json::Value;
+use serde::Serialize;
 use uuid::Uuid;
 
+use super::answers::{Key, Operation, Package};
 use crate::client::args::Output;
 
-fn json(v: &Value) {
+fn json(v: &impl Serialize) {
     println!(
         "{}",
-        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+        serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     );
 }
 
@@ -25,68 +26,58 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) {
     println!("{}", t.trim_fmt());
 }
 
-/// A field as text: strings bare, null as `-`.
-fn text(v: &Value) -> String {
-    match v {
-        Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
+/// An optional field as text: `-` when absent.
+fn or_dash(v: Option<impl ToString>) -> String {
+    v.map_or_else(|| "-".into(), |v| v.to_string())
 }
 
 /// One object as `field  value` lines.
-fn record(v: &Value, fields: &[&str]) {
+fn record(fields: Vec<(&str, String)>) {
     table(
         &["FIELD", "VALUE"],
         fields
-            .iter()
-            .map(|f| vec![(*f).to_string(), text(&v[*f])])
+            .into_iter()
+            .map(|(f, v)| vec![f.to_string(), v])
             .collect(),
     );
 }
 
-const PACKAGE_FIELDS: [&str; 9] = [
-    "id",
-    "name",
-    "version",
-    "status",
-    "path",
-    "operation_id",
-    "revision",
-    "created_at",
-    "updated_at",
-];
-
-pub fn package(out: Output, p: &Value) {
+pub fn package(out: Output, p: &Package) {
     match out {
         Output::Json => json(p),
         Output::Table => {
-            record(p, &PACKAGE_FIELDS);
-            if let Some(source) = p["source"].as_object() {
-                println!(
-                    "source    {} (sha256 {})",
-                    text(&source["url"].clone()),
-                    text(&source["sha256"].clone())
-                );
+            record(vec![
+                ("id", p.id.to_string()),
+                ("name", p.name.clone()),
+                ("version", p.version.clone()),
+                ("status", p.status.clone()),
+                ("path", or_dash(p.path.as_ref())),
+                ("operation_id", or_dash(p.operation_id)),
+                ("revision", p.revision.to_string()),
+                ("created_at", p.created_at.clone()),
+                ("updated_at", p.updated_at.clone()),
+            ]);
+            if let Some(source) = &p.source {
+                println!("source    {} (sha256 {})", source.url, source.sha256);
             }
         }
     }
 }
 
-pub fn packages(out: Output, items: &[Value]) {
+pub fn packages(out: Output, items: &[Package]) {
     match out {
-        Output::Json => json(&Value::Array(items.to_vec())),
+        Output::Json => json(&items),
         Output::Table => table(
             &["ID", "NAME", "VERSION", "STATUS", "SOURCE"],
             items
                 .iter()
                 .map(|p| {
                     vec![
-                        text(&p["id"]),
-                        text(&p["name"]),
-                        text(&p["version"]),
-                        text(&p["status"]),
-                        text(&p["source"]["url"]),
+                        p.id.to_string(),
+                        p.name.clone(),
+                        p.version.clone(),
+                        p.status.clone(),
+                        or_dash(p.source.as_ref().map(|s| &s.url)),
                     ]
                 })
                 .collect(),
@@ -94,43 +85,41 @@ pub fn packages(out: Output, items: &[Value]) {
     }
 }
 
-const OPERATION_FIELDS: [&str; 12] = [
-    "id",
-    "package_id",
-    "kind",
-    "state",
-    "progress",
-    "bytes_done",
-    "bytes_total",
-    "attempts",
-    "error",
-    "created_at",
-    "started_at",
-    "finished_at",
-];
-
-pub fn operation(out: Output, op: &Value) {
+pub fn operation(out: Output, op: &Operation) {
     match out {
         Output::Json => json(op),
-        Output::Table => record(op, &OPERATION_FIELDS),
+        Output::Table => record(vec![
+            ("id", op.id.to_string()),
+            ("package_id", op.package_id.to_string()),
+            ("kind", op.kind.clone()),
+            ("state", op.state.clone()),
+            ("progress", op.progress.to_string()),
+            ("bytes_done", or_dash(op.bytes_done)),
+            ("bytes_total", or_dash(op.bytes_total)),
+            ("attempts", op.attempts.to_string()),
+            ("error", or_dash(op.error.as_ref())),
+            ("created_at", op.created_at.clone()),
+            ("started_at", or_dash(op.started_at.as_ref())),
+            ("finished_at", or_dash(op.finished_at.as_ref())),
+        ]),
     }
 }
 
-pub fn operations(out: Output, items: &[Value]) {
+pub fn operations(out: Output, items: &[Operation]) {
     match out {
-        Output::Json => json(&Value::Array(items.to_vec())),
+        Output::Json => json(&items),
         Output::Table => table(
             &["ID", "PACKAGE", "KIND", "STATE", "PROGRESS", "ERROR"],
             items
                 .iter()
                 .map(|o| {
                     vec![
-                        text(&o["id"]),
-                        text(&o["package_id"]),
-                        text(&o["kind"]),
-                        text(&o["state"]),
-                        format!("{}%", text(&o["progress"])),
-                        text(&o["error"]),
+                        o.id.to_string(),
+                        o.package_id.to_string(),
+                        o.kind.clone(),
+                        o.state.clone(),
+                        format!("{}%", o.progress),
+                        or_dash(o.error.as_ref()),
                     ]
                 })
                 .collect(),
@@ -138,46 +127,43 @@ pub fn operations(out: Output, items: &[Value]) {
     }
 }
 
-pub fn key(out: Output, k: &Value) {
+pub fn key(out: Output, k: &Key) {
     match out {
         Output::Json => json(k),
         Output::Table => {
-            record(
-                k,
-                &[
-                    "id",
-                    "name",
-                    "role",
-                    "prefix",
-                    "active",
-                    "expires_at",
-                    "last_used_at",
-                    "use_count",
-                ],
-            );
-            if let Some(secret) = k["key"].as_str() {
+            record(vec![
+                ("id", k.id.to_string()),
+                ("name", k.name.clone()),
+                ("role", k.role.clone()),
+                ("prefix", k.prefix.clone()),
+                ("active", k.active.to_string()),
+                ("expires_at", or_dash(k.expires_at.as_ref())),
+                ("last_used_at", or_dash(k.last_used_at.as_ref())),
+                ("use_count", k.use_count.to_string()),
+            ]);
+            if let Some(secret) = &k.key {
                 println!("secret (shown only now): {secret}");
             }
         }
     }
 }
 
-pub fn keys(out: Output, items: &[Value]) {
+pub fn keys(out: Output, items: &[Key]) {
     match out {
-        Output::Json => json(&Value::Array(items.to_vec())),
+        Output::Json => json(&items),
         Output::Table => table(
             &["ID", "NAME", "ROLE", "ACTIVE", "PREFIX", "EXPIRES", "USES"],
             items
                 .iter()
                 .map(|k| {
                     vec![
-                        text(&k["id"]),
-                        text(&k["name"]),
-                        text(&k["role"]),
-                        text(&k["active"]),
-                        text(&k["prefix"]),
-                        text(&k["expires_at"]),
-                        text(&k["use_count"]),
+                        k.id.to_string(),
+                        k.name.clone(),
+                        k.role.clone(),
+                        k.active.to_string(),
+                        k.prefix.clone(),
+                        or_dash(k.expires_at.as_ref()),
+                        k.use_count.to_string(),
                     ]
                 })
                 .collect(),

@@ -421,3 +421,43 @@ fn on_a_terminal_wait_draws_a_progress_bar() {
     );
     assert!(screen.contains("succeeded"), "{screen:?}");
 }
+
+/// The client's types of the server's answers know every field the server
+/// sends (nothing left over in `more`), and read what it sends: when the
+/// API gains or changes a field, this fails until the client follows.
+#[test]
+fn the_client_reads_every_field_the_server_answers() {
+    use packd::client::answers::{Key, Operation, Package};
+    let s = TestServer::in_process(&["--download-duration", "0s"]);
+    let created = s.json(
+        "POST",
+        "/v1/packages",
+        &serde_json::json!({"name": "typed", "version": "1",
+            "source": {"url": "https://example.org/t.tar", "sha256": "ab".repeat(32), "size": 3}}),
+    );
+    let p: Package = serde_json::from_str(&created.body).unwrap();
+    assert!(
+        p.more.is_empty() && p.source.as_ref().is_some_and(|s| s.more.is_empty()),
+        "{p:?}"
+    );
+    let plain: Package = serde_json::from_value(s.create_package("plain", "1")).unwrap();
+    let op = s.send(
+        "POST",
+        &format!("/v1/packages/{}/download", plain.id),
+        &[],
+        None,
+    );
+    let op: Operation = serde_json::from_str(&op.body).unwrap();
+    assert!(op.more.is_empty(), "{op:?}");
+    let done: Operation = serde_json::from_value(s.finished(&op.id.to_string())).unwrap();
+    assert_eq!(done.state, "succeeded");
+    let made = s.json(
+        "POST",
+        "/v1/keys",
+        &serde_json::json!({"name": "typed", "role": "read"}),
+    );
+    let k: Key = serde_json::from_str(&made.body).unwrap();
+    assert!(k.key.is_some() && k.more.is_empty(), "{k:?}");
+    let listed: Key = serde_json::from_str(&s.get(&format!("/v1/keys/{}", k.id)).body).unwrap();
+    assert!(listed.key.is_none() && listed.more.is_empty());
+}
