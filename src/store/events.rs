@@ -57,13 +57,6 @@ impl Default for Feed {
 }
 
 impl Feed {
-    /// Whether anyone listens: with nobody (the usual case on a busy
-    /// server with no stream open) a write records no change at all, so no
-    /// record is cloned on the write path.
-    pub(crate) fn wanted(&self) -> bool {
-        self.tx.receiver_count() > 0
-    }
-
     /// Sends what one committed write changed, in the order it was written.
     pub(crate) fn publish(&self, written: Written) {
         for change in written.changes {
@@ -87,16 +80,24 @@ pub(crate) struct Written {
 }
 
 impl Written {
-    pub(crate) fn new(wanted: bool) -> Self {
+    /// Every change is recorded, whether or not anyone listens when the
+    /// job is queued: a subscriber may arrive between then and the commit
+    /// (the client subscribes, then reads the operation, and must be told
+    /// of any commit its read did not see). A clone per row is nothing
+    /// next to the commit's fsync.
+    pub(crate) fn new() -> Self {
         Self {
-            wanted,
+            wanted: true,
             changes: Vec::new(),
         }
     }
 
     /// For writes nobody is told of (migrations at open, bulk seeding).
     pub(crate) fn untold() -> Self {
-        Self::new(false)
+        Self {
+            wanted: false,
+            changes: Vec::new(),
+        }
     }
 
     pub(crate) fn operation(&mut self, op: &Operation) {

@@ -182,12 +182,11 @@ impl Store {
             + Send
             + 'static,
     {
-        let wanted = self.inner.changes.wanted();
         let (value, written) = self
             .inner
             .writer
             .write(move |wtx| {
-                let mut written = events::Written::new(wanted);
+                let mut written = events::Written::new();
                 let value = f(wtx, &mut written)?;
                 Ok((value, written))
             })

@@ -309,3 +309,49 @@ async fn queue_keeps_its_invariants_under_random_sequences() {
         run(seed).await;
     }
 }
+
+/// A write queued while nobody listened, committed after someone began
+/// to: the subscriber must hear of it, or a client that subscribes and
+/// then reads (seeing the state before that commit) waits forever.
+#[tokio::test]
+async fn a_subscriber_hears_of_a_write_queued_before_it_came() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("late.redb"), &StoreOptions::default()).unwrap();
+    let p = store
+        .create_package(NewPackage {
+            name: PackageName::parse("late").unwrap(),
+            version: PackageVersion::parse("1").unwrap(),
+            source: None,
+        })
+        .await
+        .unwrap();
+    // The writer is held by a job that waits for us, and the enqueue is
+    // queued behind it (each future polled once: far enough to hand its
+    // job to the writer) before anyone subscribes.
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let held = std::sync::Mutex::new(held);
+    let mut blocker = std::pin::pin!(store.write(move |_| {
+        let _ = held.lock().unwrap().recv();
+        Ok(())
+    }));
+    let mut queued = std::pin::pin!(store.enqueue(p.id, OperationKind::Download, None));
+    assert!(once(&mut blocker).await.is_none());
+    assert!(once(&mut queued).await.is_none());
+    let mut rx = store.subscribe();
+    release.send(()).unwrap();
+    blocker.await.unwrap();
+    let (op, _) = queued.await.unwrap();
+    let mut seen = Seen::default();
+    seen.drain(&mut rx);
+    assert_eq!(seen.operations.get(&op.id), Some(&op));
+    store.close();
+}
+
+/// Polls a future once: its output if it was ready.
+async fn once<F: std::future::Future + Unpin>(f: &mut F) -> Option<F::Output> {
+    tokio::select! {
+        biased;
+        out = f => Some(out),
+        () = std::future::ready(()) => None,
+    }
+}
