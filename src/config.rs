@@ -290,6 +290,12 @@ pub struct ServeArgs {
     #[arg(long, env = "PACKD_CA_FILE")]
     pub ca_file: Option<PathBuf>,
 
+    /// Sends every download through this HTTP proxy (an `http://` or
+    /// `https://` URL), whatever `http_proxy` and `https_proxy` say; hosts
+    /// in `no_proxy` and loopback addresses are still reached directly.
+    #[arg(long, env = "PACKD_PROXY", value_parser = parse_proxy)]
+    pub proxy: Option<String>,
+
     /// Event streams (`GET /v1/events`) open at once; past it a new one gets 503.
     #[arg(long, env = "PACKD_MAX_STREAMS", default_value_t = 256)]
     pub max_streams: usize,
@@ -397,6 +403,17 @@ pub(crate) fn parse_positive_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
+pub(crate) fn parse_proxy(s: &str) -> Result<String, String> {
+    let url = url::Url::parse(s).map_err(|e| format!("not a URL: {e}"))?;
+    match url.scheme() {
+        "http" | "https" if url.host().is_some() => Ok(s.to_string()),
+        "http" | "https" => Err("names no host".into()),
+        other => Err(format!(
+            "{other}:// is not a proxy packd can use (http or https)"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -413,6 +430,20 @@ mod tests {
         assert!(cli.command.is_none());
         assert_eq!(cli.serve.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(cli.serve.db, PathBuf::from("./packd.redb"));
+    }
+
+    #[test]
+    fn a_proxy_is_an_http_or_https_url_with_a_host() {
+        assert!(parse_proxy("http://proxy.internal:3128").is_ok());
+        assert!(parse_proxy("https://10.0.0.1").is_ok());
+        for bad in [
+            "socks5://proxy:1080",
+            "proxy:3128",
+            "http://",
+            "file:///tmp/p",
+        ] {
+            assert!(parse_proxy(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -437,6 +437,7 @@ impl Application {
             download_timeout: args.download_timeout,
             max_bytes: args.max_download_bytes,
             ca_file: args.ca_file.clone(),
+            proxy: args.proxy.clone(),
         })?;
         let recovered = store.recover_operations().await?;
         if recovered > 0 {

@@ -45,6 +45,9 @@ pub struct FetchSettings {
     pub max_bytes: u64,
     /// Extra trusted roots (PEM) for https sources, besides the system's.
     pub ca_file: Option<PathBuf>,
+    /// Every download goes through this proxy (`--proxy`), but to loopback
+    /// and the hosts in `no_proxy`.
+    pub proxy: Option<String>,
 }
 
 /// Redirects followed at most.
@@ -106,8 +109,8 @@ pub struct Fetcher {
 impl Fetcher {
     /// Trusts the bundled Mozilla roots (so https works in the scratch
     /// image, which has no system store), the system's store where there is
-    /// one, and `ca_file`. `http_proxy`, `https_proxy` and `no_proxy` are
-    /// honoured.
+    /// one, and `ca_file`. `--proxy` wins over `http_proxy` and
+    /// `https_proxy`; `no_proxy` is honoured either way.
     pub fn new(settings: &FetchSettings) -> anyhow::Result<Fetcher> {
         use anyhow::Context;
         use rustls::pki_types::CertificateDer;
@@ -144,7 +147,20 @@ impl Fetcher {
             return Ok(client);
         }
         let tls = crate::tls::client_config(&self.extra_roots, true).map_err(FetchError::Fatal)?;
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(proxy) = &self.settings.proxy {
+            let direct = format!(
+                "{},localhost,127.0.0.0/8,::1",
+                std::env::var("no_proxy")
+                    .or_else(|_| std::env::var("NO_PROXY"))
+                    .unwrap_or_default()
+            );
+            let proxy = reqwest::Proxy::all(proxy)
+                .map_err(|e| FetchError::Fatal(format!("cannot use --proxy: {e}")))?
+                .no_proxy(reqwest::NoProxy::from_string(&direct));
+            builder = builder.proxy(proxy);
+        }
+        let client = builder
             .use_preconfigured_tls(tls)
             .connect_timeout(self.settings.connect_timeout)
             .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))

@@ -136,7 +136,13 @@ fn each_layer_uses_only_what_it_may() {
         ("std::fs", &|f| {
             f.starts_with("files/")
                 || f.starts_with("store/")
-                || ["durable.rs", "api/backup.rs", "config.rs", "metrics/process.rs"].contains(&f)
+                || [
+                    "durable.rs",
+                    "api/backup.rs",
+                    "config.rs",
+                    "metrics/process.rs",
+                ]
+                .contains(&f)
         }),
         ("tokio::fs", &|f| f == "api/backup.rs"),
     ];

@@ -496,3 +496,33 @@ fn a_file_source_is_read_when_allowed() {
     let path = path_of(&s, &id);
     assert_eq!(std::fs::read(path.join("local.bin")).unwrap(), body);
 }
+
+/// `--proxy` takes every download but loopback's: the request for another
+/// host reaches the proxy (as an absolute-form request line), not the host.
+#[test]
+fn downloads_for_other_hosts_go_through_the_proxy() {
+    use std::io::{BufRead, BufReader};
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+    let (seen_tx, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        if let Ok((conn, _)) = proxy.accept() {
+            let mut line = String::new();
+            let _ = BufReader::new(&conn).read_line(&mut line);
+            let _ = seen_tx.send(line);
+            let _ = (&conn).write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n");
+        }
+    });
+    let s = TestServer::in_process(&["--proxy", &proxy_url, "--max-attempts", "1"]);
+    let body = b"never served";
+    let (_, op) = start_download(&s, "far", "http://packages.example.com/far.bin", body);
+    let line = seen
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the proxy to be asked");
+    assert!(
+        line.starts_with("GET http://packages.example.com/far.bin HTTP/1.1"),
+        "{line:?}"
+    );
+    let done = s.finished(&op);
+    assert_eq!(done["state"], "failed", "{done}");
+}

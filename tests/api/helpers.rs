@@ -138,6 +138,11 @@ impl TestServer {
         argv.push(&db_arg);
         let data_arg = data_dir_for(&db).to_str().unwrap().to_string();
         argv.extend(["--data-dir", &data_arg]);
+        // The test process's environment is not the server's to set:
+        // downloads for anything but loopback go to the dead proxy by flag.
+        if !args.contains(&"--proxy") {
+            argv.extend(["--proxy", DEAD_PROXY]);
+        }
         argv.extend_from_slice(args);
         let mut serve = packd::config::Cli::try_parse_from(argv)
             .expect("arguments")
