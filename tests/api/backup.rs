@@ -75,7 +75,7 @@ fn an_online_backup_restores_everything_while_writes_go_on() {
 
 #[test]
 fn backups_need_an_admin_key() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     let key = s.json(
         "POST",
         "/v1/keys",

@@ -57,17 +57,14 @@ fn json_of(out: &Output) -> Value {
 
 #[test]
 fn packages_and_operations_through_the_client() {
-    let s = TestServer::start_with(
-        &[
-            "--download-duration",
-            "300ms",
-            "--activate-duration",
-            "0s",
-            "--deactivate-duration",
-            "0s",
-        ],
-        &[],
-    );
+    let s = TestServer::in_process(&[
+        "--download-duration",
+        "300ms",
+        "--activate-duration",
+        "0s",
+        "--deactivate-duration",
+        "0s",
+    ]);
     // Create, as a table and as JSON.
     let out = packd(&s, &["pkg", "create", "jq", "1.7"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
@@ -204,17 +201,14 @@ fn packages_and_operations_through_the_client() {
 
 #[test]
 fn exit_statuses_say_what_went_wrong() {
-    let s = TestServer::start_with(
-        &[
-            "--download-duration",
-            "0s",
-            "--stub-failure-rate",
-            "1",
-            "--max-attempts",
-            "1",
-        ],
-        &[],
-    );
+    let s = TestServer::in_process(&[
+        "--download-duration",
+        "0s",
+        "--stub-failure-rate",
+        "1",
+        "--max-attempts",
+        "1",
+    ]);
     packd(&s, &["pkg", "create", "jq", "1.7"]);
 
     // 1: the operation failed.
@@ -394,7 +388,7 @@ fn completions_and_the_manual_page() {
 /// terminal of its own.
 #[test]
 fn on_a_terminal_wait_draws_a_progress_bar() {
-    let s = TestServer::start_with(&["--download-duration", "1s"], &[]);
+    let s = TestServer::in_process(&["--download-duration", "1s"]);
     packd(&s, &["pkg", "create", "jq", "1.7"]);
     let out = Command::new("script")
         .args([

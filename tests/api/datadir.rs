@@ -555,17 +555,14 @@ fn a_source_that_trickles_meets_the_download_timeout() {
         },
     );
     // Never silent for the read timeout, but slower than the whole deadline.
-    let s = TestServer::start_with(
-        &[
-            "--max-attempts",
-            "1",
-            "--read-timeout",
-            "2s",
-            "--download-timeout",
-            "1s",
-        ],
-        &[],
-    );
+    let s = TestServer::in_process(&[
+        "--max-attempts",
+        "1",
+        "--read-timeout",
+        "2s",
+        "--download-timeout",
+        "1s",
+    ]);
     let r = s.json(
         "POST",
         "/v1/packages",

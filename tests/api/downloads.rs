@@ -108,7 +108,7 @@ fn a_tar_gz_is_unpacked_and_a_digest_already_stored_is_not_fetched_again() {
     gz.write_all(&tar.into_inner().unwrap()).unwrap();
     let body = gz.finish().unwrap();
     let url = server.put("/jq-1.7.tar.gz", body.clone(), Knobs::default());
-    let s = TestServer::start_with(ARGS, &[]);
+    let s = TestServer::in_process(ARGS);
     let (id, op) = start_download(&s, "jq", &url, &body);
     assert_eq!(s.finished(&op)["state"], "succeeded");
     let path = path_of(&s, &id);
@@ -268,7 +268,7 @@ fn a_server_without_range_support_is_read_from_the_start() {
             ..Knobs::default()
         },
     );
-    let s = TestServer::start_with(ARGS, &[]);
+    let s = TestServer::in_process(ARGS);
     let (id, op) = start_download(&s, "plain", &url, &body);
     assert_eq!(s.finished(&op)["state"], "succeeded");
     let path = path_of(&s, &id);
@@ -462,7 +462,7 @@ fn tar_and_zip_unpack_and_a_silent_server_is_retried() {
     );
     let mut args = ARGS.to_vec();
     args.extend(["--read-timeout", "1s"]);
-    let s = TestServer::start_with(&args, &[]);
+    let s = TestServer::in_process(&args);
     let (tar_id, op) = start_download(&s, "conf", &tar_url, &tar_body);
     assert_eq!(s.finished(&op)["state"], "succeeded");
     let (zip_id, op) = start_download(&s, "module", &zip_url, &zip_body);
@@ -490,7 +490,7 @@ fn a_file_source_is_read_when_allowed() {
     let file = dir.path().join("local.bin");
     std::fs::write(&file, &body).unwrap();
     let url = format!("file://{}", file.display());
-    let s = TestServer::start_with(&["--allow-file-sources"], &[]);
+    let s = TestServer::in_process(&["--allow-file-sources"]);
     let (id, op) = start_download(&s, "local", &url, &body);
     assert_eq!(s.finished(&op)["state"], "succeeded");
     let path = path_of(&s, &id);

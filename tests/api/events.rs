@@ -98,7 +98,7 @@ impl Stream {
 
 #[test]
 fn an_operation_streams_its_progress_in_order_to_its_end_and_filters_hold() {
-    let s = TestServer::start_with(&["--download-duration", "1s"], &[]);
+    let s = TestServer::in_process(&["--download-duration", "1s"]);
     let p = s.new_package("jq", "1.7");
     let other = s.new_package("curl", "8.0");
     let everything = Stream::open(&s, "");

@@ -72,7 +72,7 @@ async fn h2_flood(to: SocketAddr, streams: usize) -> Result<Arc<AtomicUsize>, h2
 
 #[test]
 fn cleartext_http2_is_refused_by_default() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     let rt = runtime();
     let to = addr(&s);
     let outcome = rt.block_on(async {
@@ -167,7 +167,7 @@ fn one_address_cannot_take_every_connection() {
 
 #[test]
 fn headers_trickled_a_byte_at_a_time_are_cut_off_at_the_deadline() {
-    let s = TestServer::start_with(&["--header-timeout", "1s"], &[]);
+    let s = TestServer::in_process(&["--header-timeout", "1s"]);
     let to = addr(&s);
     let rt = runtime();
     let (sent, took) = rt.block_on(async {

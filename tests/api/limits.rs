@@ -28,7 +28,7 @@ fn raw_get(s: &TestServer, path: &str) -> String {
 
 #[test]
 fn headers_over_16_kib_are_refused_with_431() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     let big = "x".repeat(17 * 1024);
     let r = s.send("GET", "/v1/statuses", &[("x-padding", &big)], None);
     let body = r.assert_problem(431, "bad_request");
@@ -41,7 +41,7 @@ fn headers_over_16_kib_are_refused_with_431() {
 
 #[test]
 fn connections_past_the_limit_get_503_until_one_closes() {
-    let s = TestServer::start_with(&["--max-connections", "2"], &[]);
+    let s = TestServer::in_process(&["--max-connections", "2"]);
     let first = TcpStream::connect(addr(&s)).unwrap();
     let _second = TcpStream::connect(addr(&s)).unwrap();
     // The third is answered at once, and closed.
@@ -107,7 +107,7 @@ fn until_limited(s: &TestServer, key: &str) -> (Vec<u16>, Option<crate::helpers:
 
 #[test]
 fn a_key_over_its_rate_gets_429_with_the_ratelimit_fields() {
-    let s = TestServer::start_with(&["--rate-limit", "2"], &[]);
+    let s = TestServer::in_process(&["--rate-limit", "2"]);
     let ok = s.get("/v1/statuses");
     ok.assert_status(200);
     assert_eq!(ok.header("ratelimit-policy"), Some("\"key\";q=2;w=1"));
@@ -159,7 +159,7 @@ fn a_key_over_its_rate_gets_429_with_the_ratelimit_fields() {
 
 #[test]
 fn failed_authentications_throttle_the_address_and_recover() {
-    let s = TestServer::start_with(&["--auth-failure-burst", "3"], &[]);
+    let s = TestServer::in_process(&["--auth-failure-burst", "3"]);
     let bad = "packd_this-is-not-anyones-key-0000000000000000000000";
     let (seen, limited) = until_limited(&s, bad);
     assert_eq!(&seen[..3], &[401, 401, 401], "{seen:?}");

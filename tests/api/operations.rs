@@ -47,7 +47,7 @@ fn finish(s: &TestServer, op: &Value) -> Value {
 
 #[test]
 fn every_transition_runs_through_an_operation() {
-    let s = TestServer::start_with(FAST, &[]);
+    let s = TestServer::in_process(FAST);
     let p = s.create_package("nginx", "1.27");
     let id = p["id"].as_str().unwrap();
 
@@ -97,7 +97,7 @@ fn every_transition_runs_through_an_operation() {
 
 #[test]
 fn wrong_status_and_work_in_flight_are_conflicts() {
-    let s = TestServer::start_with(SLOW, &[]);
+    let s = TestServer::in_process(SLOW);
     let p = s.create_package("redis", "7");
     let id = p["id"].as_str().unwrap();
     let body = s
@@ -132,7 +132,7 @@ fn wrong_status_and_work_in_flight_are_conflicts() {
 
 #[test]
 fn idempotency_key_returns_the_same_operation() {
-    let s = TestServer::start_with(SLOW, &[]);
+    let s = TestServer::in_process(SLOW);
     let a = s.new_package("a", "1").id;
     let b = s.new_package("b", "1").id;
     let hdr = [("idempotency-key", "retry-safe-1")];
@@ -164,7 +164,7 @@ fn idempotency_key_returns_the_same_operation() {
 
 #[test]
 fn cancel_in_each_state() {
-    let s = TestServer::start_with(SLOW, &[]);
+    let s = TestServer::in_process(SLOW);
     let running_pkg = s.new_package("first", "1").id;
     let queued_pkg = s.new_package("second", "1").id;
     let running = start(&s, &running_pkg, "download");
@@ -210,7 +210,7 @@ fn cancel_in_each_state() {
 
 #[test]
 fn wait_answers_on_finish_or_when_time_is_up() {
-    let s = TestServer::start_with(SLOW, &[]);
+    let s = TestServer::in_process(SLOW);
     let id = s.new_package("slow", "1").id;
     let op = start(&s, &id, "download");
     let oid = op["id"].as_str().unwrap();
@@ -229,7 +229,7 @@ fn wait_answers_on_finish_or_when_time_is_up() {
         .assert_problem(400, "bad_request");
 
     // A finish wakes the waiter at once, long before its wait is over.
-    let fast = TestServer::start_with(&["--download-duration", "300ms"], &[]);
+    let fast = TestServer::in_process(&["--download-duration", "300ms"]);
     let id = fast.new_package("quick", "1").id;
     let op = start(&fast, &id, "download");
     let t = std::time::Instant::now();
@@ -247,7 +247,7 @@ fn wait_answers_on_finish_or_when_time_is_up() {
 
 #[test]
 fn list_filters_by_package_and_state() {
-    let s = TestServer::start_with(FAST, &[]);
+    let s = TestServer::in_process(FAST);
     let a = s.new_package("a", "1").id;
     let b = s.new_package("b", "1").id;
     let oa = start(&s, &a, "download");
@@ -293,19 +293,16 @@ fn list_filters_by_package_and_state() {
 
 #[test]
 fn failed_attempts_retry_then_fail_leaving_the_status() {
-    let s = TestServer::start_with(
-        &[
-            "--download-duration",
-            "50ms",
-            "--stub-failure-rate",
-            "1",
-            "--max-attempts",
-            "3",
-            "--retry-delay",
-            "20ms",
-        ],
-        &[],
-    );
+    let s = TestServer::in_process(&[
+        "--download-duration",
+        "50ms",
+        "--stub-failure-rate",
+        "1",
+        "--max-attempts",
+        "3",
+        "--retry-delay",
+        "20ms",
+    ]);
     let id = s.new_package("doomed", "1").id;
     let done = finish(&s, &start(&s, &id, "download"));
     assert_eq!(done["state"], "failed");
@@ -318,19 +315,16 @@ fn failed_attempts_retry_then_fail_leaving_the_status() {
 
 #[test]
 fn retries_get_flaky_work_done() {
-    let s = TestServer::start_with(
-        &[
-            "--download-duration",
-            "20ms",
-            "--stub-failure-rate",
-            "0.5",
-            "--max-attempts",
-            "30",
-            "--retry-delay",
-            "5ms",
-        ],
-        &[],
-    );
+    let s = TestServer::in_process(&[
+        "--download-duration",
+        "20ms",
+        "--stub-failure-rate",
+        "0.5",
+        "--max-attempts",
+        "30",
+        "--retry-delay",
+        "5ms",
+    ]);
     let mut ops = Vec::new();
     for i in 0..12 {
         let id = s.create_package(&format!("flaky-{i}"), "1")["id"]

@@ -32,7 +32,7 @@ fn count(statuses: &[u16], status: u16) -> usize {
 
 #[test]
 fn concurrent_creates_of_one_name_and_version_make_one_package() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     let statuses = all_at_once(|_| {
         s.json(
             "POST",
@@ -49,7 +49,7 @@ fn concurrent_creates_of_one_name_and_version_make_one_package() {
 
 #[test]
 fn concurrent_patches_with_one_if_match_let_one_through() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     let p = s.create_package("contended", "1.0");
     let path = format!("/v1/packages/{}", p["id"].as_str().unwrap());
     let statuses = all_at_once(|i| {
@@ -71,7 +71,7 @@ fn concurrent_patches_with_one_if_match_let_one_through() {
 
 #[test]
 fn concurrent_downloads_of_one_package_start_one_operation() {
-    let s = TestServer::start_with(&["--download-duration", "60s"], &[]);
+    let s = TestServer::in_process(&["--download-duration", "60s"]);
     let p = s.create_package("once", "1.0");
     let id = p["id"].as_str().unwrap();
     let statuses = all_at_once(|_| {
@@ -87,7 +87,7 @@ fn concurrent_downloads_of_one_package_start_one_operation() {
 #[test]
 fn a_rotated_secret_is_refused_from_the_moment_rotation_answers() {
     // Every refusal here is deliberate: no address throttle, so each is a 401.
-    let s = TestServer::start_with(&["--auth-failure-burst", "0"], &[]);
+    let s = TestServer::in_process(&["--auth-failure-burst", "0"]);
     let created = s.json("POST", "/v1/keys", &json!({"name": "busy", "role": "read"}));
     created.assert_status(201);
     let id = created.id();

@@ -6,7 +6,7 @@ use crate::helpers::{TestServer, run_packd, wait_for};
 
 #[test]
 fn healthz_and_readyz() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     let r = s.get("/healthz");
     r.assert_status(200);
     assert_eq!(r.json(), serde_json::json!({"status": "ok"}));
@@ -15,7 +15,7 @@ fn healthz_and_readyz() {
 
 #[test]
 fn root_redirects_to_the_explorer() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     let r = s.get("/");
     assert!((300..400).contains(&r.status), "{}", r.status);
     assert_eq!(r.header("location"), Some("/docs"));
@@ -23,7 +23,7 @@ fn root_redirects_to_the_explorer() {
 
 #[test]
 fn the_explorer_and_the_reference_page_work_offline() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     let served = s.get("/openapi.json").body;
     for (path, inlined) in [("/docs", "SwaggerUIBundle"), ("/redoc", "Redoc.init")] {
         let r = s.get(path);
@@ -49,7 +49,7 @@ fn the_explorer_and_the_reference_page_work_offline() {
 
 #[test]
 fn openapi_describes_every_operation_and_its_errors() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     let r = s.get("/openapi.json");
     r.assert_status(200);
     let spec = r.json();
@@ -358,7 +358,7 @@ fn log_lines_carry_the_request_and_the_operation() {
 /// prefills it, so it must work unedited) and for every error status.
 #[test]
 fn the_description_has_examples_and_a_plain_problem_code() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     let spec = s.get("/openapi.json").json();
     assert_eq!(
         spec["components"]["schemas"]["Problem"]["properties"]["code"],

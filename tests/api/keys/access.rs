@@ -7,7 +7,7 @@ use crate::helpers::{ADMIN_KEY, TestServer, wait_for};
 
 #[test]
 fn every_v1_call_needs_a_key_and_service_routes_do_not() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     for (method, path) in [
         ("GET", "/v1/packages"),
         ("POST", "/v1/packages"),
@@ -105,7 +105,7 @@ fn query_key_only_when_allowed_and_never_logged() {
 
 #[test]
 fn roles_are_enforced_on_every_route_class() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     let (_, read) = make_key(&s, "read");
     let (_, write) = make_key(&s, "write");
     let p = s.create_package("roles", "1");
@@ -180,7 +180,7 @@ fn roles_are_enforced_on_every_route_class() {
 
 #[test]
 fn invalid_key_requests_are_clear_errors() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     s.json("POST", "/v1/keys", &json!({"name": "", "role": "read"}))
         .assert_problem(422, "validation_failed");
     s.json("POST", "/v1/keys", &json!({"name": "x", "role": "root"}))

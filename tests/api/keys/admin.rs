@@ -7,7 +7,7 @@ use crate::helpers::{ADMIN_KEY, TestServer, run_packd, wait_for};
 
 #[test]
 fn audit_records_writes_and_key_changes() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     let p = s.create_package("audited", "1");
     let pid = p["id"].as_str().unwrap();
     s.json(

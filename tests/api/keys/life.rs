@@ -59,7 +59,7 @@ fn secrets_are_shown_once_and_stored_only_as_hashes() {
 
 #[test]
 fn deactivate_activate_and_delete_take_effect_on_the_next_request() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     let (id, secret) = make_key(&s, "read");
     get_as(&s, &secret, "/v1/packages").assert_status(200);
 
@@ -88,7 +88,7 @@ fn deactivate_activate_and_delete_take_effect_on_the_next_request() {
 
 #[test]
 fn rotation_with_and_without_grace() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     let (id, old) = make_key(&s, "read");
 
     // No grace: the old secret stops at once.
@@ -146,7 +146,7 @@ fn rotation_with_and_without_grace() {
 
 #[test]
 fn expiry_renewal_and_rotation_never_extends_it() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     // A time already past makes a key that is expired from the start.
     let past = s.json(
         "POST",
@@ -237,7 +237,7 @@ fn expiry_renewal_and_rotation_never_extends_it() {
 
 #[test]
 fn key_ttl_gives_a_default_lifetime() {
-    let s = TestServer::start_with(&["--key-ttl", "1h"], &[]);
+    let s = TestServer::in_process(&["--key-ttl", "1h"]);
     let r = s.json("POST", "/v1/keys", &json!({"name": "ttl", "role": "read"}));
     let expires = r.json()["expires_at"].as_str().unwrap().to_string();
     let t = time::OffsetDateTime::parse(&expires, &time::format_description::well_known::Rfc3339)
@@ -251,7 +251,7 @@ fn key_ttl_gives_a_default_lifetime() {
 
 #[test]
 fn the_last_admin_key_cannot_be_deactivated_or_deleted() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     let keys = s.get("/v1/keys").json();
     let bootstrap = keys["items"]
         .as_array()
@@ -282,7 +282,7 @@ fn the_last_admin_key_cannot_be_deactivated_or_deleted() {
 /// last admin key that never expires is refused, even from another admin.
 #[test]
 fn an_expiring_admin_key_is_not_a_lasting_admin() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     let keys = s.get("/v1/keys").json();
     let lasting = keys["items"][0]["id"].as_str().unwrap().to_string();
     let in_a_day = time::OffsetDateTime::now_utc() + time::Duration::days(1);
@@ -322,7 +322,7 @@ fn an_expiring_admin_key_is_not_a_lasting_admin() {
 
 #[test]
 fn keys_list_pages() {
-    let s = TestServer::start();
+    let s = TestServer::in_process(&[]);
     for _ in 0..4 {
         make_key(&s, "read");
     }
