@@ -16,7 +16,8 @@
 //! - [`store`]: the only module that knows redb and the byte encoding; one
 //!   writer thread batches writes into transactions (group commit).
 //! - [`worker`]: the task queue's workers and the `Executor` trait (with the
-//!   stub executor) that does the work of an operation.
+//!   stub executor) that does the work of an operation; [`liveness`]
+//!   counts them for readiness.
 //! - [`files`]: the only module that touches the data directory: its lock
 //!   and owner record, fetch, unpack, the `active/<name>` links, hooks,
 //!   journaled removals, start-up reconciliation; all on blocking threads
@@ -34,6 +35,7 @@ pub mod config;
 pub mod domain;
 pub mod durable;
 pub mod files;
+pub mod liveness;
 pub mod metrics;
 pub mod notify;
 pub mod offline;

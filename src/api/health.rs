@@ -9,9 +9,9 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::ApiTags;
 use super::problem::{ErrorCode, Problem, ProblemBody};
+use crate::liveness::Liveness;
 use crate::metrics::{self, StoreGauges};
 use crate::store::{Damage, Store};
-use crate::worker::Liveness;
 
 /// Whether the service takes work: serving is set once the store is open
 /// and the socket bound, and cleared when shutdown starts; the workers must

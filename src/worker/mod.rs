@@ -6,7 +6,7 @@ mod executor;
 mod files;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use tokio::task::JoinSet;
@@ -18,6 +18,7 @@ use crate::domain::Timestamp;
 use crate::domain::operation::OperationKind;
 use crate::domain::operation::Transfer;
 use crate::domain::operation::backoff;
+use crate::liveness::{Liveness, RunningGuard};
 use crate::shutdown::Shutdown;
 use crate::store::Failure;
 use crate::store::{AndThen, Claim, Continue, Store, StoreError};
@@ -36,52 +37,6 @@ pub struct QueueConfig {
 pub struct Workers {
     tasks: JoinSet<()>,
     liveness: Liveness,
-}
-
-/// How many workers are running out of how many were started, for readiness:
-/// a worker that died (a panicking executor) makes the service unready.
-#[derive(Debug, Clone, Default)]
-pub struct Liveness {
-    running: Arc<AtomicUsize>,
-    started: usize,
-}
-
-impl Liveness {
-    pub fn running(&self) -> usize {
-        self.running.load(Ordering::SeqCst)
-    }
-
-    pub fn started(&self) -> usize {
-        self.started
-    }
-
-    pub fn all_running(&self) -> bool {
-        self.started > 0 && self.running() == self.started
-    }
-
-    /// A fixed reading, for tests of what depends on it.
-    pub fn fixed(running: usize, started: usize) -> Self {
-        Self {
-            running: Arc::new(AtomicUsize::new(running)),
-            started,
-        }
-    }
-}
-
-/// Counts a worker as running for as long as its task lives, unwinding included.
-struct RunningGuard(Arc<AtomicUsize>);
-
-impl RunningGuard {
-    fn new(count: &Arc<AtomicUsize>) -> Self {
-        count.fetch_add(1, Ordering::SeqCst);
-        Self(count.clone())
-    }
-}
-
-impl Drop for RunningGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 impl Workers {
@@ -111,7 +66,7 @@ impl Workers {
         }
         Self {
             tasks,
-            liveness: Liveness { running, started },
+            liveness: Liveness::new(running, started),
         }
     }
 
