@@ -19,11 +19,13 @@
 //! No message says what was fetched beyond its length being wrong: the
 //! digest of bytes that did not match would let a client read a file it
 //! cannot otherwise see, one guess at a time.
+//!
+//! `disk.rs` has the partial file and the writing thread, `local.rs` the
+//! local sources; this file the HTTP side and the transfer that joins them.
 
-use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256 as Hasher};
 use tokio::sync::{mpsc, watch};
@@ -31,7 +33,13 @@ use tokio::task::JoinHandle;
 
 use super::budget::{Budget, Interrupted};
 use crate::domain::operation::Transfer;
-use crate::domain::source::{Sha256, Source};
+use crate::domain::source::Source;
+
+mod disk;
+mod local;
+
+use disk::{PartialError, Writer, Written, open_partial, too_large};
+use local::{open_local, read_local};
 
 /// Settings of the HTTP client that fetches artifacts.
 #[derive(Debug, Clone)]
@@ -58,13 +66,9 @@ pub const CHECKPOINT_BYTES: u64 = 8 * 1024 * 1024;
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// Chunks in flight between the receiving task and the writing thread.
 const CHANNEL_CHUNKS: usize = 32;
+
 /// What one read of a local source takes.
 const FILE_CHUNK: usize = 256 * 1024;
-
-/// Where no local source may be read from: the kernel's views of
-/// processes and devices, which hold secrets (`/proc/self/environ`) or
-/// never end (`/dev/zero`).
-const REFUSED_ROOTS: [&str; 3] = ["/proc", "/sys", "/dev"];
 
 /// Why a fetch stopped.
 #[derive(Debug, thiserror::Error)]
@@ -377,13 +381,6 @@ enum Pump {
     File(JoinHandle<Result<(), FetchError>>),
 }
 
-/// What the writer thread made of the bytes.
-#[derive(Debug)]
-struct Written {
-    digest: Sha256,
-    done: u64,
-}
-
 impl Download {
     fn start_writer(
         &mut self,
@@ -549,193 +546,6 @@ async fn pump_http(pump: &mut Pump, read_timeout: Duration) -> Result<(), FetchE
     Ok(())
 }
 
-/// The writing thread: appends, hashes, and syncs at each checkpoint.
-struct Writer {
-    file: std::fs::File,
-    hasher: Hasher,
-    done: u64,
-    limit: u64,
-    expected: Source,
-    synced: watch::Sender<u64>,
-    budget: Budget,
-}
-
-impl Writer {
-    fn run(mut self, mut chunks: mpsc::Receiver<bytes::Bytes>) -> Result<Written, FetchError> {
-        // The partial holds what earlier attempts saved; a transfer from
-        // an earlier point (the start) cuts it back first.
-        if self.file.stream_position().map_err(disk)? != self.done {
-            self.file.set_len(self.done).map_err(disk)?;
-            self.file
-                .seek(io::SeekFrom::Start(self.done))
-                .map_err(disk)?;
-        }
-        let mut last_sync = (Instant::now(), self.done);
-        while let Some(chunk) = chunks.blocking_recv() {
-            if self.budget.check().is_err() {
-                break;
-            }
-            let len = chunk.len() as u64;
-            if self.done + len > self.limit {
-                return Err(too_large(self.done + len, self.limit, &self.expected));
-            }
-            self.file.write_all(&chunk).map_err(disk)?;
-            self.hasher.update(&chunk);
-            self.done += len;
-            if self.done - last_sync.1 >= CHECKPOINT_BYTES
-                || last_sync.0.elapsed() >= CHECKPOINT_EVERY
-            {
-                self.sync()?;
-                last_sync = (Instant::now(), self.done);
-            }
-        }
-        // The channel closed: the source ended (or the fetch was stopped,
-        // and what is synced here is only vouched for by a checkpoint).
-        self.sync()?;
-        Ok(Written {
-            digest: Sha256(self.hasher.finalize().into()),
-            done: self.done,
-        })
-    }
-
-    fn sync(&mut self) -> Result<(), FetchError> {
-        self.file.flush().map_err(disk)?;
-        self.file.sync_data().map_err(disk)?;
-        self.synced.send_replace(self.done);
-        Ok(())
-    }
-}
-
-/// Opens a local source for reading: a regular file only, never in the
-/// kernel's own file systems, and opened so that a FIFO put there between
-/// the check and the open cannot block.
-fn open_local(path: &Path) -> Result<std::fs::File, FetchError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let refused = || {
-        FetchError::Fatal(format!(
-            "file sources must be regular files outside {}; {} is not one",
-            REFUSED_ROOTS.join(", "),
-            path.display()
-        ))
-    };
-    let real = std::fs::canonicalize(path)
-        .map_err(|e| FetchError::Fatal(format!("cannot read {}: {e}", path.display())))?;
-    if REFUSED_ROOTS.iter().any(|root| real.starts_with(root)) {
-        return Err(refused());
-    }
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(&real)
-        .map_err(|e| FetchError::Fatal(format!("cannot read {}: {e}", path.display())))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| FetchError::Fatal(e.to_string()))?;
-    if !meta.is_file() || kernel_file_system(&file) {
-        return Err(refused());
-    }
-    Ok(file)
-}
-
-/// Whether `file` lives on procfs, sysfs or another of the kernel's own
-/// file systems (mounted anywhere, under another name too).
-fn kernel_file_system(file: &std::fs::File) -> bool {
-    use std::os::fd::AsRawFd;
-    const KERNEL: [i64; 9] = [
-        0x9fa0,      // proc
-        0x6265_6572, // sysfs
-        0x1cd1,      // devpts
-        0x6462_6720, // debugfs
-        0x7472_6163, // tracefs
-        0x7363_6673, // securityfs
-        0x0027_e0eb, // cgroup
-        0x6367_7270, // cgroup2
-        0xcafe_4a11, // bpf
-    ];
-    // SAFETY: fstatfs writes into the zeroed struct it is given and only
-    // reads the descriptor, which `file` keeps open.
-    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::fstatfs(file.as_raw_fd(), &mut stat) } != 0 {
-        return true;
-    }
-    #[allow(clippy::unnecessary_cast)]
-    KERNEL.contains(&(stat.f_type as i64))
-}
-
-/// The reading thread of a local source.
-fn read_local(
-    mut file: std::fs::File,
-    from: u64,
-    feed: mpsc::Sender<bytes::Bytes>,
-    budget: &Budget,
-) -> Result<(), FetchError> {
-    file.seek(io::SeekFrom::Start(from))
-        .map_err(|e| FetchError::Fatal(format!("cannot read the file source: {e}")))?;
-    loop {
-        if budget.check().is_err() {
-            return Ok(());
-        }
-        let mut buf = vec![0u8; FILE_CHUNK];
-        let n = match file.read(&mut buf) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                return Err(FetchError::Fatal(format!(
-                    "cannot read the file source: {e}"
-                )));
-            }
-        };
-        if n == 0 {
-            return Ok(());
-        }
-        buf.truncate(n);
-        if feed.blocking_send(bytes::Bytes::from(buf)).is_err() {
-            return Ok(()); // the writer stopped; it says why
-        }
-    }
-}
-
-/// Why a partial could not be opened.
-enum PartialError {
-    Io(io::Error),
-    Interrupted(Interrupted),
-}
-
-/// Opens the partial file, cut back to what the last checkpoint saved (a
-/// longer file holds bytes no checkpoint vouched for), and hashes that
-/// prefix again, checking the budget between chunks.
-fn open_partial(
-    path: &Path,
-    saved: &Transfer,
-    budget: &Budget,
-) -> Result<(std::fs::File, Hasher, u64), PartialError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let io = PartialError::Io;
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .map_err(io)?;
-    let on_disk = file.metadata().map_err(io)?.len();
-    let keep = saved.bytes_done.unwrap_or(0).min(on_disk);
-    file.set_len(keep).map_err(io)?;
-    let mut hasher = Hasher::new();
-    file.seek(io::SeekFrom::Start(0)).map_err(io)?;
-    let mut buf = vec![0u8; FILE_CHUNK];
-    let mut left = keep;
-    while left > 0 {
-        budget.check().map_err(PartialError::Interrupted)?;
-        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        file.read_exact(&mut buf[..want]).map_err(io)?;
-        hasher.update(&buf[..want]);
-        left -= want as u64;
-    }
-    Ok((file, hasher, keep))
-}
-
 /// The first byte of a `Content-Range: bytes START-END/TOTAL` answer.
 fn content_range_start(headers: &reqwest::header::HeaderMap) -> Option<u64> {
     let value = headers.get(reqwest::header::CONTENT_RANGE)?.to_str().ok()?;
@@ -755,21 +565,6 @@ fn validator_of(headers: &reqwest::header::HeaderMap) -> Option<String> {
             .and_then(|v| v.to_str().ok())
     })
     .map(str::to_string)
-}
-
-fn too_large(len: u64, limit: u64, source: &Source) -> FetchError {
-    FetchError::Fatal(match source.size() {
-        Some(size) if len > size => {
-            format!("size mismatch: the source says {size} bytes, the server sends more")
-        }
-        _ => format!("the artifact is over --max-download-bytes ({limit} bytes)"),
-    })
-}
-
-/// A write to the partial file failed: a full disk or an I/O error, which a
-/// retry does not mend.
-fn disk(e: io::Error) -> FetchError {
-    FetchError::Fatal(format!("cannot write the download: {e}"))
 }
 
 /// An error and its causes on one line (reqwest's own message is terse).
