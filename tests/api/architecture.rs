@@ -259,3 +259,25 @@ fn the_reader_of_the_source_sees_code_only() {
     assert_eq!(uses("x", &code, "std::fs").len(), 1);
     assert!(!code.contains("redb::"));
 }
+
+/// No file of `src/` holds more than 600 lines of code (blank lines,
+/// comments and tests aside: a test module, or a `tests.rs`): past that, a file does several
+/// jobs and should be split along them.
+#[test]
+fn no_source_file_is_over_600_lines_of_code() {
+    let mut long = Vec::new();
+    for (file, code) in sources() {
+        if file.ends_with("/tests.rs") {
+            continue;
+        }
+        let code = match code.find("#[cfg(test)]\nmod tests") {
+            Some(at) => &code[..at],
+            None => &code[..],
+        };
+        let lines = code.lines().filter(|l| !l.trim().is_empty()).count();
+        if lines > 600 {
+            long.push(format!("{file}: {lines}"));
+        }
+    }
+    assert!(long.is_empty(), "too long:\n{}", long.join("\n"));
+}
