@@ -151,81 +151,66 @@ fn is_format_char(c: char) -> bool {
     FORMAT_CHARS.iter().any(|(lo, hi)| (*lo..=*hi).contains(&c))
 }
 
-/// A package name as the API accepts it: 1 to 200 characters, printable, trimmed.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PackageName(String);
+/// A text that names a package (its name or version): checked when a
+/// client sends it, read back as stored, and one path segment on disk.
+macro_rules! segment_text {
+    ($(#[$doc:meta])* $ty:ident, $field:literal, $max:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $ty(String);
 
-impl PackageName {
-    /// Checks a name as a client sent it, brought to Unicode NFC.
-    pub fn parse(value: impl Into<String>) -> Result<Self, ValidationError> {
-        check_name_like("name", value.into(), NAME_MAX_CHARS).map(Self)
-    }
+        impl $ty {
+            /// Checks the text as a client sent it, brought to Unicode NFC.
+            pub fn parse(value: impl Into<String>) -> Result<Self, ValidationError> {
+                check_name_like($field, value.into(), $max).map(Self)
+            }
 
-    /// A name read back from the store: its text rules are checked (a
-    /// record that breaks them is damaged), the newer rules are not, so a
-    /// name stored before them still reads as it was written (and matches
-    /// its index entries).
-    pub fn from_stored(value: String) -> Result<Self, ValidationError> {
-        check_text("name", &value, NAME_MAX_CHARS)?;
-        Ok(Self(value))
-    }
+            /// The text read back from the store: its text rules are
+            /// checked (a record that breaks them is damaged), the newer
+            /// rules are not, so a value stored before them still reads as
+            /// it was written (and matches its index entries).
+            pub fn from_stored(value: String) -> Result<Self, ValidationError> {
+                check_text($field, &value, $max)?;
+                Ok(Self(value))
+            }
 
-    /// The name as one path segment under the data directory.
-    pub fn segment(&self) -> String {
-        path_segment(&self.0)
-    }
+            /// The text as one path segment under the data directory.
+            pub fn segment(&self) -> String {
+                path_segment(&self.0)
+            }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
 
-    pub fn into_string(self) -> String {
-        self.0
-    }
+            pub fn into_string(self) -> String {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
 }
 
-impl fmt::Display for PackageName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+segment_text!(
+    /// A package name as the API accepts it: 1 to 200 characters, printable, trimmed.
+    PackageName,
+    "name",
+    NAME_MAX_CHARS
+);
 
-/// A package version: 1 to 50 characters, printable, trimmed. packd does not
-/// interpret versions (no semver ordering): ecosystems disagree on the syntax.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PackageVersion(String);
-
-impl PackageVersion {
-    /// Checks a version as a client sent it, brought to Unicode NFC.
-    pub fn parse(value: impl Into<String>) -> Result<Self, ValidationError> {
-        check_name_like("version", value.into(), VERSION_MAX_CHARS).map(Self)
-    }
-
-    /// A version read back from the store (see `PackageName::from_stored`).
-    pub fn from_stored(value: String) -> Result<Self, ValidationError> {
-        check_text("version", &value, VERSION_MAX_CHARS)?;
-        Ok(Self(value))
-    }
-
-    /// The version as one path segment under the data directory.
-    pub fn segment(&self) -> String {
-        path_segment(&self.0)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    pub fn into_string(self) -> String {
-        self.0
-    }
-}
-
-impl fmt::Display for PackageVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+segment_text!(
+    /// A package version: 1 to 50 characters, printable, trimmed. packd does
+    /// not interpret versions (no semver ordering): ecosystems disagree on
+    /// the syntax.
+    PackageVersion,
+    "version",
+    VERSION_MAX_CHARS
+);
 
 /// Where a package is in its life on this machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

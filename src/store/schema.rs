@@ -174,6 +174,21 @@ pub(crate) mod old_files {
         wtx.commit().unwrap();
     }
 
+    /// The schema version a file says, read without packd.
+    pub(crate) fn version(path: &Path) -> u64 {
+        let db = redb::Database::builder().open_read_only(path).unwrap();
+        version_in(&db.begin_read().unwrap())
+    }
+
+    fn version_in(rtx: &redb::ReadTransaction) -> u64 {
+        rtx.open_table(tables::META)
+            .unwrap()
+            .get(tables::SCHEMA_VERSION_KEY)
+            .unwrap()
+            .unwrap()
+            .value()
+    }
+
     /// The schema version and one raw record of `table`, read without packd.
     pub(crate) fn read(
         path: &Path,
@@ -182,13 +197,7 @@ pub(crate) mod old_files {
     ) -> (u64, Vec<u8>) {
         let db = redb::Database::builder().open_read_only(path).unwrap();
         let rtx = db.begin_read().unwrap();
-        let version = rtx
-            .open_table(tables::META)
-            .unwrap()
-            .get(tables::SCHEMA_VERSION_KEY)
-            .unwrap()
-            .unwrap()
-            .value();
+        let version = version_in(&rtx);
         let row = rtx.open_table(table).unwrap();
         let bytes = row.get(id).unwrap().unwrap().value().to_vec();
         (version, bytes)
@@ -227,18 +236,7 @@ mod tests {
         assert!(store.pending_removals(1).unwrap().is_empty());
         store.close();
         drop(store);
-        let db = Database::builder().open_read_only(&path).unwrap();
-        let rtx = db.begin_read().unwrap();
-        let version = rtx
-            .open_table(tables::META)
-            .unwrap()
-            .get(tables::SCHEMA_VERSION_KEY)
-            .unwrap()
-            .unwrap()
-            .value();
-        assert_eq!(version, 5);
-        drop(rtx);
-        drop(db);
+        assert_eq!(old_files::version(&path), 5);
         // The identity is made once: a second open keeps it.
         let again = Store::open(&path, &StoreOptions::default()).unwrap();
         assert_eq!(again.identity().unwrap(), identity);

@@ -154,18 +154,11 @@ mod tests {
     /// migrated to schema 2 in one transaction, and its keys still work.
     #[tokio::test]
     async fn schema_1_keys_are_migrated_to_v2() {
-        use redb::ReadableDatabase;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v1.redb");
         let id = Uuid::now_v7();
         let secret = "packd-schema-1-secret-0123456789abcdef";
-        {
-            let db = redb::Database::create(&path).unwrap();
-            let wtx = db.begin_write().unwrap();
-            wtx.open_table(crate::store::tables::META)
-                .unwrap()
-                .insert(crate::store::tables::SCHEMA_VERSION_KEY, 1)
-                .unwrap();
+        crate::store::schema::old_files::write(&path, 1, |wtx| {
             let v1 = KeyRecord::V1(KeyV1 {
                 name: "old".into(),
                 role: 2,
@@ -186,8 +179,7 @@ mod tests {
                 .unwrap()
                 .insert(&SecretHash::of(secret).0, id.as_u128())
                 .unwrap();
-            wtx.commit().unwrap();
-        }
+        });
         let store = Store::open(&path, &crate::store::StoreOptions::default()).unwrap();
         let k = store.get_key(id).unwrap();
         assert_eq!(
@@ -198,24 +190,10 @@ mod tests {
         store.close();
         drop(store);
 
-        let db = redb::Database::builder().open_read_only(&path).unwrap();
-        let rtx = db.begin_read().unwrap();
-        let version = rtx
-            .open_table(crate::store::tables::META)
-            .unwrap()
-            .get(crate::store::tables::SCHEMA_VERSION_KEY)
-            .unwrap()
-            .unwrap()
-            .value();
+        let (version, row) = crate::store::schema::old_files::read(&path, KEYS, id.as_u128());
         assert_eq!(version, crate::store::SCHEMA_VERSION);
-        let row = rtx
-            .open_table(KEYS)
-            .unwrap()
-            .get(id.as_u128())
-            .unwrap()
-            .unwrap();
         assert!(matches!(
-            decode::<KeyRecord>("keys", row.value()).unwrap(),
+            decode::<KeyRecord>("keys", &row).unwrap(),
             KeyRecord::V2(KeyV2 {
                 rate_limit: None,
                 ..
