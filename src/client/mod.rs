@@ -6,7 +6,7 @@
 //! through the event stream; `show.rs` prints tables or JSON;
 //! `service.rs` has the backup and the health check.
 //!
-//! Exit statuses (API.md): 0 done, 1 the operation failed or was
+//! Exit statuses (README: Try it: the command-line client): 0 done, 1 the operation failed or was
 //! cancelled, 2 usage error, 3 server unreachable, 4 authentication or
 //! authorization refused, 5 any other API error (its problem on stderr).
 

@@ -15,7 +15,7 @@ use super::*;
 use crate::domain::package::{PackageName, PackageVersion, Status};
 use crate::store::{NewPackage, StoreOptions};
 
-/// The transitions of the contract (API.md), written out again for the
+/// The transitions the API promises (README: Operations), written out again for the
 /// model: download created -> downloaded, activate downloaded -> active,
 /// deactivate active -> downloaded.
 fn model_transition(kind: OperationKind, from: Status) -> Option<Status> {
