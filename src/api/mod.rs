@@ -170,6 +170,41 @@ fn shared_body(
     })
 }
 
+/// A documentation page, made at its first request and then shared. The
+/// explorer page is 1.6 MB and the reference page 1 MB (their scripts are
+/// inlined, so they work offline): made at start, they were a fifth of the
+/// idle server's memory, for a page most servers never show. poem-openapi's
+/// own endpoints copy them for every request; one shared buffer each means
+/// a client that asks and never reads holds nothing. Both show the
+/// description as served, not poem-openapi's draft of it.
+fn lazy_page(
+    state: AppState,
+    options: ApiOptions,
+    html: fn(&OpenApiService<Apis, ()>) -> String,
+) -> impl Endpoint<Output = poem::Response> {
+    let page: Arc<std::sync::OnceLock<bytes::Bytes>> = Arc::default();
+    poem::endpoint::make(move |_| {
+        let (page, state, options) = (page.clone(), state.clone(), options.clone());
+        async move {
+            // Making it takes a few milliseconds of CPU: not on the async threads.
+            let body = tokio::task::spawn_blocking(move || {
+                page.get_or_init(|| {
+                    let api = service(&state, &options);
+                    let served = described(&api).to_string();
+                    offline_page(html(&api), &api.spec(), &served).into()
+                })
+                .clone()
+            })
+            .await
+            // A panic while making it is a bug: CatchPanic answers 500.
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+            poem::Response::builder()
+                .content_type("text/html; charset=utf-8")
+                .body(body)
+        }
+    })
+}
+
 /// The whole application: every route behind the edge middleware.
 pub fn app(state: AppState, options: &ApiOptions) -> impl Endpoint + 'static {
     let api = service(&state, options);
@@ -179,21 +214,8 @@ pub fn app(state: AppState, options: &ApiOptions) -> impl Endpoint + 'static {
         description.to_string().into(),
         "application/json; charset=utf-8",
     );
-    // The explorer page is 1.6 MB and the reference page 1 MB (their
-    // scripts are inlined, so they work offline). poem-openapi's own
-    // endpoints copy them for every request; one shared buffer each means a
-    // client that asks and never reads holds nothing. Both show the
-    // description as served, not poem-openapi's draft of it.
-    let served = description.to_string();
-    let draft = api.spec();
-    let docs = shared_body(
-        offline_page(api.swagger_ui_html(), &draft, &served).into(),
-        "text/html; charset=utf-8",
-    );
-    let redoc = shared_body(
-        offline_page(api.redoc_html(), &draft, &served).into(),
-        "text/html; charset=utf-8",
-    );
+    let docs = lazy_page(state.clone(), options.clone(), |api| api.swagger_ui_html());
+    let redoc = lazy_page(state.clone(), options.clone(), |api| api.redoc_html());
     let routes = Route::new()
         .at("/openapi.json", poem::get(spec))
         .at("/docs", poem::get(docs))
