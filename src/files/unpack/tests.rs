@@ -10,89 +10,18 @@ const ROOMY: Limits = Limits {
     max_entries: 10_000,
 };
 
-/// A tar entry with the name written as raw bytes: tar's own builder
-/// refuses the hostile names these tests need.
-fn entry(kind: tar::EntryType, name: &[u8], link: &[u8], data: &[u8], mode: u32) -> Vec<u8> {
-    let mut out = header(kind, name, link, data.len() as u64, mode);
-    out.extend_from_slice(data);
-    out.resize(out.len().div_ceil(512) * 512, 0);
-    out
-}
-
-/// A header alone, claiming `size` bytes of data.
-fn header(kind: tar::EntryType, name: &[u8], link: &[u8], size: u64, mode: u32) -> Vec<u8> {
-    let mut h = tar::Header::new_gnu();
-    h.as_old_mut().name[..name.len()].copy_from_slice(name);
-    h.as_old_mut().linkname[..link.len()].copy_from_slice(link);
-    h.set_entry_type(kind);
-    h.set_size(size);
-    h.set_mode(mode);
-    h.set_cksum();
-    h.as_bytes().to_vec()
-}
+// The archive builders the black-box tests use, so both build alike.
+#[path = "../../../tests/api/archives.rs"]
+#[allow(dead_code)] // the black-box tests use the rest
+mod archives;
+use archives::{entry, gz, header, pax, symlink, tar_of};
 
 fn file(name: &str, data: &[u8]) -> Vec<u8> {
-    entry(tar::EntryType::Regular, name.as_bytes(), b"", data, 0o644)
+    archives::file(name, data, 0o644)
 }
 
 fn dir(name: &str) -> Vec<u8> {
-    entry(tar::EntryType::Directory, name.as_bytes(), b"", b"", 0o755)
-}
-
-/// A link; a target past the header's 100 bytes goes in a PAX record.
-fn symlink(name: &str, target: &str) -> Vec<u8> {
-    if target.len() <= 100 {
-        return entry(
-            tar::EntryType::Symlink,
-            name.as_bytes(),
-            target.as_bytes(),
-            b"",
-            0o777,
-        );
-    }
-    let mut out = pax(&[("linkpath", target.as_bytes())]);
-    out.extend(entry(
-        tar::EntryType::Symlink,
-        name.as_bytes(),
-        b"x",
-        b"",
-        0o777,
-    ));
-    out
-}
-
-/// PAX records, each `<len> <key>=<value>\n`.
-fn pax(records: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut data = Vec::new();
-    for (key, value) in records {
-        let body = 1 + key.len() + 1 + value.len() + 1;
-        let mut len = body + body.to_string().len();
-        if len.to_string().len() != body.to_string().len() {
-            len += 1;
-        }
-        data.extend_from_slice(format!("{len} {key}=").as_bytes());
-        data.extend_from_slice(value);
-        data.push(b'\n');
-    }
-    entry(
-        tar::EntryType::XHeader,
-        b"././@PaxHeader",
-        b"",
-        &data,
-        0o644,
-    )
-}
-
-fn tar_of(entries: &[Vec<u8>]) -> Vec<u8> {
-    let mut out: Vec<u8> = entries.concat();
-    out.extend_from_slice(&[0u8; 1024]);
-    out
-}
-
-fn gz(bytes: &[u8]) -> Vec<u8> {
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(bytes).unwrap();
-    gz.finish().unwrap()
+    archives::dir(name, 0o755)
 }
 
 struct Case {
