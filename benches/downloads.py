@@ -1,24 +1,34 @@
 #!/usr/bin/env python3
 """Download benchmark: packd fetching artifacts from a real web server
-(Debian's nginx on loopback), against curl + sha256sum on the same file in
-the same run.
+(Debian's nginx on loopback), against the machine's floor and curl on the
+same file in the same run.
 
 Prints:
-  1. a 1 GiB single file: packd's time from the download request to
-     `succeeded` (fetched, hashed, synced, stored, placed), the baseline
-     `curl -o FILE URL && sha256sum FILE`, their ratio, and packd's RSS
-     growth during the download;
-  2. kill -9 at about half way through a 512 MiB download, then a restart:
+  1. a 1 GiB single file, three rounds, each with its own baselines:
+     - the floor: copying the file into the data directory's file system
+       and syncing it (`dd conv=fsync`), and the fastest SHA-256 here
+       (`openssl dgst -sha256`); overlapped, the floor is the larger;
+     - `curl -o FILE URL && sha256sum FILE` (sequential) and
+       `curl URL | tee FILE | sha256sum` (pipelined);
+     - packd, from the download request to `succeeded` (fetched, hashed,
+       synced, stored, placed), with where its time went (the
+       `download installed` log line: fetch, store, unpack) and its RSS
+       growth;
+     then the medians of packd / floor and packd / pipelined curl;
+  2. a 1 GiB `.tar.gz` of 1,000 files (incompressible, so the transfer is
+     1 GiB too): packd against `curl URL | tar xz -C DIR`, three rounds;
+  3. kill -9 at about half way through a 512 MiB download, then a restart:
      the bytes nginx had sent before the kill, the offset packd resumed
      from (the Range nginx logged), and the bytes fetched again;
-  3. 200 downloads of 1 MiB artifacts with the default 4 workers: files/s.
+  4. 200 downloads of 1 MiB artifacts with the default 4 workers: files/s.
 
 Usage: benches/downloads.py [--smoke]   (--smoke: small sizes, seconds)
-Needs the release binary (PACKD_BIN, default target/release/packd) and
-nginx (installed with apt-get when missing).
+Needs the release binary (PACKD_BIN, default target/release/packd),
+nginx (installed with apt-get when missing), curl, openssl and tar.
 """
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -27,6 +37,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import urllib.request
@@ -38,6 +49,8 @@ SMOKE = "--smoke" in sys.argv
 BIG = (16 if SMOKE else 1024) << 20
 HALF_FILE = (8 if SMOKE else 512) << 20
 MANY, MANY_SIZE = (20 if SMOKE else 200), 1 << 20
+TAR_FILES = 20 if SMOKE else 1000
+ROUNDS = 3
 DEADLINE = 600
 
 
@@ -131,7 +144,7 @@ class Packd:
         self.start()
 
     def start(self):
-        env = dict(os.environ, PACKD_BOOTSTRAP_KEY=KEY, PACKD_LOG="warn")
+        env = dict(os.environ, PACKD_BOOTSTRAP_KEY=KEY, PACKD_LOG="warn,packd::files=info")
         self.proc = subprocess.Popen(
             [BIN, "serve", "--listen", "127.0.0.1:0", "--db", self.db,
              "--data-dir", os.path.join(self.work, "data")],
@@ -168,6 +181,14 @@ class Packd:
     def operation(self, op, wait=0):
         return self.call("GET", f"/v1/operations/{op}?wait={wait}")
 
+    def phases(self):
+        """fetch, store and unpack milliseconds of the last download."""
+        with open(self.db + ".log", errors="replace") as f:
+            lines = [l for l in f if "download installed" in l]
+        if not lines:
+            return None
+        return {k: float(v) for k, v in re.findall(r"(\w+)_ms=([\d.]+)", lines[-1])}
+
     def kill9(self):
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
@@ -190,6 +211,57 @@ def wait_done(packd, op, sample=None):
     raise SystemExit(f"operation {op} did not finish")
 
 
+def timed(argv):
+    t = time.monotonic()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    return time.monotonic() - t
+
+
+def median(xs):
+    return sorted(xs)[len(xs) // 2]
+
+
+def fmt_phases(p):
+    if not p:
+        return "no phase figures"
+    return ", ".join(f"{k} {v / 1000:.2f} s" for k, v in p.items())
+
+
+def write_tarball(path, files, size):
+    """A .tar.gz of `files` files of `size` random bytes each (gzip level
+    1 stores them: what crosses the wire is as large as what lands)."""
+    with tarfile.open(path, "w:gz", compresslevel=1) as tar:
+        for i in range(files):
+            info = tarfile.TarInfo(f"many/file-{i:04}.bin")
+            info.size = size
+            data = os.urandom(size)
+            tar.addfile(info, io.BytesIO(data))
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def packd_download(work, url, sha):
+    """A fresh packd downloads `url`: seconds to `succeeded`, RSS growth,
+    and where the time went."""
+    packd = Packd(work)
+    try:
+        pid = packd.create("pkg", url, sha)
+        before = packd.rss()
+        peak = [before]
+        t = time.monotonic()
+        op = packd.download(pid)
+        done = wait_done(packd, op, sample=lambda: peak.append(packd.rss()))
+        took = time.monotonic() - t
+        assert done["state"] == "succeeded", done
+        return took, max(peak) - before, packd.phases()
+    finally:
+        packd.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def mib(n):
     return f"{n / (1 << 20):.1f} MiB"
 
@@ -205,30 +277,52 @@ def main():
     os.makedirs(root, mode=0o755)
     nginx = Nginx(root, work)
     try:
-        # 1. One big file, against curl + sha256sum.
-        big_sha = write_file(os.path.join(root, "big.bin"), BIG, "big")
-        out = os.path.join(work, "curl.bin")
-        t = time.monotonic()
-        subprocess.run(["curl", "-sf", "-o", out, nginx.url("big.bin")], check=True)
-        got = subprocess.run(["sha256sum", out], check=True, capture_output=True, text=True).stdout.split()[0]
-        baseline = time.monotonic() - t
-        assert got == big_sha
-        os.remove(out)
-        packd = Packd(os.path.join(work, "p1"))
-        pid = packd.create("big", nginx.url("big.bin"), big_sha)
-        before = packd.rss()
-        peak = [before]
-        t = time.monotonic()
-        op = packd.download(pid)
-        done = wait_done(packd, op, sample=lambda: peak.append(packd.rss()))
-        took = time.monotonic() - t
-        assert done["state"] == "succeeded", done
-        packd.stop()
-        print(f"1. {mib(BIG)} single file: packd {took:.2f} s, curl + sha256sum {baseline:.2f} s "
-              f"(ratio {took / baseline:.2f}); RSS grew {mib(max(peak) - before)} "
-              f"(from {mib(before)})")
+        # 1. One big file, against the floor and curl, in rounds.
+        big = os.path.join(root, "big.bin")
+        big_sha = write_file(big, BIG, "big")
+        floors, vs_pipe, growths = [], [], []
+        for r in range(ROUNDS):
+            copy = timed(["dd", f"if={big}", f"of={work}/floor.bin", "bs=4M", "conv=fsync",
+                          "status=none"])
+            os.remove(f"{work}/floor.bin")
+            hashed = timed(["openssl", "dgst", "-sha256", big])
+            floor = max(copy, hashed)
+            out = os.path.join(work, "curl.bin")
+            seq = timed(["sh", "-c", f"curl -sf -o {out} {nginx.url('big.bin')} && sha256sum {out}"])
+            os.remove(out)
+            pipe = timed(["sh", "-c", f"curl -sf {nginx.url('big.bin')} | tee {out} | sha256sum"])
+            os.remove(out)
+            took, growth, phases = packd_download(os.path.join(work, f"p1-{r}"),
+                                                  nginx.url("big.bin"), big_sha)
+            floors.append(took / floor)
+            vs_pipe.append(took / pipe)
+            growths.append(growth)
+            print(f"1.{r + 1} {mib(BIG)} single file: floor {floor:.2f} s (copy + sync {copy:.2f} s, "
+                  f"openssl sha256 {hashed:.2f} s); curl + sha256sum {seq:.2f} s, pipelined "
+                  f"{pipe:.2f} s; packd {took:.2f} s ({fmt_phases(phases)}), RSS +{mib(growth)}",
+                  flush=True)
+        print(f"1.  median packd / floor {median(floors):.2f} (goal: at most 1.5), "
+              f"packd / pipelined curl {median(vs_pipe):.2f} (goal: under 0.6), "
+              f"largest RSS growth {mib(max(growths))} (goal: under 32 MiB)", flush=True)
 
-        # 2. kill -9 about half way, restart, resume.
+        # 2. A .tar.gz of many files, against curl | tar xz.
+        tgz = os.path.join(root, "many.tar.gz")
+        tgz_sha = write_tarball(tgz, TAR_FILES, BIG // TAR_FILES)
+        ratios = []
+        for r in range(ROUNDS):
+            into = os.path.join(work, "untarred")
+            os.makedirs(into)
+            curl_tar = timed(["sh", "-c", f"curl -sf {nginx.url('many.tar.gz')} | tar xzf - -C {into}"])
+            shutil.rmtree(into)
+            took, growth, phases = packd_download(os.path.join(work, f"p2-{r}"),
+                                                  nginx.url("many.tar.gz"), tgz_sha)
+            ratios.append(took / curl_tar)
+            print(f"2.{r + 1} {mib(os.path.getsize(tgz))} .tar.gz of {TAR_FILES} files: curl | tar xz "
+                  f"{curl_tar:.2f} s; packd {took:.2f} s ({fmt_phases(phases)}), RSS +{mib(growth)}",
+                  flush=True)
+        print(f"2.  median packd / (curl | tar xz) {median(ratios):.2f} (goal: at most 2)", flush=True)
+
+        # 3. kill -9 about half way, restart, resume.
         half_sha = write_file(os.path.join(root, "half.bin"), HALF_FILE, "half")
         packd = Packd(os.path.join(work, "p2"))
         pid = packd.create("half", nginx.url("half.bin"), half_sha)
@@ -247,11 +341,11 @@ def main():
         sent_before = entries[0][2]
         resumed = [e for e in entries[1:] if e[0].startswith("bytes=")]
         offset = int(resumed[-1][0][len("bytes="):-1]) if resumed else 0
-        print(f"2. kill -9 at {mib(saved)} saved of {mib(HALF_FILE)}: nginx had sent "
+        print(f"3. kill -9 at {mib(saved)} saved of {mib(HALF_FILE)}: nginx had sent "
               f"{mib(sent_before)}, packd resumed at {mib(offset)} (Range), fetched again "
               f"{mib(max(0, sent_before - offset))}; checkpoint interval 8 MiB or 1 s")
 
-        # 3. Many small artifacts with the default workers.
+        # 4. Many small artifacts with the default workers.
         packd = Packd(os.path.join(work, "p3"))
         ids = []
         for i in range(MANY):
@@ -263,7 +357,7 @@ def main():
             assert wait_done(packd, op)["state"] == "succeeded"
         took = time.monotonic() - t
         packd.stop()
-        print(f"3. {MANY} downloads of {mib(MANY_SIZE)} with 4 workers: {took:.2f} s, "
+        print(f"4. {MANY} downloads of {mib(MANY_SIZE)} with 4 workers: {took:.2f} s, "
               f"{MANY / took:.1f} files/s")
     finally:
         nginx.stop()

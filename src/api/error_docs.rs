@@ -14,7 +14,7 @@ use poem_openapi::types::Type;
 use super::auth;
 use super::problem::{ErrorCode, PROBLEM_CONTENT_TYPE, Problem, ProblemBody};
 use crate::domain::ValidationError;
-use crate::store::{Failure, Refusal, StoreError};
+use crate::store::{Refusal, StoreError};
 
 /// Bits naming the error statuses an operation can answer (`Errors<SET>`).
 pub mod status {
@@ -248,7 +248,9 @@ pub fn example(operation_id: &str, status: u16) -> serde_json::Value {
         422 => validation(crate::domain::package::PackageName::parse("").map(|_| ())),
         429 => auth::example(ErrorCode::RateLimited).unwrap_or_else(Problem::internal),
         500 => Problem::internal(),
-        503 => Problem::from(StoreError::Failed(Failure::Unavailable(String::new()))),
+        // Made directly: through the store error it would log a warning
+        // for every example at start.
+        503 => Problem::unavailable(),
         _ => super::problem::from_status(
             poem::http::StatusCode::from_u16(status).unwrap_or(poem::http::StatusCode::BAD_REQUEST),
             "",

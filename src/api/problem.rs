@@ -132,6 +132,16 @@ impl Problem {
         )
     }
 
+    /// The storage cannot take the request now; a retry may pass.
+    pub fn unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            "the service cannot take this request right now; retry later",
+        )
+        .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+    }
+
     pub fn payload_too_large(limit: usize) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -242,12 +252,7 @@ impl From<StoreError> for Problem {
             }
             StoreError::Failed(Failure::Unavailable(_)) | StoreError::Failed(Failure::Closed) => {
                 tracing::warn!(error = %e, "store unavailable");
-                Problem::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    ErrorCode::Unavailable,
-                    "the service cannot take this request right now; retry later",
-                )
-                .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+                Problem::unavailable()
             }
             StoreError::Failed(Failure::Damaged(_)) => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,

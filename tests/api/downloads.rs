@@ -90,6 +90,63 @@ fn a_single_file_is_fetched_verified_stored_and_placed() {
     );
 }
 
+/// A loopback server outruns the disk: the writer's channel fills while
+/// checkpoints are synced. No byte may be lost in that back-pressure (one
+/// was, when waiting for a checkpoint dropped a chunk on its way to the
+/// writer, and every download over 64 MiB from nginx failed its digest).
+#[test]
+fn a_download_faster_than_the_disk_arrives_whole() {
+    let server = ArtifactServer::start();
+    let body = pattern(64 << 20);
+    let url = server.put("/big.bin", body.clone(), Knobs::default());
+    let s = TestServer::in_process(ARGS);
+    let (id, op) = start_download(&s, "big", &url, &body);
+    let done = s.finished(&op);
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["attempts"], 1, "{done}");
+    let on_disk = std::fs::read(path_of(&s, &id).join("big.bin")).unwrap();
+    assert!(
+        on_disk == body,
+        "the installed file differs from the source"
+    );
+}
+
+/// A single file is its artifact, linked rather than copied; an edit of
+/// it in place is found before the artifact serves another package.
+#[test]
+fn a_single_file_is_linked_to_its_artifact_and_an_edit_in_place_is_fetched_again() {
+    use std::os::unix::fs::MetadataExt;
+    let server = ArtifactServer::start();
+    let body = pattern(200_000);
+    let url = server.put("/tool", body.clone(), Knobs::default());
+    let s = TestServer::in_process(ARGS);
+    let (id, op) = start_download(&s, "tool", &url, &body);
+    assert_eq!(s.finished(&op)["state"], "succeeded");
+    let placed = path_of(&s, &id).join("tool");
+    let artifact = data(&s).join("artifacts/sha256").join(sha256_hex(&body));
+    let (p, a) = (
+        std::fs::metadata(&placed).unwrap(),
+        std::fs::metadata(&artifact).unwrap(),
+    );
+    assert_eq!((p.dev(), p.ino()), (a.dev(), a.ino()), "not a hard link");
+    assert_eq!(p.mode() & 0o7777, 0o644);
+
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&placed)
+        .unwrap()
+        .write_all(b"edited")
+        .unwrap();
+    let (copy, again) = start_download(&s, "tool-copy", &url, &body);
+    assert_eq!(s.finished(&again)["state"], "succeeded");
+    assert_eq!(server.requests("/tool").len(), 2, "fetched again");
+    assert_eq!(
+        std::fs::read(path_of(&s, &copy).join("tool")).unwrap(),
+        body
+    );
+    assert_eq!(std::fs::read(&artifact).unwrap(), body);
+}
+
 #[test]
 fn a_tar_gz_is_unpacked_and_a_digest_already_stored_is_not_fetched_again() {
     let server = ArtifactServer::start();

@@ -1,9 +1,21 @@
 //! The disk side of a fetch: the partial file opened and cut back to its
 //! last checkpoint (that prefix hashed again), and the writing thread that
-//! appends, hashes and syncs, reporting each synced length.
+//! appends and hands each block to a hashing thread and, at checkpoints, a
+//! syncing thread, so that receiving, writing, hashing and the disk's
+//! writeback all overlap.
+//!
+//! The bytes travel in a fixed set of buffers ([`Buffers`]): filled by the
+//! reader, written, hashed, then handed back to be filled again. One owner
+//! at a time, no copy between the stages, and a transfer's memory is
+//! `POOL` blocks whatever the speeds (buffers freed on other threads than
+//! the one that made them were kept by the allocator: tens of MiB).
+//!
+//! A checkpoint reports a length only once a sync that began after those
+//! bytes were written has returned: the order resume depends on.
 
 use std::io::{self, Read, Seek, Write};
 use std::path::Path;
+use std::sync::mpsc as threads;
 use std::time::Instant;
 
 use sha2::{Digest, Sha256 as Hasher};
@@ -14,6 +26,61 @@ use crate::domain::operation::Transfer;
 use crate::domain::source::{Sha256, Source};
 use crate::files::budget::{Budget, Interrupted};
 
+/// The buffers one transfer's bytes travel in, and the size of each.
+const POOL: usize = 16;
+pub(super) const BLOCK: usize = 256 * 1024;
+
+/// The ways a transfer's buffers go round.
+pub(super) struct Lanes {
+    /// The reader takes empty buffers here,
+    pub(super) buffers: Buffers,
+    /// sends them full to the writer by `feed` (it never holds more than
+    /// there are buffers), who gets them from `blocks`;
+    pub(super) feed: mpsc::Sender<Vec<u8>>,
+    pub(super) blocks: mpsc::Receiver<Vec<u8>>,
+    /// the hasher hands them back by `back`.
+    pub(super) back: mpsc::Sender<Vec<u8>>,
+}
+
+impl Lanes {
+    pub(super) fn new() -> Self {
+        let (back, free) = mpsc::channel(POOL);
+        let (feed, blocks) = mpsc::channel(POOL);
+        Self {
+            buffers: Buffers { free, made: 0 },
+            back,
+            feed,
+            blocks,
+        }
+    }
+}
+
+/// The reader's side of the buffers: a new one while fewer than `POOL`
+/// were made, else one handed back.
+pub(super) struct Buffers {
+    free: mpsc::Receiver<Vec<u8>>,
+    made: usize,
+}
+
+impl Buffers {
+    /// An empty buffer; `None` once the writer's side has ended.
+    pub(super) async fn next(&mut self) -> Option<Vec<u8>> {
+        if self.made < POOL {
+            self.made += 1;
+            return Some(Vec::with_capacity(BLOCK));
+        }
+        self.free.recv().await
+    }
+
+    pub(super) fn next_blocking(&mut self) -> Option<Vec<u8>> {
+        if self.made < POOL {
+            self.made += 1;
+            return Some(Vec::with_capacity(BLOCK));
+        }
+        self.free.blocking_recv()
+    }
+}
+
 /// What the writer thread made of the bytes.
 #[derive(Debug)]
 pub(super) struct Written {
@@ -21,7 +88,8 @@ pub(super) struct Written {
     pub(super) done: u64,
 }
 
-/// The writing thread: appends, hashes, and syncs at each checkpoint.
+/// The writing thread: appends, and has the bytes hashed and synced
+/// beside it.
 pub(super) struct Writer {
     pub(super) file: std::fs::File,
     pub(super) hasher: Hasher,
@@ -34,49 +102,116 @@ pub(super) struct Writer {
 
 impl Writer {
     pub(super) fn run(
-        mut self,
-        mut chunks: mpsc::Receiver<bytes::Bytes>,
+        self,
+        chunks: mpsc::Receiver<Vec<u8>>,
+        back: mpsc::Sender<Vec<u8>>,
     ) -> Result<Written, FetchError> {
+        let Writer {
+            mut file,
+            hasher,
+            done,
+            limit,
+            expected,
+            synced,
+            budget,
+        } = self;
         // The partial holds what earlier attempts saved; a transfer from
         // an earlier point (the start) cuts it back first.
-        if self.file.stream_position().map_err(disk)? != self.done {
-            self.file.set_len(self.done).map_err(disk)?;
-            self.file
-                .seek(io::SeekFrom::Start(self.done))
-                .map_err(disk)?;
+        if file.stream_position().map_err(disk)? != done {
+            file.set_len(done).map_err(disk)?;
+            file.seek(io::SeekFrom::Start(done)).map_err(disk)?;
         }
-        let mut last_sync = (Instant::now(), self.done);
+        let sync_file = file.try_clone().map_err(disk)?;
+        // Scoped: neither helper outlives the writer, whatever happens.
+        std::thread::scope(|scope| {
+            // As deep as there are buffers: the writer never waits on it.
+            let (to_hash, blocks) = threads::sync_channel::<Vec<u8>>(POOL);
+            let hashing = scope.spawn(move || {
+                let mut hasher = hasher;
+                for mut block in blocks {
+                    hasher.update(&block);
+                    block.clear();
+                    // Refused once the reader has ended: then it just goes.
+                    let _ = back.try_send(block);
+                }
+                hasher
+            });
+            // One checkpoint waits behind the sync under way, at most: a
+            // slow disk makes checkpoints rarer, never the writer wait.
+            let (to_sync, lengths) = threads::sync_channel::<u64>(1);
+            let syncing = scope.spawn(move || -> io::Result<watch::Sender<u64>> {
+                for len in lengths {
+                    sync_file.sync_data()?;
+                    synced.send_replace(len);
+                }
+                Ok(synced)
+            });
+            let mut appending = Appending {
+                file: &mut file,
+                done,
+                limit,
+                expected: &expected,
+            };
+            let appended = appending.run(chunks, &budget, &to_hash, &to_sync);
+            let done = appending.done;
+            drop((to_hash, to_sync));
+            let hasher = hashing
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            let synced = syncing
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))
+                .map_err(disk)?;
+            appended?;
+            // The channel closed: the source ended (or the fetch was
+            // stopped, and what is synced here is only vouched for by a
+            // checkpoint).
+            file.sync_data().map_err(disk)?;
+            synced.send_replace(done);
+            Ok(Written {
+                digest: Sha256(hasher.finalize().into()),
+                done,
+            })
+        })
+    }
+}
+
+/// The writer's loop over the blocks it is sent.
+struct Appending<'a> {
+    file: &'a mut std::fs::File,
+    done: u64,
+    limit: u64,
+    expected: &'a Source,
+}
+
+impl Appending<'_> {
+    fn run(
+        &mut self,
+        mut chunks: mpsc::Receiver<Vec<u8>>,
+        budget: &Budget,
+        to_hash: &threads::SyncSender<Vec<u8>>,
+        to_sync: &threads::SyncSender<u64>,
+    ) -> Result<(), FetchError> {
+        let mut offered = (Instant::now(), self.done);
         while let Some(chunk) = chunks.blocking_recv() {
-            if self.budget.check().is_err() {
+            if budget.check().is_err() {
                 break;
             }
             let len = chunk.len() as u64;
             if self.done + len > self.limit {
-                return Err(too_large(self.done + len, self.limit, &self.expected));
+                return Err(too_large(self.done + len, self.limit, self.expected));
             }
             self.file.write_all(&chunk).map_err(disk)?;
-            self.hasher.update(&chunk);
             self.done += len;
-            if self.done - last_sync.1 >= CHECKPOINT_BYTES
-                || last_sync.0.elapsed() >= CHECKPOINT_EVERY
-            {
-                self.sync()?;
-                last_sync = (Instant::now(), self.done);
+            if to_hash.send(chunk).is_err() {
+                break; // the hasher is gone: its join says why
+            }
+            let due = self.done - offered.1 >= CHECKPOINT_BYTES
+                || offered.0.elapsed() >= CHECKPOINT_EVERY;
+            if due && to_sync.try_send(self.done).is_ok() {
+                offered = (Instant::now(), self.done);
             }
         }
-        // The channel closed: the source ended (or the fetch was stopped,
-        // and what is synced here is only vouched for by a checkpoint).
-        self.sync()?;
-        Ok(Written {
-            digest: Sha256(self.hasher.finalize().into()),
-            done: self.done,
-        })
-    }
-
-    fn sync(&mut self) -> Result<(), FetchError> {
-        self.file.flush().map_err(disk)?;
-        self.file.sync_data().map_err(disk)?;
-        self.synced.send_replace(self.done);
         Ok(())
     }
 }
@@ -108,18 +243,39 @@ pub(super) fn open_partial(
     let on_disk = file.metadata().map_err(io)?.len();
     let keep = saved.bytes_done.unwrap_or(0).min(on_disk);
     file.set_len(keep).map_err(io)?;
+    let hasher = hash_prefix(&mut file, keep, budget).map_err(|e| match e {
+        HashError::Io(e) => PartialError::Io(e),
+        HashError::Interrupted(i) => PartialError::Interrupted(i),
+    })?;
+    Ok((file, hasher, keep))
+}
+
+/// Why a file could not be hashed.
+#[derive(Debug)]
+pub enum HashError {
+    Io(io::Error),
+    Interrupted(Interrupted),
+}
+
+/// Hashes the first `len` bytes of `file` from its start, checking the
+/// budget between chunks; leaves the file's position at `len`.
+pub fn hash_prefix(
+    file: &mut std::fs::File,
+    len: u64,
+    budget: &Budget,
+) -> Result<Hasher, HashError> {
     let mut hasher = Hasher::new();
-    file.seek(io::SeekFrom::Start(0)).map_err(io)?;
+    file.seek(io::SeekFrom::Start(0)).map_err(HashError::Io)?;
     let mut buf = vec![0u8; FILE_CHUNK];
-    let mut left = keep;
+    let mut left = len;
     while left > 0 {
-        budget.check().map_err(PartialError::Interrupted)?;
+        budget.check().map_err(HashError::Interrupted)?;
         let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        file.read_exact(&mut buf[..want]).map_err(io)?;
+        file.read_exact(&mut buf[..want]).map_err(HashError::Io)?;
         hasher.update(&buf[..want]);
         left -= want as u64;
     }
-    Ok((file, hasher, keep))
+    Ok(hasher)
 }
 
 /// A write to the partial file failed: a full disk or an I/O error, which a

@@ -7,7 +7,8 @@ use std::path::Path;
 
 use tokio::sync::mpsc;
 
-use super::{FILE_CHUNK, FetchError};
+use super::FetchError;
+use super::disk::{BLOCK, Buffers};
 use crate::files::budget::Budget;
 
 /// Where no local source may be read from: the kernel's views of
@@ -75,7 +76,8 @@ fn kernel_file_system(file: &std::fs::File) -> bool {
 pub(super) fn read_local(
     mut file: std::fs::File,
     from: u64,
-    feed: mpsc::Sender<bytes::Bytes>,
+    feed: mpsc::Sender<Vec<u8>>,
+    mut buffers: Buffers,
     budget: &Budget,
 ) -> Result<(), FetchError> {
     file.seek(io::SeekFrom::Start(from))
@@ -84,21 +86,26 @@ pub(super) fn read_local(
         if budget.check().is_err() {
             return Ok(());
         }
-        let mut buf = vec![0u8; FILE_CHUNK];
-        let n = match file.read(&mut buf) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                return Err(FetchError::Fatal(format!(
-                    "cannot read the file source: {e}"
-                )));
+        let Some(mut buf) = buffers.next_blocking() else {
+            return Ok(()); // the writer stopped; it says why
+        };
+        buf.resize(BLOCK, 0);
+        let n = loop {
+            match file.read(&mut buf) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(FetchError::Fatal(format!(
+                        "cannot read the file source: {e}"
+                    )));
+                }
             }
         };
         if n == 0 {
             return Ok(());
         }
         buf.truncate(n);
-        if feed.blocking_send(bytes::Bytes::from(buf)).is_err() {
+        if feed.blocking_send(buf).is_err() {
             return Ok(()); // the writer stopped; it says why
         }
     }

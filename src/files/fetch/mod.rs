@@ -2,9 +2,14 @@
 //! local file), hashed as it goes (the artifact is never held in memory),
 //! resumed with `Range` and `If-Range` after a cut, a retry or a restart.
 //!
-//! The bytes are written and hashed on a blocking thread fed through a
-//! bounded channel, so the async threads never wait on the disk and the
-//! memory a transfer holds is bounded; a local file is read on a blocking
+//! The answer is received by a task of its own, gathered into blocks and
+//! sent through a bounded channel to a blocking thread that writes them
+//! (and has them hashed and synced beside it, `disk.rs`), so the async
+//! threads never wait on the disk and the memory a transfer holds is
+//! bounded. The task owns each block until the channel takes it: a block
+//! is never dropped on its way because a checkpoint arrived first (one
+//! was, and a download faster than the disk lost bytes). A local file is
+//! read on a blocking
 //! thread too, and only a regular file outside `/proc`, `/sys` and `/dev`
 //! (a FIFO would block its reader for ever; `/proc/self/environ` holds
 //! packd's secrets). Every thread a fetch starts is awaited before it
@@ -38,7 +43,8 @@ use crate::domain::source::Source;
 mod disk;
 mod local;
 
-use disk::{PartialError, Writer, Written, open_partial, too_large};
+use disk::{BLOCK, Buffers, Lanes, PartialError, Writer, Written, open_partial, too_large};
+pub use disk::{HashError, hash_prefix};
 use local::{open_local, read_local};
 
 /// Settings of the HTTP client that fetches artifacts.
@@ -61,11 +67,14 @@ pub struct FetchSettings {
 /// Redirects followed at most.
 const MAX_REDIRECTS: usize = 5;
 /// A checkpoint is offered after this many bytes or this long, whichever
-/// comes first: a resume repeats at most that much.
+/// comes first, to a syncing thread that is idle: a resume repeats about
+/// that much.
 pub const CHECKPOINT_BYTES: u64 = 8 * 1024 * 1024;
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
-/// Chunks in flight between the receiving task and the writing thread.
-const CHANNEL_CHUNKS: usize = 32;
+/// The longest a part of a block waits for the rest while the answer is
+/// quiet: a slow source's bytes reach the disk (and a checkpoint) as they
+/// come.
+const HOLD: Duration = Duration::from_millis(20);
 
 /// What one read of a local source takes.
 const FILE_CHUNK: usize = 256 * 1024;
@@ -208,7 +217,9 @@ impl Fetcher {
         };
         // What the writer synced before it ended is a checkpoint too: a
         // retry or a restart resumes from there, not from the last one.
-        if let Some(last) = download.stop().await {
+        // After a failure the writer first writes what was received.
+        let drain = matches!(ended, FetchEnd::Failed(_));
+        if let Some(last) = download.stop(drain).await {
             checkpoint(last);
         }
         Err(ended)
@@ -260,21 +271,20 @@ impl Fetcher {
                 })?;
         let mut download = Download {
             expected: source.clone(),
-            pump: Pump::Idle,
+            reader: None,
             writer: None,
             synced: watch::channel(done).1,
             state: None,
             total: source.size(),
             validator: saved.validator.clone(),
-            read_timeout: self.settings.read_timeout,
             resumed: false,
             budget: budget.clone(),
         };
         if let Some(local) = local {
-            let (feed, writer) = download.start_writer(file, hasher, done, limit);
+            let (feed, buffers, writer) = download.start_writer(file, hasher, done, limit);
             let reader_budget = budget.clone();
-            download.pump = Pump::File(tokio::task::spawn_blocking(move || {
-                read_local(local, done, feed, &reader_budget)
+            download.reader = Some(tokio::task::spawn_blocking(move || {
+                read_local(local, done, feed, buffers, &reader_budget)
             }));
             download.writer = Some(writer);
             download.resumed = done > 0;
@@ -349,8 +359,13 @@ impl Fetcher {
         // writer empties the partial before its first write.
         let hasher = if from == done { hasher } else { Hasher::new() };
         download.validator = validator_of(response.headers());
-        let (feed, writer) = download.start_writer(file, hasher, from, limit);
-        download.pump = Pump::Http(response, Some(feed));
+        let (feed, buffers, writer) = download.start_writer(file, hasher, from, limit);
+        download.reader = Some(tokio::spawn(receive(
+            response,
+            feed,
+            buffers,
+            self.settings.read_timeout,
+        )));
         download.writer = Some(writer);
         Ok(download)
     }
@@ -360,7 +375,9 @@ impl Fetcher {
 /// bounded channel to the writer thread, which reports what it synced.
 struct Download {
     expected: Source,
-    pump: Pump,
+    /// What feeds the writer: the task receiving the answer, or the thread
+    /// reading a local file. Taken once it has ended.
+    reader: Option<JoinHandle<Result<(), FetchError>>>,
     writer: Option<JoinHandle<Result<Written, FetchError>>>,
     /// The length of the partial file last synced.
     synced: watch::Receiver<u64>,
@@ -368,17 +385,8 @@ struct Download {
     state: Option<Written>,
     total: Option<u64>,
     validator: Option<String>,
-    read_timeout: Duration,
     resumed: bool,
     budget: Budget,
-}
-
-enum Pump {
-    Idle,
-    /// The answer, and the channel to the writer until the answer ends.
-    Http(reqwest::Response, Option<mpsc::Sender<bytes::Bytes>>),
-    /// The thread reading a local file into the writer's channel.
-    File(JoinHandle<Result<(), FetchError>>),
 }
 
 impl Download {
@@ -389,10 +397,16 @@ impl Download {
         done: u64,
         limit: u64,
     ) -> (
-        mpsc::Sender<bytes::Bytes>,
+        mpsc::Sender<Vec<u8>>,
+        Buffers,
         JoinHandle<Result<Written, FetchError>>,
     ) {
-        let (feed, chunks) = mpsc::channel(CHANNEL_CHUNKS);
+        let Lanes {
+            buffers,
+            feed,
+            blocks,
+            back,
+        } = Lanes::new();
         let (synced_tx, synced_rx) = watch::channel(done);
         self.synced = synced_rx;
         let writer = Writer {
@@ -406,40 +420,47 @@ impl Download {
         };
         (
             feed,
-            tokio::task::spawn_blocking(move || writer.run(chunks)),
+            buffers,
+            tokio::task::spawn_blocking(move || writer.run(blocks, back)),
         )
     }
 
     /// Goes on until a checkpoint is synced (`Some`) or everything is
-    /// written and synced (`None`).
+    /// written and synced (`None`). A reader that fails ends it at once.
     async fn advance(&mut self) -> Result<Option<Transfer>, FetchError> {
         loop {
             if self.state.is_some() {
                 return Ok(None);
             }
-            let pumping = matches!(self.pump, Pump::Http(_, Some(_)));
+            let Download { synced, reader, .. } = self;
+            let reading = reader.is_some();
             tokio::select! {
                 biased;
-                changed = self.synced.changed() => {
+                changed = synced.changed() => {
                     if changed.is_ok() {
                         return Ok(Some(self.checkpoint()));
                     }
                     // The writer has ended: what did it end with?
                     self.state = Some(self.join().await?);
                 }
-                pumped = pump_http(&mut self.pump, self.read_timeout), if pumping => pumped?,
+                // Awaited by reference: nothing is lost when a checkpoint
+                // comes first.
+                read = async { reader.as_mut().expect("reading").await }, if reading => {
+                    self.reader = None;
+                    read.map_err(|e| FetchError::Retry(e.to_string()))??;
+                }
             }
         }
     }
 
-    /// Joins the writer (and a local reader): the first error wins.
+    /// Joins the writer (and a reader still running): the first error wins.
     async fn join(&mut self) -> Result<Written, FetchError> {
-        let read = match std::mem::replace(&mut self.pump, Pump::Idle) {
-            Pump::File(reader) => reader
+        let read = match self.reader.take() {
+            Some(reader) => reader
                 .await
                 .map_err(|e| FetchError::Retry(e.to_string()))
                 .and_then(|r| r),
-            _ => Ok(()),
+            None => Ok(()),
         };
         let written = match self.writer.take() {
             Some(writer) => writer
@@ -462,19 +483,18 @@ impl Download {
     }
 
     /// Ends a transfer early: the source is dropped, the writer sees its
-    /// channel close and ends (syncing what it has), and both are awaited.
+    /// channel close and ends (syncing what it has; with `drain`, after
+    /// writing what is queued, else at once), and both are awaited.
     /// Returns the checkpoint of what the writer synced last, if it moved.
-    async fn stop(mut self) -> Option<Transfer> {
-        self.budget.cancel();
-        match std::mem::replace(&mut self.pump, Pump::Idle) {
-            Pump::Http(response, feed) => {
-                drop(response);
-                drop(feed);
-            }
-            Pump::File(reader) => {
-                let _ = reader.await;
-            }
-            Pump::Idle => {}
+    async fn stop(mut self, drain: bool) -> Option<Transfer> {
+        if !drain {
+            self.budget.cancel();
+        }
+        if let Some(reader) = self.reader.take() {
+            // The receiving task stops at once; a local reader at its next
+            // look at the budget.
+            reader.abort();
+            let _ = reader.await;
         }
         if let Some(writer) = self.writer.take() {
             let _ = writer.await;
@@ -517,33 +537,62 @@ impl Download {
     }
 }
 
-/// Moves one chunk of the answer to the writer, or closes the channel at
-/// the answer's end. A writer that stopped (an error) closes it too.
-async fn pump_http(pump: &mut Pump, read_timeout: Duration) -> Result<(), FetchError> {
-    let Pump::Http(response, feed) = pump else {
-        return Ok(());
-    };
-    let chunk = match tokio::time::timeout(read_timeout, response.chunk()).await {
-        Err(_) => {
-            return Err(FetchError::Retry(format!("no data for {read_timeout:?}")));
-        }
-        Ok(Err(e)) => {
-            return Err(FetchError::Retry(format!(
-                "the connection broke: {}",
-                error_chain(&e)
-            )));
-        }
-        Ok(Ok(chunk)) => chunk,
-    };
-    match (chunk, feed.as_ref()) {
-        (Some(chunk), Some(tx)) => {
-            if tx.send(chunk).await.is_err() {
-                *feed = None;
+/// The receiving task: reads the answer into the transfer's buffers and
+/// sends each full one to the writer; ends at the answer's end (closing
+/// the channel), when the writer stops (it says why), or with an error.
+/// What was received is passed on in every case, and a buffer is not held
+/// back longer than `HOLD` while the answer is quiet.
+async fn receive(
+    mut response: reqwest::Response,
+    feed: mpsc::Sender<Vec<u8>>,
+    mut buffers: Buffers,
+    read_timeout: Duration,
+) -> Result<(), FetchError> {
+    let mut block: Option<Vec<u8>> = None;
+    let end = loop {
+        let holding = block.as_ref().is_some_and(|b| !b.is_empty());
+        let wait = if holding { HOLD } else { read_timeout };
+        let mut chunk = match tokio::time::timeout(wait, response.chunk()).await {
+            Err(_) if holding => {
+                if let Some(full) = block.take()
+                    && feed.send(full).await.is_err()
+                {
+                    return Ok(());
+                }
+                continue;
+            }
+            Err(_) => break Err(FetchError::Retry(format!("no data for {read_timeout:?}"))),
+            Ok(Err(e)) => {
+                break Err(FetchError::Retry(format!(
+                    "the connection broke: {}",
+                    error_chain(&e)
+                )));
+            }
+            Ok(Ok(None)) => break Ok(()),
+            Ok(Ok(Some(chunk))) => chunk,
+        };
+        while !chunk.is_empty() {
+            let buf = match &mut block {
+                Some(buf) => buf,
+                None => match buffers.next().await {
+                    Some(buf) => block.insert(buf),
+                    None => return Ok(()), // the writer stopped; it says why
+                },
+            };
+            let take = (BLOCK - buf.len()).min(chunk.len());
+            buf.extend_from_slice(&chunk.split_to(take));
+            if buf.len() == BLOCK
+                && let Some(full) = block.take()
+                && feed.send(full).await.is_err()
+            {
+                return Ok(());
             }
         }
-        _ => *feed = None,
+    };
+    if let Some(rest) = block.filter(|b| !b.is_empty()) {
+        let _ = feed.send(rest).await;
     }
-    Ok(())
+    end
 }
 
 /// The first byte of a `Content-Range: bytes START-END/TOTAL` answer.

@@ -32,7 +32,7 @@ use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use super::budget::{Budget, Interrupted};
@@ -179,17 +179,7 @@ pub fn unpack(
     budget: &Budget,
 ) -> Result<Unpacked, UnpackError> {
     make_dir(dest, modes.dir)?;
-    let mut out = Writer {
-        dest,
-        limits,
-        modes,
-        budget,
-        done: Unpacked::default(),
-        dirs: HashSet::new(),
-        files: HashSet::new(),
-        links: HashMap::new(),
-        buf: vec![0u8; CHUNK],
-    };
+    let mut out = Writer::new(dest, limits, modes, budget);
     match format {
         Format::Tar => out.tar(artifact)?,
         Format::TarGz => out.tar(flate2::read::MultiGzDecoder::new(io::BufReader::new(
@@ -204,6 +194,55 @@ pub fn unpack(
     }
     out.make_links()?;
     sync_file_system(dest)?;
+    Ok(out.done)
+}
+
+/// Places a single-file artifact as `dest/name` (`dest` must not exist
+/// yet): a hard link to the stored artifact `stored`, so not one byte is
+/// copied again, and a copy from `artifact` where the link cannot be made
+/// (a file system without them, too many links, the artifact removed
+/// meanwhile). The linked file's mode is the artifact's too, which the
+/// private `artifacts/` directory keeps from everyone else.
+pub fn place(
+    artifact: File,
+    stored: &Path,
+    name: &str,
+    dest: &Path,
+    limits: Limits,
+    modes: Modes,
+    budget: &Budget,
+) -> Result<Unpacked, UnpackError> {
+    make_dir(dest, modes.dir)?;
+    let mut out = Writer::new(dest, limits, modes, budget);
+    let rel = out.relative(name.as_bytes())?;
+    let path = out.parents(&rel, name)?;
+    budget.check()?;
+    match std::fs::hard_link(stored, &path) {
+        Ok(()) => {
+            let linked = File::open(&path)?;
+            // The very file stored, or nothing: a link to another (the
+            // artifact replaced meanwhile) would place unverified bytes.
+            let (a, b) = (artifact.metadata()?, linked.metadata()?);
+            if (a.dev(), a.ino()) != (b.dev(), b.ino()) {
+                std::fs::remove_file(&path)?;
+                return Err(UnpackError::Io(io::Error::other(
+                    "the stored artifact changed while it was placed",
+                )));
+            }
+            out.count_bytes(b.len())?;
+            linked.set_permissions(std::fs::Permissions::from_mode(modes.of_file(0o644)))?;
+            // The bytes were synced when the artifact was stored: only the
+            // new name and the mode are to make durable.
+            linked.sync_all()?;
+            sync_dir(dest)?;
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "no hard link to the artifact; copying it");
+            let mut artifact = artifact;
+            out.file(&rel, name, &mut artifact, 0o644)?;
+            sync_file_system(dest)?;
+        }
+    }
     Ok(out.done)
 }
 
@@ -223,7 +262,21 @@ struct Writer<'a> {
     buf: Vec<u8>,
 }
 
-impl Writer<'_> {
+impl<'a> Writer<'a> {
+    fn new(dest: &'a Path, limits: Limits, modes: Modes, budget: &'a Budget) -> Self {
+        Writer {
+            dest,
+            limits,
+            modes,
+            budget,
+            done: Unpacked::default(),
+            dirs: HashSet::new(),
+            files: HashSet::new(),
+            links: HashMap::new(),
+            buf: vec![0u8; CHUNK],
+        }
+    }
+
     fn count_entry(&mut self) -> Result<(), UnpackError> {
         self.done.entries += 1;
         if self.done.entries > self.limits.max_entries {
@@ -364,6 +417,10 @@ fn make_dir(path: &Path, mode: u32) -> io::Result<()> {
 
 fn broken(e: impl std::fmt::Display) -> UnpackError {
     UnpackError::Broken(e.to_string())
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 /// Makes everything written under `dir` durable with one call: a sync of
