@@ -343,7 +343,7 @@ def main():
         offset = int(resumed[-1][0][len("bytes="):-1]) if resumed else 0
         print(f"3. kill -9 at {mib(saved)} saved of {mib(HALF_FILE)}: nginx had sent "
               f"{mib(sent_before)}, packd resumed at {mib(offset)} (Range), fetched again "
-              f"{mib(max(0, sent_before - offset))}; checkpoint interval 8 MiB or 1 s")
+              f"{mib(max(0, sent_before - offset))}; checkpoint interval 32 MiB or 1 s, saved at most every 0.1 s")
 
         # 4. Many small artifacts with the default workers.
         packd = Packd(os.path.join(work, "p3"))

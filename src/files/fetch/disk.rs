@@ -193,6 +193,7 @@ impl Appending<'_> {
         to_sync: &threads::SyncSender<u64>,
     ) -> Result<(), FetchError> {
         let mut offered = (Instant::now(), self.done);
+        let mut kicked = self.done;
         while let Some(chunk) = chunks.blocking_recv() {
             if budget.check().is_err() {
                 break;
@@ -206,6 +207,10 @@ impl Appending<'_> {
             if to_hash.send(chunk).is_err() {
                 break; // the hasher is gone: its join says why
             }
+            if self.done - kicked >= WRITEBACK_BYTES {
+                start_writeback(self.file, kicked, self.done - kicked);
+                kicked = self.done;
+            }
             let due = self.done - offered.1 >= CHECKPOINT_BYTES
                 || offered.0.elapsed() >= CHECKPOINT_EVERY;
             if due && to_sync.try_send(self.done).is_ok() {
@@ -213,6 +218,27 @@ impl Appending<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// Writeback is started every this many bytes, without waiting for it:
+/// the disk works while the bytes arrive, and a checkpoint's sync finds
+/// little left to write.
+const WRITEBACK_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Asks the kernel to start writing a range out (`sync_file_range` with
+/// `SYNC_FILE_RANGE_WRITE`): a hint, so a failure is only logged.
+fn start_writeback(file: &std::fs::File, from: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(from), Ok(len)) = (i64::try_from(from), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: sync_file_range only reads the descriptor, which `file` keeps
+    // open; the range is plain numbers.
+    let r =
+        unsafe { libc::sync_file_range(file.as_raw_fd(), from, len, libc::SYNC_FILE_RANGE_WRITE) };
+    if r != 0 {
+        tracing::debug!(error = %io::Error::last_os_error(), "no early writeback");
     }
 }
 

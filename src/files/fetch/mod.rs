@@ -69,7 +69,7 @@ const MAX_REDIRECTS: usize = 5;
 /// A checkpoint is offered after this many bytes or this long, whichever
 /// comes first, to a syncing thread that is idle: a resume repeats about
 /// that much.
-pub const CHECKPOINT_BYTES: u64 = 8 * 1024 * 1024;
+pub const CHECKPOINT_BYTES: u64 = 32 * 1024 * 1024;
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// The longest a part of a block waits for the rest while the answer is
 /// quiet: a slow source's bytes reach the disk (and a checkpoint) as they
