@@ -43,4 +43,5 @@ pub mod server;
 pub mod shutdown;
 pub mod store;
 pub mod tls;
+pub mod trust;
 pub mod worker;

@@ -15,6 +15,9 @@ pub struct Source {
     url: String,
     sha256: Sha256,
     size: Option<u64>,
+    /// The text of a minisign signature (`.minisig`), checked by the API
+    /// for its form and at each download for what it vouches.
+    signature: Option<String>,
 }
 
 /// A SHA-256 digest.
@@ -124,16 +127,33 @@ impl Source {
             url: url.to_string(),
             sha256,
             size,
+            signature: None,
         })
     }
 
     /// A source read back from the store, which was checked when written.
-    pub fn from_stored(url: String, sha256: [u8; 32], size: Option<u64>) -> Source {
+    pub fn from_stored(
+        url: String,
+        sha256: [u8; 32],
+        size: Option<u64>,
+        signature: Option<String>,
+    ) -> Source {
         Source {
             url,
             sha256: Sha256(sha256),
             size,
+            signature,
         }
+    }
+
+    /// The same source with this signature text (checked by the caller).
+    pub fn signed(mut self, signature: Option<String>) -> Source {
+        self.signature = signature;
+        self
+    }
+
+    pub fn signature(&self) -> Option<&str> {
+        self.signature.as_deref()
     }
 
     pub fn url(&self) -> &str {

@@ -17,13 +17,28 @@ use crate::domain::package::{Package, PackageName, PackagePatch, PackageVersion,
 use crate::domain::source::Source;
 
 /// The stored form of a package. The id is the key, not part of the value.
-/// V1 (schema 2 and before) had no source; the migration to schema 3
-/// rewrites every V1 record as V2, and reading still accepts V1 so the
-/// migration itself can decode them.
+/// V1 (schema 2 and before) had no source; V2 (schemas 3 to 5) a source
+/// without a signature. The migrations rewrite older records in the
+/// current form, and reading still accepts them so the migrations
+/// themselves can decode them.
 #[derive(Debug, Serialize, Deserialize)]
 enum PackageRecord {
     V1(PackageV1),
     V2(PackageV2),
+    V3(PackageV3),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct PackageV3 {
+    v1: PackageV1,
+    source: Option<SourceV2>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SourceV2 {
+    v1: SourceV1,
+    /// The `.minisig` text.
+    signature: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -59,7 +74,7 @@ stored_codes!("package status", Status, status_code, status_from_code {
 });
 
 fn to_record(p: &Package) -> PackageRecord {
-    PackageRecord::V2(PackageV2 {
+    PackageRecord::V3(PackageV3 {
         v1: PackageV1 {
             name: p.name.as_str().to_owned(),
             version: p.version.as_str().to_owned(),
@@ -69,10 +84,13 @@ fn to_record(p: &Package) -> PackageRecord {
             created_at: p.created_at.as_micros(),
             updated_at: p.updated_at.as_micros(),
         },
-        source: p.source.as_ref().map(|s| SourceV1 {
-            url: s.url().to_owned(),
-            sha256: s.sha256().0,
-            size: s.size(),
+        source: p.source.as_ref().map(|s| SourceV2 {
+            v1: SourceV1 {
+                url: s.url().to_owned(),
+                sha256: s.sha256().0,
+                size: s.size(),
+            },
+            signature: s.signature().map(str::to_owned),
         }),
     })
 }
@@ -80,7 +98,14 @@ fn to_record(p: &Package) -> PackageRecord {
 fn from_record(id: u128, bytes: &[u8]) -> Result<Package, StoreError> {
     let (r, source) = match decode::<PackageRecord>("packages", bytes)? {
         PackageRecord::V1(r) => (r, None),
-        PackageRecord::V2(PackageV2 { v1, source }) => (v1, source),
+        PackageRecord::V2(PackageV2 { v1, source }) => (
+            v1,
+            source.map(|v1| SourceV2 {
+                v1,
+                signature: None,
+            }),
+        ),
+        PackageRecord::V3(PackageV3 { v1, source }) => (v1, source),
     };
     // Stored names passed validation when written; a failure here is corruption.
     let corrupt =
@@ -90,7 +115,7 @@ fn from_record(id: u128, bytes: &[u8]) -> Result<Package, StoreError> {
         name: PackageName::from_stored(r.name).map_err(corrupt)?,
         version: PackageVersion::from_stored(r.version).map_err(corrupt)?,
         status: status_from_code(r.status)?,
-        source: source.map(|s| Source::from_stored(s.url, s.sha256, s.size)),
+        source: source.map(|s| Source::from_stored(s.v1.url, s.v1.sha256, s.v1.size, s.signature)),
         operation_id: r.operation_id.map(Uuid::from_u128),
         revision: r.revision,
         created_at: Timestamp::from_micros(r.created_at),
@@ -106,9 +131,10 @@ pub struct NewPackage {
     pub source: Option<Source>,
 }
 
-/// Schema 2 -> 3: every package record is rewritten as V2 (no source),
+/// Schemas 2 -> 3 and 5 -> 6: every package record is rewritten in the
+/// current form (no source, no signature where the old one had none),
 /// inside the migration's transaction.
-pub(super) fn migrate_packages_to_v2(wtx: &WriteTransaction) -> Result<usize, StoreError> {
+pub(super) fn rewrite_packages(wtx: &WriteTransaction) -> Result<usize, StoreError> {
     super::schema::rewrite_records(wtx, PACKAGES, |id, bytes| {
         encode(&to_record(&from_record(id, bytes)?))
     })
@@ -497,27 +523,13 @@ mod tests {
         }
     }
 
-    /// A file written by schema 2 (packages without a source) opens, is
-    /// migrated to schema 3 in one transaction, and its packages read back
-    /// as they were, with no source.
-    #[tokio::test]
-    async fn schema_2_packages_are_migrated_to_v2() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("old.redb");
-        let id = Uuid::now_v7();
-        crate::store::schema::old_files::write(&path, 2, |wtx| {
-            let v1 = PackageRecord::V1(PackageV1 {
-                name: "jq".into(),
-                version: "1.7".into(),
-                status: status_code(Status::Downloaded),
-                operation_id: None,
-                revision: 4,
-                created_at: 10,
-                updated_at: 20,
-            });
+    /// A file of schema `version` holding one downloaded `jq 1.7` in this
+    /// record form, with its indexes.
+    fn old_file(path: &std::path::Path, version: u64, id: Uuid, record: PackageRecord) {
+        crate::store::schema::old_files::write(path, version, |wtx| {
             wtx.open_table(PACKAGES)
                 .unwrap()
-                .insert(id.as_u128(), encode(&v1).unwrap().as_slice())
+                .insert(id.as_u128(), encode(&record).unwrap().as_slice())
                 .unwrap();
             wtx.open_table(PACKAGES_BY_NAME_VERSION)
                 .unwrap()
@@ -532,21 +544,87 @@ mod tests {
                 .insert((status_code(Status::Downloaded), id.as_u128()), ())
                 .unwrap();
         });
-        let store = Store::open(&path, &StoreOptions::default()).unwrap();
+    }
+
+    fn jq_v1() -> PackageV1 {
+        PackageV1 {
+            name: "jq".into(),
+            version: "1.7".into(),
+            status: status_code(Status::Downloaded),
+            operation_id: None,
+            revision: 4,
+            created_at: 10,
+            updated_at: 20,
+        }
+    }
+
+    /// Opens (migrating) the file, checks the package reads back as it
+    /// was, and returns the record as it is now stored.
+    fn migrated(path: &std::path::Path, id: Uuid) -> (Package, PackageRecord) {
+        let store = Store::open(path, &StoreOptions::default()).unwrap();
         let p = store.get_package(id).unwrap();
         assert_eq!(
             (p.name.as_str(), p.version.as_str(), p.status, p.revision),
             ("jq", "1.7", Status::Downloaded, 4)
         );
-        assert_eq!(p.source, None);
         store.close();
         drop(store);
-
-        let (version, bytes) = crate::store::schema::old_files::read(&path, PACKAGES, id.as_u128());
+        let (version, bytes) = crate::store::schema::old_files::read(path, PACKAGES, id.as_u128());
         assert_eq!(version, crate::store::SCHEMA_VERSION);
-        let record = decode::<PackageRecord>("packages", &bytes).unwrap();
+        (p, decode::<PackageRecord>("packages", &bytes).unwrap())
+    }
+
+    /// A file written by schema 2 (packages without a source) opens, is
+    /// migrated in one transaction, and its packages read back as they
+    /// were, with no source.
+    #[tokio::test]
+    async fn schema_2_packages_are_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.redb");
+        let id = Uuid::now_v7();
+        old_file(&path, 2, id, PackageRecord::V1(jq_v1()));
+        let (p, record) = migrated(&path, id);
+        assert_eq!(p.source, None);
         assert!(
-            matches!(record, PackageRecord::V2(PackageV2 { source: None, .. })),
+            matches!(record, PackageRecord::V3(PackageV3 { source: None, .. })),
+            "{record:?}"
+        );
+    }
+
+    /// Schema 5 sources had no signature: they are rewritten as V3, the
+    /// source whole, with none.
+    #[tokio::test]
+    async fn schema_5_sources_are_migrated_unsigned() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.redb");
+        let id = Uuid::now_v7();
+        let source = SourceV1 {
+            url: "https://example.com/jq.tar.gz".into(),
+            sha256: [7; 32],
+            size: Some(123),
+        };
+        let v2 = PackageRecord::V2(PackageV2 {
+            v1: jq_v1(),
+            source: Some(source),
+        });
+        old_file(&path, 5, id, v2);
+        let (p, record) = migrated(&path, id);
+        let source = p.source.expect("the source kept");
+        assert_eq!(
+            (source.url(), source.sha256().0, source.size(), source.signature()),
+            ("https://example.com/jq.tar.gz", [7; 32], Some(123), None)
+        );
+        assert!(
+            matches!(
+                record,
+                PackageRecord::V3(PackageV3 {
+                    source: Some(SourceV2 {
+                        signature: None,
+                        ..
+                    }),
+                    ..
+                })
+            ),
             "{record:?}"
         );
     }

@@ -10,7 +10,7 @@ use super::error::other;
 use super::{OpenError, StoreError, identity, keys, operations, packages, tables};
 
 /// The layout version this binary writes and understands.
-pub const SCHEMA_VERSION: u64 = 5;
+pub const SCHEMA_VERSION: u64 = 6;
 
 /// What the `meta` table says about a file.
 pub(super) enum Schema {
@@ -132,7 +132,7 @@ fn migrate(wtx: &redb::WriteTransaction, from: u64) -> Result<(), StoreError> {
     }
     if from < 3 {
         // 2 -> 3: packages gained a source, operations a transfer checkpoint.
-        packages::migrate_packages_to_v2(wtx)?;
+        packages::rewrite_packages(wtx)?;
         operations::migrate_operations_to_v2(wtx)?;
     }
     if from < 4 {
@@ -148,6 +148,10 @@ fn migrate(wtx: &redb::WriteTransaction, from: u64) -> Result<(), StoreError> {
     }
     // 4 -> 5: the removal journal and the identity (tables made by
     // `create_all`, the identity by `identity::ensure`); no record changes.
+    if from < 6 {
+        // 5 -> 6: sources gained a signature.
+        packages::rewrite_packages(wtx)?;
+    }
     Ok(())
 }
 
@@ -236,7 +240,7 @@ mod tests {
         assert!(store.pending_removals(1).unwrap().is_empty());
         store.close();
         drop(store);
-        assert_eq!(old_files::version(&path), 5);
+        assert_eq!(old_files::version(&path), SCHEMA_VERSION);
         // The identity is made once: a second open keeps it.
         let again = Store::open(&path, &StoreOptions::default()).unwrap();
         assert_eq!(again.identity().unwrap(), identity);
