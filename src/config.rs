@@ -57,6 +57,39 @@ pub enum Command {
     /// Exit 0 if the server's `/healthz` answers 200, non-zero otherwise (for
     /// container health checks: the image has no curl).
     Healthcheck(HealthcheckArgs),
+    /// Make a minisign key pair for signing artifacts: PREFIX.key (secret,
+    /// unencrypted, mode 0600) and PREFIX.pub (to trust with --trusted-key).
+    Keygen(KeygenArgs),
+    /// Sign an artifact for one package: writes ARTIFACT.minisig, whose
+    /// trusted comment names the package (`name=N version=V`).
+    Sign(SignArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Where to write the pair: PREFIX.key and PREFIX.pub. Neither may exist.
+    #[arg(long)]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// The secret key: from `packd keygen`, or `minisign -G` (an encrypted
+    /// one asks for its password on the terminal).
+    #[arg(long)]
+    pub secret_key: PathBuf,
+    /// The package's name, as the signature's trusted comment names it.
+    #[arg(long)]
+    pub name: String,
+    /// The package's version, as the signature's trusted comment names it.
+    #[arg(long)]
+    pub version: String,
+    /// Read the secret key's password from this file (its first line)
+    /// instead of asking on the terminal.
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+    /// The artifact to sign.
+    pub artifact: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -320,6 +353,13 @@ pub struct ServeArgs {
     #[arg(long, env = "PACKD_HOOK_TIMEOUT", default_value = "60s", value_parser = parse_positive_duration)]
     pub hook_timeout: Duration,
 
+    /// A publisher key to trust (repeatable): the base64 line of a minisign
+    /// public key, or the path of its `.pub` file. With one or more, every
+    /// source must carry a signature by one of them, for its package's name
+    /// and version, and every download checks it.
+    #[arg(long = "trusted-key", env = "PACKD_TRUSTED_KEYS", value_delimiter = ',', value_parser = parse_trusted_key)]
+    pub trusted_keys: Vec<crate::trust::TrustedKey>,
+
     /// Accept `file://` URLs as package sources. Off: a client with the
     /// write role could otherwise make packd read any file it may read.
     #[arg(long, env = "PACKD_ALLOW_FILE_SOURCES")]
@@ -403,7 +443,11 @@ pub(crate) fn parse_positive_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
-pub(crate) fn parse_proxy(s: &str) -> Result<String, String> {
+pub(crate) fn parse_trusted_key(s: &str) -> Result<crate::trust::TrustedKey, String> {
+    crate::trust::TrustedKey::parse(s)
+}
+
+fn parse_proxy(s: &str) -> Result<String, String> {
     let url = url::Url::parse(s).map_err(|e| format!("not a URL: {e}"))?;
     match url.scheme() {
         "http" | "https" if url.host().is_some() => Ok(s.to_string()),

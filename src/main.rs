@@ -41,6 +41,18 @@ fn main() -> ExitCode {
         Some(Command::Dev(args)) => runtime().and_then(|rt| rt.block_on(packd::offline::dev(args))),
         Some(Command::Healthcheck(args)) => return packd::client::service::healthcheck(&args),
         Some(Command::Check(args)) => return packd::offline::check(&args),
+        Some(Command::Keygen(args)) => packd::trust::keygen(&args.output).map(|key| {
+            println!("key id {}", key.id);
+            println!("public key {}", key.line);
+        }),
+        Some(Command::Sign(args)) => packd::trust::sign(&packd::trust::SignJob {
+            secret_key: &args.secret_key,
+            password_file: args.password_file.as_deref(),
+            name: &args.name,
+            version: &args.version,
+            artifact: &args.artifact,
+        })
+        .map(|out| println!("{}", out.display())),
         None => serve(cli.serve),
     };
     match result {

@@ -467,6 +467,7 @@ impl Application {
                 deactivate: args.hook_deactivate.clone(),
                 timeout: args.hook_timeout,
             },
+            crate::trust::Trust::new(args.trusted_keys.clone()),
         );
         let workers = Workers::start(
             store.clone(),
@@ -537,6 +538,7 @@ impl Application {
                 readiness: readiness.clone(),
                 shutdown: shutdown.clone(),
                 layout: Some(files.layout.clone()),
+                trust: files.trust.clone(),
             },
             &ApiOptions {
                 cors_origins: args.cors_origins.clone(),

@@ -211,7 +211,9 @@ pub fn vouch(
     let by = minisign::SignatureBox::from_string(text)
         .map(|b| key_id(b.keynum()))
         .unwrap_or_else(|_| "?".into());
-    refuse(format!("the signature is by key {by}, which packd does not trust"))
+    refuse(format!(
+        "the signature is by key {by}, which packd does not trust"
+    ))
 }
 
 /// `packd keygen`: a new key pair, the secret key unencrypted (mode 0600)
@@ -239,7 +241,10 @@ pub fn keygen(prefix: &Path) -> anyhow::Result<TrustedKey> {
     };
     let files = [(with(".key"), secret, 0o600), (with(".pub"), public, 0o644)];
     if let Some((there, _, _)) = files.iter().find(|(p, _, _)| p.exists()) {
-        anyhow::bail!("{} exists; packd keygen never overwrites a key", there.display());
+        anyhow::bail!(
+            "{} exists; packd keygen never overwrites a key",
+            there.display()
+        );
     }
     for (path, text, mode) in files {
         let mut f = std::fs::OpenOptions::new()
@@ -251,32 +256,51 @@ pub fn keygen(prefix: &Path) -> anyhow::Result<TrustedKey> {
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
     }
-    TrustedKey::of(&pair.pk, Some(format!("minisign public key: {id}")))
-        .map_err(anyhow::Error::msg)
+    TrustedKey::of(&pair.pk, Some(format!("minisign public key: {id}"))).map_err(anyhow::Error::msg)
 }
 
-/// `packd sign`: signs `artifact` for a package with the secret key at
-/// `secret_key` (made by `packd keygen` or `minisign -G`; an encrypted one
-/// asks for its password), writing `ARTIFACT.minisig`.
-pub fn sign(
-    secret_key: &Path,
-    name: &str,
-    version: &str,
-    artifact: &Path,
-) -> anyhow::Result<std::path::PathBuf> {
+/// What `packd sign` is asked to do.
+pub struct SignJob<'a> {
+    /// Made by `packd keygen` or `minisign -G`.
+    pub secret_key: &'a Path,
+    /// The first line is the secret key's password; without it an
+    /// encrypted key asks on the terminal.
+    pub password_file: Option<&'a Path>,
+    pub name: &'a str,
+    pub version: &'a str,
+    pub artifact: &'a Path,
+}
+
+/// `packd sign`: signs the artifact for a package, writing
+/// `ARTIFACT.minisig`; returns its path.
+pub fn sign(job: &SignJob<'_>) -> anyhow::Result<std::path::PathBuf> {
     use anyhow::Context;
+    let SignJob {
+        secret_key,
+        password_file,
+        name,
+        version,
+        artifact,
+    } = *job;
     let text = std::fs::read_to_string(secret_key)
         .with_context(|| format!("cannot read {}", secret_key.display()))?;
     let boxed = || {
         minisign::SecretKeyBox::from_string(&text)
             .map_err(|_| anyhow::anyhow!("{} is not a minisign secret key", secret_key.display()))
     };
-    // An unencrypted key (packd keygen, minisign -G -W) as it is; else the
-    // password is asked for on the terminal.
+    let password = password_file
+        .map(|p| {
+            std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {}", p.display()))
+                .map(|t| t.lines().next().unwrap_or("").to_string())
+        })
+        .transpose()?;
+    // An unencrypted key (packd keygen) as it is; else its password, from
+    // the file or the terminal.
     let key = match boxed()?.into_unencrypted_secret_key() {
         Ok(key) => key,
         Err(_) => boxed()?
-            .into_secret_key(None)
+            .into_secret_key(password)
             .map_err(|e| anyhow::anyhow!("cannot open the secret key: {e}"))?,
     };
     let data = std::fs::File::open(artifact)
@@ -310,7 +334,14 @@ mod tests {
     fn signed(dir: &Path, secret: &Path, name: &str, version: &str, bytes: &[u8]) -> String {
         let artifact = dir.join(format!("{name}-{version}.bin"));
         std::fs::write(&artifact, bytes).unwrap();
-        let sig = sign(secret, name, version, &artifact).unwrap();
+        let sig = sign(&SignJob {
+            secret_key: secret,
+            password_file: None,
+            name,
+            version,
+            artifact: &artifact,
+        })
+        .unwrap();
         std::fs::read_to_string(sig).unwrap()
     }
 
@@ -341,7 +372,13 @@ mod tests {
         // Another publisher's key.
         let other_dir = tempfile::tempdir().unwrap();
         let (stranger, stranger_secret) = pair(other_dir.path());
-        let theirs = signed(other_dir.path(), &stranger_secret, "jq", "1.7", b"the bytes");
+        let theirs = signed(
+            other_dir.path(),
+            &stranger_secret,
+            "jq",
+            "1.7",
+            b"the bytes",
+        );
         let e = vouch(&keys, Some(&theirs), "jq", "1.7").err().unwrap();
         assert!(e.contains(&stranger.id) && e.contains("not trust"), "{e}");
         // Both trusted (a rotation): either signs.
@@ -353,8 +390,8 @@ mod tests {
     fn keys_are_read_from_a_line_or_a_file_and_junk_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let (key, _) = pair(dir.path());
-        let from_file = TrustedKey::parse(dir.path().join("publisher.pub").to_str().unwrap())
-            .unwrap();
+        let from_file =
+            TrustedKey::parse(dir.path().join("publisher.pub").to_str().unwrap()).unwrap();
         assert_eq!(from_file.id, key.id);
         assert_eq!(
             from_file.comment.as_deref(),
@@ -365,7 +402,10 @@ mod tests {
         assert!(TrustedKey::parse("RWQnotakey").is_err());
         let secret = dir.path().join("publisher.key");
         let e = TrustedKey::parse(secret.to_str().unwrap()).unwrap_err();
-        assert!(!e.contains("RW"), "a refusal must not echo a secret file: {e}");
+        assert!(
+            !e.contains("RW"),
+            "a refusal must not echo a secret file: {e}"
+        );
         // keygen never overwrites.
         assert!(keygen(&dir.path().join("publisher")).is_err());
         use std::os::unix::fs::PermissionsExt;

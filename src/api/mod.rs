@@ -18,6 +18,7 @@ mod pagination;
 pub mod problem;
 mod ratelimit;
 pub mod serve;
+mod trust;
 mod types;
 
 use self::description::{described, offline_page};
@@ -52,6 +53,8 @@ pub struct AppState {
     pub shutdown: crate::shutdown::Shutdown,
     /// The data directory (none for the offline OpenAPI dump).
     pub layout: Option<crate::files::Layout>,
+    /// The publisher keys trusted now.
+    pub trust: crate::trust::Trust,
 }
 
 /// Settings of the HTTP layer.
@@ -85,6 +88,7 @@ type Apis = (
     keys::KeysApi,
     backup::BackupApi,
     health::HealthApi,
+    trust::TrustApi,
 );
 
 const DESCRIPTION: &str = "\
@@ -110,6 +114,7 @@ fn service(state: &AppState, options: &ApiOptions) -> OpenApiService<Apis, ()> {
                     crate::domain::source::Schemes::Web
                 },
                 layout: state.layout.clone(),
+                trust: state.trust.clone(),
             },
             operations::OperationsApi {
                 store: state.store.clone(),
@@ -135,6 +140,9 @@ fn service(state: &AppState, options: &ApiOptions) -> OpenApiService<Apis, ()> {
                 readiness: state.readiness.clone(),
                 store: state.store.clone(),
             },
+            trust::TrustApi {
+                trust: state.trust.clone(),
+            },
         ),
         "packd",
         env!("CARGO_PKG_VERSION"),
@@ -151,6 +159,7 @@ pub fn openapi_json() -> Result<String, crate::store::OpenError> {
         readiness: Readiness::default(),
         shutdown: crate::shutdown::Shutdown::never(),
         layout: None,
+        trust: crate::trust::Trust::default(),
     };
     let spec = described(&service(&state, &ApiOptions::default()));
     state.store.close();

@@ -26,6 +26,7 @@ use crate::domain::precondition::{Malformed, Precondition};
 use crate::domain::source::{Schemes, Source};
 use crate::files::Layout;
 use crate::store::{ListPackages, NewPackage, Store};
+use crate::trust::Trust;
 
 type ListErrors = Errors<COMMON>;
 type GetErrors = Errors<{ COMMON | S404 }>;
@@ -101,6 +102,9 @@ pub struct SourceDto {
     /// The artifact's size in bytes, checked when the download ends; null
     /// when not given.
     pub size: Nullable<u64>,
+    /// The minisign signature (`.minisig` text) checked at each download
+    /// when the server trusts publisher keys; null when not given.
+    pub signature: Nullable<String>,
 }
 
 impl From<Source> for SourceDto {
@@ -109,6 +113,7 @@ impl From<Source> for SourceDto {
             url: s.url().to_string(),
             sha256: s.sha256().to_string(),
             size: s.size().into(),
+            signature: s.signature().map(str::to_string).into(),
         }
     }
 }
@@ -125,11 +130,32 @@ struct SourceBody {
     sha256: Described<Sha256Rules>,
     /// The size in bytes the artifact must have, if known.
     size: MaybeUndefined<i64>,
+    /// The text of the artifact's minisign signature (`.minisig`, at most
+    /// 4 KiB), whose trusted comment reads `name=<name> version=<version>`.
+    /// Required when the server trusts publisher keys (`GET /v1/trust`);
+    /// otherwise kept but not checked.
+    signature: MaybeUndefined<String>,
 }
 
 impl SourceBody {
-    fn parse(self, schemes: Schemes) -> Result<Source, ValidationError> {
-        Source::parse(&self.url.0, &self.sha256.0, self.size.take(), schemes)
+    fn parse(self, schemes: Schemes, trust: &Trust) -> Result<Source, ValidationError> {
+        let signature = self.signature.take();
+        match &signature {
+            Some(text) => crate::trust::check_text(text)
+                .map_err(|m| ValidationError::new("source.signature", &m))?,
+            None if trust.required() => {
+                return Err(ValidationError::new(
+                    "source.signature",
+                    "required: the server trusts publisher keys, so every source carries \
+                     the minisign signature of its artifact",
+                ));
+            }
+            None => {}
+        }
+        Ok(
+            Source::parse(&self.url.0, &self.sha256.0, self.size.take(), schemes)?
+                .signed(signature),
+        )
     }
 }
 
@@ -285,6 +311,8 @@ pub struct PackagesApi {
     pub schemes: Schemes,
     /// The data directory, for the packages' `path`.
     pub layout: Option<Layout>,
+    /// The publisher keys trusted now: with any, sources must be signed.
+    pub trust: Trust,
 }
 
 #[OpenApi(tag = "ApiTags::Packages")]
@@ -309,7 +337,7 @@ impl PackagesApi {
             source: body
                 .source
                 .take()
-                .map(|s| s.parse(self.schemes))
+                .map(|s| s.parse(self.schemes, &self.trust))
                 .transpose()?,
         };
         let p = self.store.create_package(new).await?;
@@ -410,7 +438,7 @@ impl PackagesApi {
             source: match body.source {
                 MaybeUndefined::Undefined => None,
                 MaybeUndefined::Null => Some(None),
-                MaybeUndefined::Value(s) => Some(Some(s.parse(self.schemes)?)),
+                MaybeUndefined::Value(s) => Some(Some(s.parse(self.schemes, &self.trust)?)),
             },
         };
         let precondition = if_match_of(req)?;
@@ -499,6 +527,7 @@ mod tests {
                 url: "https://example.org/jq-1.7.1.tar.gz".into(),
                 sha256: "ab".repeat(32),
                 size: Nullable(Some(1234)),
+                signature: Nullable(Some("untrusted comment: x\nRW==\n".into())),
             })),
             path: Nullable(operation_id.map(|_| "/var/lib/packd/data/packages/jq/1.7.1".into())),
             operation_id: operation_id.into(),

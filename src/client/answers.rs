@@ -30,6 +30,7 @@ pub struct Source {
     pub url: String,
     pub sha256: String,
     pub size: Option<u64>,
+    pub signature: Option<String>,
     #[serde(flatten)]
     pub more: Map<String, Value>,
 }

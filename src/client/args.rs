@@ -176,6 +176,10 @@ pub enum PkgCommand {
         /// The artifact's size in bytes, checked after the download.
         #[arg(long, requires = "url")]
         size: Option<u64>,
+        /// The artifact's minisign signature: the path of its `.minisig`
+        /// (required when the server trusts publisher keys).
+        #[arg(long, requires = "url")]
+        signature: Option<PathBuf>,
     },
     /// Change a package's name, version or source.
     Edit {
@@ -192,6 +196,9 @@ pub enum PkgCommand {
         sha256: Option<String>,
         #[arg(long, requires = "url")]
         size: Option<u64>,
+        /// The new source's `.minisig` file.
+        #[arg(long, requires = "url")]
+        signature: Option<PathBuf>,
         /// Remove the source.
         #[arg(long)]
         no_source: bool,

@@ -98,10 +98,13 @@ async fn pkg_command(api: &Api, out: Output, command: PkgCommand) -> Result<(), 
             url,
             sha256,
             size,
+            signature,
         } => {
             let mut body = json!({"name": name, "version": version});
             if let (Some(url), Some(sha256)) = (url, sha256) {
-                body["source"] = json!({"url": url, "sha256": sha256, "size": size});
+                let signature = read_signature(signature.as_deref())?;
+                body["source"] =
+                    json!({"url": url, "sha256": sha256, "size": size, "signature": signature});
             }
             let p: Package = api.get_as("POST", "/v1/packages", Some(&body), &[]).await?;
             show::package(out, &p);
@@ -113,6 +116,7 @@ async fn pkg_command(api: &Api, out: Output, command: PkgCommand) -> Result<(), 
             url,
             sha256,
             size,
+            signature,
             no_source,
         } => {
             let current = api.package(&reference).await?;
@@ -124,7 +128,9 @@ async fn pkg_command(api: &Api, out: Output, command: PkgCommand) -> Result<(), 
                 body["version"] = json!(version);
             }
             if let (Some(url), Some(sha256)) = (url, sha256) {
-                body["source"] = json!({"url": url, "sha256": sha256, "size": size});
+                let signature = read_signature(signature.as_deref())?;
+                body["source"] =
+                    json!({"url": url, "sha256": sha256, "size": size, "signature": signature});
             } else if no_source {
                 body["source"] = Value::Null;
             }
@@ -271,4 +277,13 @@ async fn keys_command(api: &Api, out: Output, command: KeysCommand) -> Result<()
         }
     }
     Ok(())
+}
+
+/// The text of a `.minisig` file given with `--signature`, if any.
+fn read_signature(path: Option<&std::path::Path>) -> Result<Option<String>, Failure> {
+    path.map(|p| {
+        std::fs::read_to_string(p)
+            .map_err(|e| Failure::Usage(format!("cannot read the signature {}: {e}", p.display())))
+    })
+    .transpose()
 }

@@ -50,6 +50,18 @@ impl Files {
         budget: &Budget,
         mut checkpoint: impl FnMut(Transfer),
     ) -> Result<Installed, FileError> {
+        // What the signature says is checked before any byte is read: a
+        // refusal costs nothing and stores nothing.
+        let vouched = crate::trust::vouch(
+            &self.trust.keys(),
+            job.source.signature(),
+            job.name.as_str(),
+            job.version.as_str(),
+        )
+        .map_err(|why| FileError::fatal(Reason::Signature, why))?;
+        if let Some(v) = &vouched {
+            tracing::debug!(key = %v.key_id, "the signature is by a trusted key, for this package");
+        }
         let digest = job.source.sha256();
         let artifact = self.layout.artifact(&digest);
         // Where a download's time goes, logged at its end: the figures the
@@ -68,7 +80,10 @@ impl Files {
         // edit of a package's file in place would change the artifact: what
         // is stored is checked again before it serves another package.
         let stored = match stored {
-            Some((file, size)) => self.still_whole(file, size, &digest, budget).await?,
+            Some((file, size)) => {
+                self.still_whole(file, size, &digest, vouched.as_ref(), budget)
+                    .await?
+            }
             None => None,
         };
         let (file, transfer, reused) = match stored {
@@ -86,14 +101,21 @@ impl Files {
                 let mut counted = job.saved.bytes_done.unwrap_or(0);
                 let fetched = self
                     .fetcher
-                    .fetch(job.source, &partial, job.saved, budget, |t: Transfer| {
-                        let done = t.bytes_done.unwrap_or(0);
-                        metrics::global()
-                            .downloaded_bytes
-                            .add(done.saturating_sub(counted));
-                        counted = done;
-                        checkpoint(t)
-                    })
+                    .fetch(
+                        job.source,
+                        &partial,
+                        job.saved,
+                        vouched.as_ref(),
+                        budget,
+                        |t: Transfer| {
+                            let done = t.bytes_done.unwrap_or(0);
+                            metrics::global()
+                                .downloaded_bytes
+                                .add(done.saturating_sub(counted));
+                            counted = done;
+                            checkpoint(t)
+                        },
+                    )
                     .await
                     .map_err(fetch_failure)?;
                 fetch_ms = ms_since(started);
@@ -146,18 +168,27 @@ impl Files {
     }
 
     /// The stored artifact if it still has its digest; else it is removed
-    /// (packd stored it) and `None` says to fetch it again.
+    /// (packd stored it) and `None` says to fetch it again. A stored
+    /// artifact vouches for nothing by itself: a trusted signature is
+    /// checked over its bytes in the same read, whoever stored it and when.
     async fn still_whole(
         &self,
         mut file: File,
         size: u64,
         digest: &crate::domain::source::Sha256,
+        vouched: Option<&crate::trust::Vouched>,
         budget: &Budget,
     ) -> Result<Option<(File, u64)>, FileError> {
         let this = self.clone();
         let (path, digest) = (self.layout.artifact(digest), *digest);
+        let vouched = vouched.cloned();
         run_blocking(budget, move |budget| {
-            let whole = match hash_prefix(&mut file, size, budget) {
+            let mut signed = vouched.as_ref().map(crate::trust::Vouched::stream);
+            let whole = match hash_prefix(&mut file, size, budget, |bytes| {
+                if let Some(stream) = &mut signed {
+                    stream.update(bytes);
+                }
+            }) {
                 Ok(hasher) => {
                     use sha2::Digest;
                     crate::domain::source::Sha256(hasher.finalize().into()) == digest
@@ -165,8 +196,13 @@ impl Files {
                 Err(HashError::Interrupted(_)) => return Err(FileError::Stopped),
                 Err(HashError::Io(_)) => false,
             };
-            if whole && file.rewind().is_ok() {
-                return Ok(Some((file, size)));
+            if whole {
+                if let Some(Err(why)) = signed.map(crate::trust::Stream::finish) {
+                    return Err(FileError::fatal(Reason::Signature, why));
+                }
+                if file.rewind().is_ok() {
+                    return Ok(Some((file, size)));
+                }
             }
             tracing::warn!(%digest, "the stored artifact no longer has its digest (was a package's file edited in place?); fetching it again");
             this.at_places(|| match std::fs::remove_file(&path) {
@@ -320,6 +356,7 @@ fn fetch_failure(end: FetchEnd) -> FileError {
     match end {
         FetchEnd::Failed(FetchError::Retry(m)) => FileError::Retry(m),
         FetchEnd::Failed(FetchError::Fatal(m)) => FileError::fatal(Reason::Source, m),
+        FetchEnd::Failed(FetchError::Signature(m)) => FileError::fatal(Reason::Signature, m),
         FetchEnd::Interrupted(Interrupted::Cancelled) => FileError::Stopped,
         FetchEnd::Interrupted(Interrupted::TimedOut(t)) => FileError::Retry(format!(
             "the download did not finish within --download-timeout ({})",

@@ -45,6 +45,8 @@ pub struct Files {
     /// How long one unpack may take (`--unpack-timeout`).
     pub unpack_timeout: Option<Duration>,
     pub hooks: hook::Hooks,
+    /// The publisher keys downloads are checked against.
+    pub trust: crate::trust::Trust,
     /// Held (on a blocking thread, briefly) by every step that makes or
     /// removes a package's directory or an artifact, so a removal's look
     /// ("is this still wanted?") and its move cannot interleave with an
@@ -60,6 +62,7 @@ impl Files {
         unpack: unpack::Limits,
         unpack_timeout: Option<Duration>,
         hooks: hook::Hooks,
+        trust: crate::trust::Trust,
     ) -> Self {
         Self {
             layout,
@@ -68,6 +71,7 @@ impl Files {
             unpack,
             unpack_timeout,
             hooks,
+            trust,
             places: Arc::default(),
         }
     }
@@ -102,6 +106,8 @@ pub enum Reason {
     Unpack,
     /// The data directory: a full disk, something packd does not remove.
     Files,
+    /// No trusted signature vouches for the artifact.
+    Signature,
 }
 
 impl FileError {

@@ -23,13 +23,14 @@ label!(
 
 label!(
     /// Why a download attempt failed: a fault a retry may mend, one it
-    /// cannot (4xx, a size or digest mismatch, too large), the archive, or
-    /// the data directory.
+    /// cannot (4xx, a size or digest mismatch, too large), the archive, the
+    /// data directory, or no trusted signature vouching for the artifact.
     DownloadFailure as "reason" {
         Transient => "transient",
         Permanent => "permanent",
         Unpack => "unpack",
         Files => "files",
+        SignatureInvalid => "signature_invalid",
     }
 );
 

@@ -611,7 +611,12 @@ mod tests {
         let (p, record) = migrated(&path, id);
         let source = p.source.expect("the source kept");
         assert_eq!(
-            (source.url(), source.sha256().0, source.size(), source.signature()),
+            (
+                source.url(),
+                source.sha256().0,
+                source.size(),
+                source.signature()
+            ),
             ("https://example.com/jq.tar.gz", [7; 32], Some(123), None)
         );
         assert!(

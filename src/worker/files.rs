@@ -137,6 +137,10 @@ async fn download<S: Steps>(
                     reason: Reason::Files,
                     ..
                 } => DownloadFailure::Files,
+                FileError::Fatal {
+                    reason: Reason::Signature,
+                    ..
+                } => DownloadFailure::SignatureInvalid,
                 FileError::Stopped => return Err(refused.unwrap_or(ExecError::Stopped)),
             });
             Err(refused.unwrap_or_else(|| exec(e)))

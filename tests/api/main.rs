@@ -25,3 +25,4 @@ mod packages;
 mod process;
 mod races;
 mod service;
+mod signatures;

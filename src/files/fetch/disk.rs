@@ -25,6 +25,7 @@ use super::{CHECKPOINT_BYTES, CHECKPOINT_EVERY, FILE_CHUNK, FetchError};
 use crate::domain::operation::Transfer;
 use crate::domain::source::{Sha256, Source};
 use crate::files::budget::{Budget, Interrupted};
+use crate::trust::{Stream, Vouched};
 
 /// The buffers one transfer's bytes travel in, and the size of each.
 const POOL: usize = 16;
@@ -86,6 +87,8 @@ impl Buffers {
 pub(super) struct Written {
     pub(super) digest: Sha256,
     pub(super) done: u64,
+    /// The signature's check over every byte, when one was asked for.
+    pub(super) signed: Option<Result<(), String>>,
 }
 
 /// The writing thread: appends, and has the bytes hashed and synced
@@ -98,6 +101,7 @@ pub(super) struct Writer {
     pub(super) expected: Source,
     pub(super) synced: watch::Sender<u64>,
     pub(super) budget: Budget,
+    pub(super) vouched: Option<Vouched>,
 }
 
 impl Writer {
@@ -114,6 +118,7 @@ impl Writer {
             expected,
             synced,
             budget,
+            vouched,
         } = self;
         // The partial holds what earlier attempts saved; a transfer from
         // an earlier point (the start) cuts it back first.
@@ -122,19 +127,33 @@ impl Writer {
             file.seek(io::SeekFrom::Start(done)).map_err(disk)?;
         }
         let sync_file = file.try_clone().map_err(disk)?;
+        // The signature's check needs what earlier attempts saved too: read
+        // once more here, positioned, so the writer's offset stays.
+        let prefix_file = match (&vouched, done) {
+            (Some(_), 1..) => Some(file.try_clone().map_err(disk)?),
+            _ => None,
+        };
         // Scoped: neither helper outlives the writer, whatever happens.
         std::thread::scope(|scope| {
             // As deep as there are buffers: the writer never waits on it.
             let (to_hash, blocks) = threads::sync_channel::<Vec<u8>>(POOL);
-            let hashing = scope.spawn(move || {
+            let vouched = vouched.as_ref();
+            let hashing = scope.spawn(move || -> io::Result<_> {
                 let mut hasher = hasher;
+                let mut signed = vouched.map(Vouched::stream);
+                if let (Some(stream), Some(file)) = (&mut signed, prefix_file) {
+                    feed_prefix(&file, done, stream)?;
+                }
                 for mut block in blocks {
                     hasher.update(&block);
+                    if let Some(stream) = &mut signed {
+                        stream.update(&block);
+                    }
                     block.clear();
                     // Refused once the reader has ended: then it just goes.
                     let _ = back.try_send(block);
                 }
-                hasher
+                Ok((hasher, signed))
             });
             // One checkpoint waits behind the sync under way, at most: a
             // slow disk makes checkpoints rarer, never the writer wait.
@@ -155,9 +174,10 @@ impl Writer {
             let appended = appending.run(chunks, &budget, &to_hash, &to_sync);
             let done = appending.done;
             drop((to_hash, to_sync));
-            let hasher = hashing
+            let (hasher, signed) = hashing
                 .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))
+                .map_err(|e| FetchError::Fatal(format!("cannot read the partial download: {e}")))?;
             let synced = syncing
                 .join()
                 .unwrap_or_else(|p| std::panic::resume_unwind(p))
@@ -171,6 +191,7 @@ impl Writer {
             Ok(Written {
                 digest: Sha256(hasher.finalize().into()),
                 done,
+                signed: signed.map(crate::trust::Stream::finish),
             })
         })
     }
@@ -269,11 +290,28 @@ pub(super) fn open_partial(
     let on_disk = file.metadata().map_err(io)?.len();
     let keep = saved.bytes_done.unwrap_or(0).min(on_disk);
     file.set_len(keep).map_err(io)?;
-    let hasher = hash_prefix(&mut file, keep, budget).map_err(|e| match e {
+    let hasher = hash_prefix(&mut file, keep, budget, |_| {}).map_err(|e| match e {
         HashError::Io(e) => PartialError::Io(e),
         HashError::Interrupted(i) => PartialError::Interrupted(i),
     })?;
     Ok((file, hasher, keep))
+}
+
+/// Feeds the first `len` bytes of the partial to the signature's check,
+/// read at their offsets (the writer's position is shared).
+fn feed_prefix(file: &std::fs::File, len: u64, stream: &mut Stream<'_>) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; FILE_CHUNK];
+    let mut at = 0;
+    while at < len {
+        let want = buf
+            .len()
+            .min(usize::try_from(len - at).unwrap_or(usize::MAX));
+        file.read_exact_at(&mut buf[..want], at)?;
+        stream.update(&buf[..want]);
+        at += want as u64;
+    }
+    Ok(())
 }
 
 /// Why a file could not be hashed.
@@ -289,6 +327,7 @@ pub fn hash_prefix(
     file: &mut std::fs::File,
     len: u64,
     budget: &Budget,
+    mut also: impl FnMut(&[u8]),
 ) -> Result<Hasher, HashError> {
     let mut hasher = Hasher::new();
     file.seek(io::SeekFrom::Start(0)).map_err(HashError::Io)?;
@@ -299,6 +338,7 @@ pub fn hash_prefix(
         let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
         file.read_exact(&mut buf[..want]).map_err(HashError::Io)?;
         hasher.update(&buf[..want]);
+        also(&buf[..want]);
         left -= want as u64;
     }
     Ok(hasher)

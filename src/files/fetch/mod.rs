@@ -39,6 +39,7 @@ use tokio::task::JoinHandle;
 use super::budget::{Budget, Interrupted};
 use crate::domain::operation::Transfer;
 use crate::domain::source::Source;
+use crate::trust::Vouched;
 
 mod disk;
 mod local;
@@ -89,6 +90,9 @@ pub enum FetchError {
     /// a full disk, a local source packd may not read.
     #[error("{0}")]
     Fatal(String),
+    /// The bytes are not the ones the trusted signature vouches for.
+    #[error("{0}")]
+    Signature(String),
 }
 
 /// How a fetch ended, if not with the artifact.
@@ -185,7 +189,8 @@ impl Fetcher {
     }
 
     /// Fetches `source` into `partial` (resuming from `saved`) and verifies
-    /// it. `checkpoint` is told each synced checkpoint (whoever saves them
+    /// it: its size, its digest and, when `vouched`, its signature (checked
+    /// over the same stream of bytes, never read again). `checkpoint` is told each synced checkpoint (whoever saves them
     /// stops the fetch through the budget). Ends early when `budget` is
     /// cancelled or its deadline (`--download-timeout`) passes. Whatever
     /// the outcome, every thread it started has ended when it returns.
@@ -194,12 +199,13 @@ impl Fetcher {
         source: &Source,
         partial: &Path,
         saved: &Transfer,
+        vouched: Option<&Vouched>,
         budget: &Budget,
         mut checkpoint: impl FnMut(Transfer),
     ) -> Result<Fetched, FetchEnd> {
         let budget = budget.child(self.settings.download_timeout);
         let mut download = tokio::select! {
-            started = self.start(source, partial, saved, &budget) => started.map_err(FetchEnd::Failed)?,
+            started = self.start(source, partial, saved, vouched, &budget) => started.map_err(FetchEnd::Failed)?,
             why = budget.ended() => return Err(FetchEnd::Interrupted(why)),
         };
         let ended = loop {
@@ -232,6 +238,7 @@ impl Fetcher {
         source: &Source,
         partial: &Path,
         saved: &Transfer,
+        vouched: Option<&Vouched>,
         budget: &Budget,
     ) -> Result<Download, FetchError> {
         let limit = source
@@ -279,6 +286,7 @@ impl Fetcher {
             validator: saved.validator.clone(),
             resumed: false,
             budget: budget.clone(),
+            vouched: vouched.cloned(),
         };
         if let Some(local) = local {
             let (feed, buffers, writer) = download.start_writer(file, hasher, done, limit);
@@ -387,6 +395,8 @@ struct Download {
     validator: Option<String>,
     resumed: bool,
     budget: Budget,
+    /// The signature the bytes must match, if keys are trusted.
+    vouched: Option<Vouched>,
 }
 
 impl Download {
@@ -417,6 +427,7 @@ impl Download {
             expected: self.expected.clone(),
             synced: synced_tx,
             budget: self.budget.clone(),
+            vouched: self.vouched.clone(),
         };
         (
             feed,
@@ -525,6 +536,9 @@ impl Download {
                 "SHA-256 mismatch: what was fetched does not have the digest the source gives ({})",
                 self.expected.sha256()
             )));
+        }
+        if let Some(Err(why)) = written.signed {
+            return Err(FetchError::Signature(why));
         }
         Ok(Fetched {
             transfer: Transfer {

@@ -1,0 +1,273 @@
+//! Signed artifacts over the real binary: keys made and artifacts signed by
+//! `packd keygen` and `packd sign`, and by Debian's `minisign` as an
+//! independent witness; a download checks the signature's key, its trusted
+//! comment and the bytes, and a refusal stores nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::artifacts::{ArtifactServer, Knobs, pattern, sha256_hex};
+use crate::helpers::{TestServer, data_dir_for, run_packd};
+
+/// A key pair made by `packd keygen` in `dir`: (secret key, public key file).
+fn keygen(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let prefix = dir.join(name);
+    let out = run_packd(&["keygen", "--output", prefix.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{out:?}");
+    (
+        dir.join(format!("{name}.key")),
+        dir.join(format!("{name}.pub")),
+    )
+}
+
+/// `packd sign`'s signature of `bytes` for (name, version).
+fn sign(dir: &Path, secret: &Path, name: &str, version: &str, bytes: &[u8]) -> String {
+    sign_with(dir, secret, None, name, version, bytes)
+}
+
+fn sign_with(
+    dir: &Path,
+    secret: &Path,
+    password_file: Option<&Path>,
+    name: &str,
+    version: &str,
+    bytes: &[u8],
+) -> String {
+    let artifact = dir.join(format!("{name}-{version}-{}.bin", sha256_hex(bytes)));
+    std::fs::write(&artifact, bytes).unwrap();
+    let mut args = vec![
+        "sign",
+        "--secret-key",
+        secret.to_str().unwrap(),
+        "--name",
+        name,
+        "--version",
+        version,
+    ];
+    if let Some(p) = password_file {
+        args.extend(["--password-file", p.to_str().unwrap()]);
+    }
+    args.push(artifact.to_str().unwrap());
+    let out = run_packd(&args, &[]);
+    assert!(out.status.success(), "{out:?}");
+    std::fs::read_to_string(format!("{}.minisig", artifact.display())).unwrap()
+}
+
+/// Creates (name, 1.0) with this source and downloads it; the finished
+/// operation.
+fn download(s: &TestServer, name: &str, url: &str, body: &[u8], signature: &str) -> Value {
+    let r = s.json(
+        "POST",
+        "/v1/packages",
+        &json!({"name": name, "version": "1.0", "source": {
+            "url": url, "sha256": sha256_hex(body), "signature": signature}}),
+    );
+    r.assert_status(201);
+    let op = s.send(
+        "POST",
+        &format!("/v1/packages/{}/download", r.id()),
+        &[],
+        None,
+    );
+    op.assert_status(202);
+    s.finished(&op.id())
+}
+
+fn refused(done: &Value, why: &str) {
+    assert_eq!(done["state"], "failed", "{done}");
+    assert_eq!(done["attempts"], 1, "a refusal is not retried: {done}");
+    let error = done["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("signature_invalid") && error.contains(why),
+        "{error}"
+    );
+}
+
+fn stored(s: &TestServer, body: &[u8]) -> bool {
+    data_dir_for(&s.db)
+        .join("artifacts/sha256")
+        .join(sha256_hex(body))
+        .exists()
+}
+
+#[test]
+fn a_signed_artifact_installs_and_every_forgery_fails_with_nothing_stored() {
+    let keys = tempfile::tempdir().unwrap();
+    let (secret, public) = keygen(keys.path(), "publisher");
+    let (stranger, _) = keygen(keys.path(), "stranger");
+    let server = ArtifactServer::start();
+    let body = pattern(300_000);
+    let url = server.put("/tool", body.clone(), Knobs::default());
+    let s = TestServer::start_with(&["--trusted-key", public.to_str().unwrap()], &[]);
+
+    let trust = s.get("/v1/trust").json();
+    assert_eq!(trust["signatures_required"], true, "{trust}");
+    assert_eq!(trust["items"].as_array().unwrap().len(), 1, "{trust}");
+
+    // Unsigned: refused at the door, naming the field.
+    let r = s.json(
+        "POST",
+        "/v1/packages",
+        &json!({"name": "tool", "version": "1.0", "source": {
+            "url": url, "sha256": sha256_hex(&body)}}),
+    );
+    let p = r.assert_problem(422, "validation_failed");
+    assert_eq!(p["field"], "source.signature", "{p}");
+    let r = s.json(
+        "POST",
+        "/v1/packages",
+        &json!({"name": "tool", "version": "1.0", "source": {
+            "url": url, "sha256": sha256_hex(&body), "signature": "not minisign"}}),
+    );
+    r.assert_problem(422, "validation_failed");
+
+    // By a key nobody trusts; for another version; over other bytes.
+    let theirs = sign(keys.path(), &stranger, "a", "1.0", &body);
+    refused(&download(&s, "a", &url, &body, &theirs), "not trust");
+    let other_version = sign(keys.path(), &secret, "b", "2.0", &body);
+    refused(
+        &download(&s, "b", &url, &body, &other_version),
+        "another package",
+    );
+    let other_bytes = sign(keys.path(), &secret, "c", "1.0", b"other bytes");
+    refused(
+        &download(&s, "c", &url, &body, &other_bytes),
+        "does not match",
+    );
+    assert!(!stored(&s, &body), "a refused artifact was stored");
+    assert!(
+        s.metric("packd_download_failures_total{reason=\"signature_invalid\"}") >= 3,
+        "{}",
+        s.get("/metrics").body
+    );
+
+    // The real thing.
+    let good = sign(keys.path(), &secret, "d", "1.0", &body);
+    let done = download(&s, "d", &url, &body, &good);
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert!(stored(&s, &body));
+}
+
+#[test]
+fn an_artifact_stored_before_keys_were_trusted_vouches_for_nothing() {
+    let keys = tempfile::tempdir().unwrap();
+    let (secret, public) = keygen(keys.path(), "publisher");
+    let server = ArtifactServer::start();
+    let body = pattern(100_000);
+    let url = server.put("/tool", body.clone(), Knobs::default());
+    let mut s = TestServer::start_with(&[], &[]);
+    // No key trusted: a signature is kept but not checked.
+    let done = download(
+        &s,
+        "early",
+        &url,
+        &body,
+        &sign(keys.path(), &secret, "x", "9", &body),
+    );
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert!(stored(&s, &body));
+
+    s.terminate();
+    s.restart(&["--trusted-key", public.to_str().unwrap()], &[]);
+    let forged = sign(keys.path(), &secret, "late", "1.0", b"other bytes");
+    refused(
+        &download(&s, "late", &url, &body, &forged),
+        "does not match",
+    );
+    let good = sign(keys.path(), &secret, "fine", "1.0", &body);
+    let done = download(&s, "fine", &url, &body, &good);
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(
+        server.requests("/tool").len(),
+        1,
+        "the stored artifact served"
+    );
+}
+
+/// Debian's `minisign` is the witness: its keys and signatures work with
+/// packd, and packd's signatures verify with it. Skipped where it is not
+/// installed, unless PACKD_TEST_NEEDS_MINISIGN=1 (CI installs it).
+#[test]
+fn minisign_the_tool_and_packd_agree() {
+    if Command::new("minisign").arg("-v").output().is_err() {
+        assert!(
+            std::env::var_os("PACKD_TEST_NEEDS_MINISIGN").is_none(),
+            "minisign is required here"
+        );
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "skipped: minisign is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (public, secret) = (dir.path().join("tool.pub"), dir.path().join("tool.key"));
+    // Its default: a key encrypted with a password, given on standard
+    // input as a script would.
+    let password = dir.path().join("password");
+    std::fs::write(&password, "correct horse\n").unwrap();
+    let run = |args: &[&str]| {
+        use std::io::Write;
+        let mut child = Command::new("minisign")
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"correct horse\ncorrect horse\n").unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "minisign {args:?}: {out:?}");
+    };
+    run(&[
+        "-G",
+        "-p",
+        public.to_str().unwrap(),
+        "-s",
+        secret.to_str().unwrap(),
+    ]);
+    let server = ArtifactServer::start();
+    let body = pattern(50_000);
+    let artifact = dir.path().join("tool.bin");
+    std::fs::write(&artifact, &body).unwrap();
+    let url = server.put("/tool", body.clone(), Knobs::default());
+    let s = TestServer::start_with(&["--trusted-key", public.to_str().unwrap()], &[]);
+
+    // Signed by the tool, verified by packd.
+    run(&[
+        "-S",
+        "-s",
+        secret.to_str().unwrap(),
+        "-m",
+        artifact.to_str().unwrap(),
+        "-t",
+        "name=by-tool version=1.0",
+    ]);
+    let by_tool = std::fs::read_to_string(dir.path().join("tool.bin.minisig")).unwrap();
+    let done = download(&s, "by-tool", &url, &body, &by_tool);
+    assert_eq!(done["state"], "succeeded", "{done}");
+
+    // Signed by packd with the tool's secret key, verified by both.
+    let by_packd = sign_with(
+        dir.path(),
+        &secret,
+        Some(&password),
+        "by-packd",
+        "1.0",
+        &body,
+    );
+    let signed_file = dir.path().join("checked.bin");
+    std::fs::write(&signed_file, &body).unwrap();
+    std::fs::write(dir.path().join("checked.bin.minisig"), &by_packd).unwrap();
+    run(&[
+        "-V",
+        "-p",
+        public.to_str().unwrap(),
+        "-m",
+        signed_file.to_str().unwrap(),
+    ]);
+    let done = download(&s, "by-packd", &url, &body, &by_packd);
+    assert_eq!(done["state"], "succeeded", "{done}");
+}
