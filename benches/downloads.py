@@ -20,7 +20,11 @@ Prints:
   3. kill -9 at about half way through a 512 MiB download, then a restart:
      the bytes nginx had sent before the kill, the offset packd resumed
      from (the Range nginx logged), and the bytes fetched again;
-  4. 200 downloads of 1 MiB artifacts with the default 4 workers: files/s.
+  4. 200 downloads of 1 MiB artifacts with the default 4 workers: files/s;
+  5. the cost of checking a signature: the 1 GiB file downloaded by a packd
+     that trusts a key (made and used by `packd keygen` and `packd sign`)
+     and by one that trusts none, alternately, three rounds each: the
+     medians of the wall time and of the RSS growth.
 
 Usage: benches/downloads.py [--smoke]   (--smoke: small sizes, seconds)
 Needs the release binary (PACKD_BIN, default target/release/packd),
@@ -137,9 +141,10 @@ http {{
 
 
 class Packd:
-    def __init__(self, work):
+    def __init__(self, work, args=()):
         os.makedirs(work, exist_ok=True)
         self.work = work
+        self.args = list(args)
         self.db = os.path.join(work, "packd.redb")
         self.start()
 
@@ -147,7 +152,7 @@ class Packd:
         env = dict(os.environ, PACKD_BOOTSTRAP_KEY=KEY, PACKD_LOG="warn,packd::files=info")
         self.proc = subprocess.Popen(
             [BIN, "serve", "--listen", "127.0.0.1:0", "--db", self.db,
-             "--data-dir", os.path.join(self.work, "data")],
+             "--data-dir", os.path.join(self.work, "data")] + self.args,
             env=env, stdout=subprocess.PIPE, stderr=open(self.db + ".log", "ab"), text=True)
         line = self.proc.stdout.readline()
         m = re.match(r"packd listening on (http://\S+)", line)
@@ -171,9 +176,12 @@ class Packd:
                     return int(line.split()[1]) * 1024
         return 0
 
-    def create(self, name, url, sha):
+    def create(self, name, url, sha, signature=None):
+        source = {"url": url, "sha256": sha}
+        if signature:
+            source["signature"] = signature
         return self.call("POST", "/v1/packages",
-                         {"name": name, "version": "1", "source": {"url": url, "sha256": sha}})["id"]
+                         {"name": name, "version": "1", "source": source})["id"]
 
     def download(self, pid):
         return self.call("POST", f"/v1/packages/{pid}/download")["id"]
@@ -243,12 +251,12 @@ def write_tarball(path, files, size):
     return h.hexdigest()
 
 
-def packd_download(work, url, sha):
+def packd_download(work, url, sha, signature=None, args=()):
     """A fresh packd downloads `url`: seconds to `succeeded`, RSS growth,
     and where the time went."""
-    packd = Packd(work)
+    packd = Packd(work, args)
     try:
-        pid = packd.create("pkg", url, sha)
+        pid = packd.create("pkg", url, sha, signature)
         before = packd.rss()
         peak = [before]
         t = time.monotonic()
@@ -358,7 +366,30 @@ def main():
         took = time.monotonic() - t
         packd.stop()
         print(f"4. {MANY} downloads of {mib(MANY_SIZE)} with 4 workers: {took:.2f} s, "
-              f"{MANY / took:.1f} files/s")
+              f"{MANY / took:.1f} files/s", flush=True)
+
+        # 5. The signature's check, against none, alternately.
+        subprocess.run([BIN, "keygen", "--output", f"{work}/publisher"], check=True,
+                       stdout=subprocess.DEVNULL)
+        subprocess.run([BIN, "sign", "--secret-key", f"{work}/publisher.key", "--name", "pkg",
+                        "--version", "1", big], check=True, stdout=subprocess.DEVNULL)
+        with open(big + ".minisig") as f:
+            signature = f.read()
+        trusted = ["--trusted-key", f"{work}/publisher.pub"]
+        plain, signed, plain_rss, signed_rss = [], [], [], []
+        for r in range(ROUNDS):
+            took, growth, _ = packd_download(os.path.join(work, f"p5-plain-{r}"),
+                                             nginx.url("big.bin"), big_sha)
+            plain.append(took)
+            plain_rss.append(growth)
+            took, growth, _ = packd_download(os.path.join(work, f"p5-signed-{r}"),
+                                             nginx.url("big.bin"), big_sha, signature, trusted)
+            signed.append(took)
+            signed_rss.append(growth)
+        print(f"5. {mib(BIG)} with a signature checked: {median(signed):.2f} s, without "
+              f"{median(plain):.2f} s (medians; {100 * (median(signed) / median(plain) - 1):+.1f} %, "
+              f"goal under +5 %); RSS growth {mib(median(signed_rss))} against "
+              f"{mib(median(plain_rss))} (goal: at most 1 MiB more)", flush=True)
     finally:
         nginx.stop()
         shutil.rmtree(work, ignore_errors=True)

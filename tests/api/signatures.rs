@@ -271,3 +271,56 @@ fn minisign_the_tool_and_packd_agree() {
     let done = download(&s, "by-packd", &url, &body, &by_packd);
     assert_eq!(done["state"], "succeeded", "{done}");
 }
+
+/// A download cut after a checkpoint resumes with `Range`: the signature is
+/// still checked over every byte, those an earlier attempt saved included.
+#[test]
+fn a_resumed_download_is_checked_over_every_byte() {
+    let keys = tempfile::tempdir().unwrap();
+    let (secret, public) = keygen(keys.path(), "publisher");
+    let server = ArtifactServer::start();
+    let body = pattern(2_000_000);
+    let knobs = Knobs {
+        chunk: 64 * 1024,
+        pause_after: Some(256 * 1024),
+        pause: std::time::Duration::from_millis(1300),
+        drop_after: Some(512 * 1024),
+        ..Knobs::default()
+    };
+    let url = server.put("/cut.bin", body.clone(), knobs.clone());
+    let s = TestServer::start_with(
+        &[
+            "--trusted-key",
+            public.to_str().unwrap(),
+            "--retry-delay",
+            "50ms",
+            "--max-attempts",
+            "3",
+        ],
+        &[],
+    );
+    let good = sign(keys.path(), &secret, "cut", "1.0", &body);
+    let done = download(&s, "cut", &url, &body, &good);
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["attempts"], 2, "{done}");
+    let requests = server.requests("/cut.bin");
+    assert!(
+        requests[1]
+            .range
+            .as_deref()
+            .is_some_and(|r| r != "bytes=0-"),
+        "not resumed: {requests:?}"
+    );
+
+    // The same cut, with a signature over other bytes: refused once the
+    // resumed transfer ends, nothing stored.
+    let other = pattern(2_000_003);
+    let url = server.put("/cut-again.bin", other.clone(), knobs);
+    let forged = sign(keys.path(), &secret, "forged", "1.0", &body);
+    let done = download(&s, "forged", &url, &other, &forged);
+    assert_eq!(done["state"], "failed", "{done}");
+    assert_eq!(done["attempts"], 2, "{done}");
+    let error = done["error"].as_str().unwrap();
+    assert!(error.starts_with("signature_invalid"), "{error}");
+    assert!(!stored(&s, &other));
+}

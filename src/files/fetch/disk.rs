@@ -137,23 +137,56 @@ impl Writer {
         std::thread::scope(|scope| {
             // As deep as there are buffers: the writer never waits on it.
             let (to_hash, blocks) = threads::sync_channel::<Vec<u8>>(POOL);
+            // With a signature to check, its hash (BLAKE2b) is a stage of
+            // its own after SHA-256: the two overlap on different blocks.
             let vouched = vouched.as_ref();
-            let hashing = scope.spawn(move || -> io::Result<_> {
-                let mut hasher = hasher;
-                let mut signed = vouched.map(Vouched::stream);
-                if let (Some(stream), Some(file)) = (&mut signed, prefix_file) {
-                    feed_prefix(&file, done, stream)?;
+            let (onward, checking) = match vouched {
+                Some(_) => {
+                    let (tx, rx) = threads::sync_channel::<Vec<u8>>(POOL);
+                    (Some(tx), Some(rx))
                 }
+                None => (None, None),
+            };
+            // The last stage alone hands buffers back: when it ends, the
+            // reader waiting for one is told, whatever ended it.
+            let (hash_back, check_back) = match vouched {
+                Some(_) => (None, Some(back)),
+                None => (Some(back), None),
+            };
+            let hashing = scope.spawn(move || {
+                let mut hasher = hasher;
                 for mut block in blocks {
                     hasher.update(&block);
-                    if let Some(stream) = &mut signed {
-                        stream.update(&block);
+                    match &onward {
+                        Some(next) => {
+                            let _ = next.send(block);
+                        }
+                        None => {
+                            block.clear();
+                            // Refused once the reader has ended: then it goes.
+                            if let Some(back) = &hash_back {
+                                let _ = back.try_send(block);
+                            }
+                        }
                     }
-                    block.clear();
-                    // Refused once the reader has ended: then it just goes.
-                    let _ = back.try_send(block);
                 }
-                Ok((hasher, signed))
+                hasher
+            });
+            let checking = checking.zip(check_back).map(|(blocks, back)| {
+                scope.spawn(move || -> io::Result<Option<Stream<'_>>> {
+                    let mut signed = vouched.map(Vouched::stream);
+                    if let (Some(stream), Some(file)) = (&mut signed, prefix_file) {
+                        feed_prefix(&file, done, stream)?;
+                    }
+                    for mut block in blocks {
+                        if let Some(stream) = &mut signed {
+                            stream.update(&block);
+                        }
+                        block.clear();
+                        let _ = back.try_send(block);
+                    }
+                    Ok(signed)
+                })
             });
             // One checkpoint waits behind the sync under way, at most: a
             // slow disk makes checkpoints rarer, never the writer wait.
@@ -174,10 +207,18 @@ impl Writer {
             let appended = appending.run(chunks, &budget, &to_hash, &to_sync);
             let done = appending.done;
             drop((to_hash, to_sync));
-            let (hasher, signed) = hashing
+            let hasher = hashing
                 .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p))
-                .map_err(|e| FetchError::Fatal(format!("cannot read the partial download: {e}")))?;
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            let signed = match checking {
+                Some(checking) => checking
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p))
+                    .map_err(|e| {
+                        FetchError::Fatal(format!("cannot read the partial download: {e}"))
+                    })?,
+                None => None,
+            };
             let synced = syncing
                 .join()
                 .unwrap_or_else(|p| std::panic::resume_unwind(p))
