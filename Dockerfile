@@ -38,9 +38,15 @@ LABEL org.opencontainers.image.title="packd" \
       org.opencontainers.image.licenses="MIT"
 COPY --from=binary /rootfs/usr/local/bin/packd /usr/local/bin/packd
 COPY --from=binary --chown=65532:65532 /rootfs/var/lib/packd /var/lib/packd
-# Settings come from PACKD_* variables; these two make the image useful as is:
-# listen on every interface of the container, keep the data in the volume.
-ENV PACKD_LISTEN=0.0.0.0:8080 \
+# The commented configuration file, all defaults; mount your own over it
+# (`-v ./packd.toml:/etc/packd/packd.toml:ro`) and `docker kill -s HUP`
+# reloads it.
+COPY packaging/packd.toml /etc/packd/packd.toml
+# Settings come from the file and PACKD_* variables (which rank above it);
+# these make the image useful as is: listen on every interface of the
+# container, keep the data in the volume.
+ENV PACKD_CONFIG=/etc/packd/packd.toml \
+    PACKD_LISTEN=0.0.0.0:8080 \
     PACKD_DB=/var/lib/packd/packd.redb \
     PACKD_DATA_DIR=/var/lib/packd/data
 USER 65532:65532

@@ -2,7 +2,9 @@
 //!
 //! A tour, from the outside in:
 //!
-//! - [`config`]: every command-line flag and its `PACKD_*` environment twin.
+//! - [`config`]: every command-line flag and its `PACKD_*` environment
+//!   twin, and the configuration file they rank above; [`reload`] reads
+//!   them again on SIGHUP and applies what can change live.
 //! - [`offline`]: the offline commands (`packd keys ... --db`, `packd
 //!   check`, `packd backup --db`, `packd dev seed`) on the database file.
 //! - [`client`]: the command-line client (`packd pkg`, `packd op`, `packd
@@ -27,6 +29,8 @@
 //!   data directory.
 //! - [`tls`]: the rustls settings of every HTTPS client packd runs (artifact
 //!   downloads, the command-line client).
+//! - [`trust`]: the publisher keys packd trusts and the minisign checks a
+//!   download's signature passes; `packd keygen` and `packd sign`.
 //! - [`domain`]: pure rules (names, versions, statuses, transitions), no I/O.
 
 pub mod api;
@@ -39,6 +43,7 @@ pub mod liveness;
 pub mod metrics;
 pub mod notify;
 pub mod offline;
+pub mod reload;
 pub mod server;
 pub mod shutdown;
 pub mod store;

@@ -12,8 +12,29 @@ use packd::config::{Cli, Command};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    packd::config::file::remember_argv(argv.clone());
+    let merged = match packd::config::file::merge(argv) {
+        Ok(merged) => merged,
+        Err(e) => {
+            eprintln!("packd: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = Cli::parse_from(&merged.argv);
     let result = match cli.command {
+        Some(Command::Config(_)) => {
+            return match packd::config::file::describe(&merged) {
+                Ok(shown) => {
+                    print!("{shown}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("packd: error: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         Some(Command::Openapi) => packd::api::openapi_json()
             .map(|spec| println!("{spec}"))
             .map_err(Into::into),

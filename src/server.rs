@@ -19,27 +19,55 @@ use crate::store::{Bootstrap, Store, StoreOptions};
 use crate::worker::{Executors, QueueConfig, StubConfig, StubExecutor, Workers};
 use anyhow::Context;
 
-/// Sets up logging on standard error, in the chosen format.
+/// Changes the log filter of the running process (SIGHUP).
+type SetFilter = Box<dyn Fn(tracing_subscriber::EnvFilter) -> Result<(), String> + Send + Sync>;
+static LOG_FILTER: std::sync::OnceLock<SetFilter> = std::sync::OnceLock::new();
+
+/// Sets up logging on standard error, in the chosen format, with a filter
+/// a reload can change.
 pub fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .with_context(|| format!("invalid log filter {filter:?}"))?;
     // Colours only for a person at a terminal, never in journald or `docker logs`.
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
+    let set: SetFilter;
     match format {
         // The request's or operation's span (request id, method, route;
         // operation, package, attempt) rides along as `span`.
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => {
+            let builder = builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_span_list(false)
+                .with_env_filter(filter)
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            set = Box::new(move |f| handle.reload(f).map_err(|e| e.to_string()));
+            builder.try_init()
+        }
+        LogFormat::Text => {
+            let builder = builder.with_env_filter(filter).with_filter_reloading();
+            let handle = builder.reload_handle();
+            set = Box::new(move |f| handle.reload(f).map_err(|e| e.to_string()));
+            builder.try_init()
+        }
     }
-    .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
+    .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))?;
+    let _ = LOG_FILTER.set(set);
+    Ok(())
+}
+
+/// Replaces the log filter (`--log`) of the running process.
+pub fn set_log_filter(filter: &str) -> Result<(), String> {
+    let parsed = tracing_subscriber::EnvFilter::try_new(filter)
+        .map_err(|e| format!("invalid log filter {filter:?}: {e}"))?;
+    match LOG_FILTER.get() {
+        Some(set) => set(parsed),
+        None => Err("logging was not set up by packd".into()),
+    }
 }
 
 /// Resolves on the first SIGTERM or Ctrl-C.
@@ -605,6 +633,13 @@ pub async fn serve(args: ServeArgs, on_ready: impl FnOnce()) -> anyhow::Result<(
         notify::notify("STOPPING=1\nSTATUS=draining requests and saving operations");
         trigger.fire();
     });
+    match crate::reload::Reloader::new(
+        application.files.trust.clone(),
+        application.files.hooks.clone(),
+    ) {
+        Some(reloader) => crate::reload::spawn(reloader),
+        None => tracing::warn!("no command line to read again: SIGHUP will not reload"),
+    }
     let running = tokio::spawn(application.run_until_stopped());
     // A plain line on stdout for people and scripts (tests read the port from it).
     let mut out = std::io::stdout().lock();

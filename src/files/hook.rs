@@ -50,6 +50,25 @@ pub struct Hooks {
     pub timeout: Duration,
 }
 
+/// The hooks now: a reload (SIGHUP) replaces them whole; a switch under
+/// way keeps those it began with.
+#[derive(Debug, Clone)]
+pub struct SharedHooks(std::sync::Arc<std::sync::RwLock<Hooks>>);
+
+impl SharedHooks {
+    pub fn new(hooks: Hooks) -> Self {
+        Self(std::sync::Arc::new(std::sync::RwLock::new(hooks)))
+    }
+
+    pub fn current(&self) -> Hooks {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn replace(&self, hooks: Hooks) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = hooks;
+    }
+}
+
 /// Why a hook did not succeed; each carries the end of its output.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HookError {

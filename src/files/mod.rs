@@ -44,7 +44,7 @@ pub struct Files {
     pub unpack: unpack::Limits,
     /// How long one unpack may take (`--unpack-timeout`).
     pub unpack_timeout: Option<Duration>,
-    pub hooks: hook::Hooks,
+    pub hooks: hook::SharedHooks,
     /// The publisher keys downloads are checked against.
     pub trust: crate::trust::Trust,
     /// Held (on a blocking thread, briefly) by every step that makes or
@@ -70,7 +70,7 @@ impl Files {
             fetcher,
             unpack,
             unpack_timeout,
-            hooks,
+            hooks: hook::SharedHooks::new(hooks),
             trust,
             places: Arc::default(),
         }

@@ -52,10 +52,11 @@ impl Files {
         .map_err(link_failure)?;
         let (previous, set) = changed;
         metrics::global().link_switches.inc();
+        let hooks = self.hooks.current();
         let (hook, which) = if activating {
-            (self.hooks.activate.as_ref(), Hook::Activate)
+            (hooks.activate.as_ref(), Hook::Activate)
         } else {
-            (self.hooks.deactivate.as_ref(), Hook::Deactivate)
+            (hooks.deactivate.as_ref(), Hook::Deactivate)
         };
         let label = which.as_str();
         let Some(program) = hook else {
@@ -92,7 +93,7 @@ impl Files {
             program,
             &vars,
             &cwd,
-            self.hooks.timeout,
+            hooks.timeout,
             async {
                 budget.ended().await;
             },

@@ -324,3 +324,110 @@ fn a_resumed_download_is_checked_over_every_byte() {
     assert!(error.starts_with("signature_invalid"), "{error}");
     assert!(!stored(&s, &other));
 }
+
+/// The configuration file holds the trusted keys; SIGHUP reads it again:
+/// a rotation (two keys, then the old one dropped) accepts then refuses,
+/// a change that needs a restart is named, and a broken file changes
+/// nothing while the server goes on serving.
+#[test]
+fn sighup_rotates_the_trusted_keys_and_a_broken_file_changes_nothing() {
+    use crate::helpers::{signal, wait_for};
+    let keys = tempfile::tempdir().unwrap();
+    let (old_secret, old_public) = keygen(keys.path(), "old");
+    let (new_secret, new_public) = keygen(keys.path(), "new");
+    let config = keys.path().join("packd.toml");
+    let write = |text: String| std::fs::write(&config, text).unwrap();
+    write(format!(
+        "# both, for the rotation\ntrusted_keys = [{:?}, {:?}]\nworkers = 2\n",
+        old_public.to_str().unwrap(),
+        new_public.to_str().unwrap()
+    ));
+    let server = ArtifactServer::start();
+    let body = pattern(20_000);
+    let url = server.put("/tool", body.clone(), Knobs::default());
+    let s = TestServer::start_with(&["--config", config.to_str().unwrap()], &[]);
+    assert_eq!(
+        s.get("/v1/trust").json()["items"].as_array().unwrap().len(),
+        2
+    );
+    let by_old = sign(keys.path(), &old_secret, "a", "1.0", &body);
+    assert_eq!(
+        download(&s, "a", &url, &body, &by_old)["state"],
+        "succeeded"
+    );
+
+    let reloads = |s: &TestServer, what: &str| s.stderr().matches(what).count();
+    write(format!(
+        "trusted_keys = [{:?}]\nworkers = 3\n",
+        new_public.to_str().unwrap()
+    ));
+    signal(s.pid(), "HUP");
+    wait_for("the reload", || {
+        (reloads(&s, "the configuration was read again") == 1).then_some(())
+    });
+    let log = s.stderr();
+    assert!(
+        log.contains("applied=[\"trusted_keys\"]") && log.contains("needs_restart=[\"workers\"]"),
+        "{log}"
+    );
+    let trust = s.get("/v1/trust").json();
+    assert_eq!(trust["items"].as_array().unwrap().len(), 1, "{trust}");
+    let by_old = sign(keys.path(), &old_secret, "b", "1.0", &body);
+    refused(&download(&s, "b", &url, &body, &by_old), "not trust");
+    let by_new = sign(keys.path(), &new_secret, "c", "1.0", &body);
+    assert_eq!(
+        download(&s, "c", &url, &body, &by_new)["state"],
+        "succeeded"
+    );
+
+    // A broken file: nothing changes, and the server serves on.
+    write("trusted_keys = [\n".into());
+    signal(s.pid(), "HUP");
+    wait_for("the refused reload", || {
+        (reloads(&s, "the configuration was not reloaded") == 1).then_some(())
+    });
+    assert_eq!(
+        s.get("/v1/trust").json()["items"].as_array().unwrap().len(),
+        1
+    );
+    s.get("/healthz").assert_status(200);
+}
+
+/// `packd config check` prints what `serve` would run with, and where each
+/// setting came from; a wrong file is exit 2 with its line.
+#[test]
+fn config_check_shows_the_effective_settings_and_refuses_a_wrong_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("packd.toml");
+    std::fs::write(
+        &config,
+        "listen = \"127.0.0.1:9000\"\nbootstrap_key = \"never-shown-0123456789-0123456789\"\n",
+    )
+    .unwrap();
+    let path = config.to_str().unwrap();
+    let out = run_packd(
+        &["config", "check", "--config", path],
+        &[("PACKD_WORKERS", "9")],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("listen = \"127.0.0.1:9000\"  # file"),
+        "{shown}"
+    );
+    assert!(shown.contains("workers = \"9\"  # environment"), "{shown}");
+    assert!(shown.contains("bootstrap_key = \"********\""), "{shown}");
+    assert!(!shown.contains("never-shown"), "{shown}");
+
+    std::fs::write(&config, "listen = \"127.0.0.1:9000\"\nlisten_on = 1\n").unwrap();
+    let out = run_packd(&["config", "check", "--config", path], &[]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("packd.toml:2: unknown key `listen_on`"),
+        "{said}"
+    );
+    // serve refuses it the same way, before anything starts.
+    let out = run_packd(&["serve", "--config", path], &[]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}

@@ -10,6 +10,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::client::args::{HealthcheckArgs, KeysArgs, OpArgs, PkgArgs};
 
+pub mod file;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "packd",
@@ -57,12 +59,29 @@ pub enum Command {
     /// Exit 0 if the server's `/healthz` answers 200, non-zero otherwise (for
     /// container health checks: the image has no curl).
     Healthcheck(HealthcheckArgs),
+    /// The configuration file: `packd config check` prints the effective
+    /// settings (secrets masked) and where each came from; exit 2 when the
+    /// file or a value is wrong.
+    Config(ConfigArgs),
     /// Make a minisign key pair for signing artifacts: PREFIX.key (secret,
     /// unencrypted, mode 0600) and PREFIX.pub (to trust with --trusted-key).
     Keygen(KeygenArgs),
     /// Sign an artifact for one package: writes ARTIFACT.minisig, whose
     /// trusted comment names the package (`name=N version=V`).
     Sign(SignArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    #[command(subcommand)]
+    pub command: ConfigCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check the settings `packd serve` would run with (the same flags,
+    /// environment and `--config`), and print them.
+    Check(Box<ServeArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -192,6 +211,12 @@ pub enum LogFormat {
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
+    /// A configuration file (TOML): the keys are these flags' long names
+    /// with `_` for `-`. Flags and the environment rank above it; SIGHUP
+    /// reads it again.
+    #[arg(long, env = "PACKD_CONFIG")]
+    pub config: Option<PathBuf>,
+
     /// Address and port to listen on.
     #[arg(long, env = "PACKD_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
