@@ -1,41 +1,47 @@
 //! SIGHUP: the configuration (flags, environment, `--config` file) read
 //! again, and what can change live applied: the trusted keys, the hooks
-//! and their timeout, the log filter. Anything else that changed is
+//! and their timeout, the log filter, the rate limits. Anything else that changed is
 //! logged as needing a restart. A file that fails to parse changes
 //! nothing, and says so. Serving never stops for a reload.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
+use std::sync::Arc;
 
+use crate::api::RateLimiter;
 use crate::config::file::{self, Settings};
 use crate::files::hook::{Hooks, SharedHooks};
 use crate::trust::Trust;
 
-/// What a reload may change, and what the process runs with now.
-pub struct Reloader {
+/// What a reload can change in the running process.
+pub struct Live {
     pub trust: Trust,
     pub hooks: SharedHooks,
-    pub now: BTreeMap<String, Vec<OsString>>,
+    pub limiter: Arc<RateLimiter>,
+}
+
+/// What a reload may change, and what the process runs with now.
+pub struct Reloader {
+    live: Live,
+    now: BTreeMap<String, Vec<OsString>>,
 }
 
 /// The settings a reload applies; the rest need a restart.
-const LIVE: [&str; 5] = [
+const LIVE: [&str; 7] = [
     "trusted_keys",
     "hook_activate",
     "hook_deactivate",
     "hook_timeout",
     "log",
+    "rate_limit",
+    "auth_failure_burst",
 ];
 
 impl Reloader {
     /// `None` when the process has no command line to read again.
-    pub fn new(trust: Trust, hooks: SharedHooks) -> Option<Reloader> {
+    pub fn new(live: Live) -> Option<Reloader> {
         let Settings { raw, .. } = file::started_with()?;
-        Some(Reloader {
-            trust,
-            hooks,
-            now: raw,
-        })
+        Some(Reloader { live, now: raw })
     }
 
     /// Reads the settings again and applies what changed; returns the keys
@@ -56,14 +62,22 @@ impl Reloader {
             crate::server::set_log_filter(&serve.log)?;
         }
         if changed.iter().any(|k| k == "trusted_keys") {
-            self.trust.replace(serve.trusted_keys.clone());
+            self.live.trust.replace(serve.trusted_keys.clone());
         }
         if changed.iter().any(|k| k.starts_with("hook_")) {
-            self.hooks.replace(Hooks {
+            self.live.hooks.replace(Hooks {
                 activate: serve.hook_activate.clone(),
                 deactivate: serve.hook_deactivate.clone(),
                 timeout: serve.hook_timeout,
             });
+        }
+        if changed
+            .iter()
+            .any(|k| k == "rate_limit" || k == "auth_failure_burst")
+        {
+            self.live
+                .limiter
+                .set(serve.rate_limit, serve.auth_failure_burst);
         }
         let (applied, restart): (Vec<String>, Vec<String>) = changed
             .into_iter()

@@ -423,6 +423,8 @@ pub struct Application {
     workers: Workers,
     readiness: Readiness,
     listener: tokio::net::TcpListener,
+    /// The rate limits, which a reload may change.
+    limiter: Arc<api::RateLimiter>,
     args: ServeArgs,
     shutdown: Shutdown,
 }
@@ -533,6 +535,10 @@ impl Application {
             workers,
             readiness,
             listener,
+            limiter: Arc::new(api::RateLimiter::new(
+                args.rate_limit,
+                args.auth_failure_burst,
+            )),
             args,
             shutdown,
         })
@@ -556,6 +562,7 @@ impl Application {
             workers,
             readiness,
             listener,
+            limiter,
             args,
             shutdown,
         } = self;
@@ -567,14 +574,13 @@ impl Application {
                 shutdown: shutdown.clone(),
                 layout: Some(files.layout.clone()),
                 trust: files.trust.clone(),
+                limiter: limiter.clone(),
             },
             &ApiOptions {
                 cors_origins: args.cors_origins.clone(),
                 allow_query_key: args.allow_query_key,
                 key_ttl: args.key_ttl,
                 max_waiting: args.max_waiting,
-                rate_limit: args.rate_limit,
-                auth_failure_burst: args.auth_failure_burst,
                 allow_file_sources: args.allow_file_sources,
                 max_streams: args.max_streams,
                 event_heartbeat: args.event_heartbeat,
@@ -633,10 +639,11 @@ pub async fn serve(args: ServeArgs, on_ready: impl FnOnce()) -> anyhow::Result<(
         notify::notify("STOPPING=1\nSTATUS=draining requests and saving operations");
         trigger.fire();
     });
-    match crate::reload::Reloader::new(
-        application.files.trust.clone(),
-        application.files.hooks.clone(),
-    ) {
+    match crate::reload::Reloader::new(crate::reload::Live {
+        trust: application.files.trust.clone(),
+        hooks: application.files.hooks.clone(),
+        limiter: application.limiter.clone(),
+    }) {
         Some(reloader) => crate::reload::spawn(reloader),
         None => tracing::warn!("no command line to read again: SIGHUP will not reload"),
     }

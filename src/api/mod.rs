@@ -17,6 +17,7 @@ mod packages;
 mod pagination;
 pub mod problem;
 mod ratelimit;
+pub use ratelimit::RateLimiter;
 pub mod serve;
 mod trust;
 mod types;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub layout: Option<crate::files::Layout>,
     /// The publisher keys trusted now.
     pub trust: crate::trust::Trust,
+    /// The rate limits, which a reload may change.
+    pub limiter: Arc<RateLimiter>,
 }
 
 /// Settings of the HTTP layer.
@@ -68,11 +71,6 @@ pub struct ApiOptions {
     pub key_ttl: Option<std::time::Duration>,
     /// Long polls (`?wait=`) allowed to wait at once.
     pub max_waiting: usize,
-    /// Requests per second per key without a limit of its own; `None`: off.
-    pub rate_limit: Option<u32>,
-    /// Failed authentications per client address before 429 (refilling one
-    /// a second); 0: no throttle.
-    pub auth_failure_burst: u32,
     /// Accept `file://` package sources.
     pub allow_file_sources: bool,
     /// Event streams (`/v1/events`) open at once.
@@ -160,6 +158,7 @@ pub fn openapi_json() -> Result<String, crate::store::OpenError> {
         shutdown: crate::shutdown::Shutdown::never(),
         layout: None,
         trust: crate::trust::Trust::default(),
+        limiter: Arc::new(RateLimiter::new(None, 0)),
     };
     let spec = described(&service(&state, &ApiOptions::default()));
     state.store.close();
@@ -238,10 +237,7 @@ pub fn app(state: AppState, options: &ApiOptions) -> impl Endpoint + 'static {
                 .with(auth::Authenticate {
                     store: state.store.clone(),
                     allow_query_key: options.allow_query_key,
-                    limiter: Arc::new(ratelimit::RateLimiter::new(
-                        options.rate_limit,
-                        options.auth_failure_burst,
-                    )),
+                    limiter: state.limiter.clone(),
                 }),
         );
     let cors = (!options.cors_origins.is_empty()).then(|| {

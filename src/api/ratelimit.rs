@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use poem::http::{HeaderValue, StatusCode, header};
@@ -93,11 +93,12 @@ impl Verdict {
 }
 
 pub struct RateLimiter {
-    /// Requests per second for keys without a limit of their own; `None`: off.
-    default: Option<u32>,
+    /// Requests per second for keys without a limit of their own; 0: off.
+    /// Atomic, like the burst: a reload (SIGHUP) changes both live.
+    default: AtomicU32,
     keys: Mutex<HashMap<Uuid, Bucket>>,
     /// Failed authentications an address may make at once; 0: no throttle.
-    failure_burst: f64,
+    failure_burst: AtomicU32,
     failures: Mutex<HashMap<IpAddr, Bucket>>,
     /// Entries in `failures`, read without the lock: on the usual path no
     /// address has failed and every request skips the map.
@@ -107,12 +108,23 @@ pub struct RateLimiter {
 impl RateLimiter {
     pub fn new(default: Option<u32>, failure_burst: u32) -> Self {
         Self {
-            default: default.filter(|n| *n > 0),
+            default: AtomicU32::new(default.unwrap_or(0)),
             keys: Mutex::default(),
-            failure_burst: f64::from(failure_burst),
+            failure_burst: AtomicU32::new(failure_burst),
             failures: Mutex::default(),
             tracked: AtomicUsize::new(0),
         }
+    }
+
+    /// New limits (`--rate-limit`, `--auth-failure-burst`) from a reload;
+    /// buckets keep what they hold and fill to the new size.
+    pub fn set(&self, default: Option<u32>, failure_burst: u32) {
+        self.default.store(default.unwrap_or(0), Ordering::Relaxed);
+        self.failure_burst.store(failure_burst, Ordering::Relaxed);
+    }
+
+    fn failure_burst(&self) -> f64 {
+        f64::from(self.failure_burst.load(Ordering::Relaxed))
     }
 
     /// Takes one request from a key's bucket; `None` when the key has no limit.
@@ -120,7 +132,10 @@ impl RateLimiter {
         let limit = match own {
             Some(0) => return None,
             Some(n) => n,
-            None => self.default?,
+            None => match self.default.load(Ordering::Relaxed) {
+                0 => return None,
+                n => n,
+            },
         };
         let capacity = f64::from(limit);
         let now = Instant::now();
@@ -144,35 +159,35 @@ impl RateLimiter {
         let now = Instant::now();
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let bucket = failures.get_mut(&addr)?;
-        bucket.refill(self.failure_burst, AUTH_FAILURE_REFILL, now);
+        bucket.refill(self.failure_burst(), AUTH_FAILURE_REFILL, now);
         (bucket.tokens < 1.0).then(|| {
             verdict(
                 *bucket,
-                self.failure_burst,
+                self.failure_burst(),
                 AUTH_FAILURE_REFILL,
                 false,
-                self.failure_burst as u32,
+                self.failure_burst() as u32,
             )
         })
     }
 
     /// Counts a failed authentication from this address.
     pub fn failed(&self, addr: IpAddr) {
-        if self.failure_burst < 1.0 {
+        if self.failure_burst() < 1.0 {
             return;
         }
         let now = Instant::now();
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         if failures.len() >= MAX_TRACKED_ADDRESSES {
             failures.retain(|_, b| {
-                b.refill(self.failure_burst, AUTH_FAILURE_REFILL, now);
-                b.tokens < self.failure_burst
+                b.refill(self.failure_burst(), AUTH_FAILURE_REFILL, now);
+                b.tokens < self.failure_burst()
             });
         }
         let bucket = failures
             .entry(addr)
-            .or_insert_with(|| Bucket::full(self.failure_burst, now));
-        bucket.refill(self.failure_burst, AUTH_FAILURE_REFILL, now);
+            .or_insert_with(|| Bucket::full(self.failure_burst(), now));
+        bucket.refill(self.failure_burst(), AUTH_FAILURE_REFILL, now);
         bucket.tokens = (bucket.tokens - 1.0).max(0.0);
         self.tracked.store(failures.len(), Ordering::Relaxed);
     }

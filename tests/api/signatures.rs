@@ -391,6 +391,23 @@ fn sighup_rotates_the_trusted_keys_and_a_broken_file_changes_nothing() {
         1
     );
     s.get("/healthz").assert_status(200);
+
+    // Rate limits change live too.
+    write(format!(
+        "trusted_keys = [{:?}]\nworkers = 3\nrate_limit = 1\n",
+        new_public.to_str().unwrap()
+    ));
+    signal(s.pid(), "HUP");
+    wait_for("the second reload", || {
+        (reloads(&s, "the configuration was read again") == 2).then_some(())
+    });
+    assert!(
+        s.stderr().contains("applied=[\"rate_limit\"]"),
+        "{}",
+        s.stderr()
+    );
+    let statuses: Vec<u16> = (0..5).map(|_| s.get("/v1/trust").status).collect();
+    assert!(statuses.contains(&429), "{statuses:?}");
 }
 
 /// `packd config check` prints what `serve` would run with, and where each
