@@ -148,6 +148,33 @@ fn service(state: &AppState, options: &ApiOptions) -> OpenApiService<Apis, ()> {
     .description(DESCRIPTION)
 }
 
+/// A request whose `Origin` is the server's own (the explorer at `/docs`
+/// calling the API) is not a cross-origin request, whatever
+/// `--cors-origin` lists: its `Origin` is dropped before the CORS check,
+/// which would otherwise refuse the server's own page. Only the host and
+/// port are compared, so a TLS proxy in front (`https://` origin, plain
+/// `Host`) is the same origin too. Nothing is opened by it: a client that
+/// is not a browser can send any `Host`, or no `Origin` at all.
+fn same_origin_is_not_cors(req: &mut poem::Request) {
+    let headers = req.headers();
+    let (Some(origin), Some(host)) = (
+        headers
+            .get(poem::http::header::ORIGIN)
+            .and_then(|v| v.to_str().ok()),
+        headers
+            .get(poem::http::header::HOST)
+            .and_then(|v| v.to_str().ok()),
+    ) else {
+        return;
+    };
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    if authority.is_some_and(|a| a.eq_ignore_ascii_case(host)) {
+        req.headers_mut().remove(poem::http::header::ORIGIN);
+    }
+}
+
 /// The OpenAPI description as JSON, without a running server.
 pub fn openapi_json() -> Result<String, crate::store::OpenError> {
     // The description needs no data, but the handlers hold a store: an
@@ -264,6 +291,10 @@ pub fn app(state: AppState, options: &ApiOptions) -> impl Endpoint + 'static {
     });
     routes
         .with_if(cors.is_some(), cors.unwrap_or_default())
+        .before(|mut req: poem::Request| async move {
+            same_origin_is_not_cors(&mut req);
+            Ok(req)
+        })
         .with(CatchPanic::new())
         .with(middleware::Edge {
             allowed: Arc::new(allowed),

@@ -236,6 +236,33 @@ fn cors_is_off_by_default_and_allows_named_origins() {
         other.header("access-control-allow-origin"),
         Some("https://evil.example")
     );
+
+    // The explorer at /docs calls the API from the server's own origin:
+    // not a cross-origin request, whatever the list (it was 403).
+    let own = s.base.clone();
+    let body = r#"{"name":"from-docs","version":"1"}"#;
+    let r = s.send(
+        "POST",
+        "/v1/packages",
+        &[
+            ("origin", own.as_str()),
+            ("content-type", "application/json"),
+        ],
+        Some(body.as_bytes()),
+    );
+    r.assert_status(201);
+    // Another port of the same host is another origin.
+    let elsewhere = own.replace(&s.base[s.base.rfind(':').unwrap()..], ":1");
+    let r = s.send(
+        "POST",
+        "/v1/packages",
+        &[
+            ("origin", elsewhere.as_str()),
+            ("content-type", "application/json"),
+        ],
+        Some(br#"{"name":"from-elsewhere","version":"1"}"#),
+    );
+    assert_ne!(r.status, 201, "{}", r.body);
 }
 
 #[test]
