@@ -61,3 +61,21 @@ pub fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     options.open(path)
 }
+
+/// Refuses a destination whose directory is missing, with a message that
+/// says what to do, before any work is done for it.
+pub fn check_destination(out: &Path) -> Result<(), String> {
+    let dir = match out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if dir.is_dir() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the directory {} does not exist; create it first (mkdir -p {})",
+            dir.display(),
+            dir.display()
+        ))
+    }
+}

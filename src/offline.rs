@@ -185,6 +185,7 @@ async fn seed(store: &Store, prefix: &str, count: u64, queue: u64) -> anyhow::Re
 
 /// `packd backup --db`: a snapshot of a database file no server holds.
 pub async fn backup(db: &std::path::Path, out: &std::path::Path) -> anyhow::Result<()> {
+    crate::durable::check_destination(out).map_err(anyhow::Error::msg)?;
     let store = Store::open(db, &StoreOptions::default())?;
     let (copy, to) = (store.clone(), out.to_path_buf());
     let result = tokio::task::spawn_blocking(move || copy.backup_to(&to)).await?;

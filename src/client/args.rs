@@ -170,8 +170,9 @@ pub enum PkgCommand {
         /// Where its artifact is (http or https).
         #[arg(long, requires = "sha256")]
         url: Option<String>,
-        /// The artifact's SHA-256 (64 hexadecimal digits).
-        #[arg(long, requires = "url")]
+        /// The artifact's SHA-256: 64 hexadecimal digits, either case (as
+        /// `sha256sum` or a vendor's page prints it).
+        #[arg(long, requires = "url", value_parser = lower_hex)]
         sha256: Option<String>,
         /// The artifact's size in bytes, checked after the download.
         #[arg(long, requires = "url")]
@@ -192,7 +193,8 @@ pub enum PkgCommand {
         /// A new source URL (with --sha256).
         #[arg(long, requires = "sha256", conflicts_with = "no_source")]
         url: Option<String>,
-        #[arg(long, requires = "url")]
+        /// The new source's SHA-256, 64 hexadecimal digits, either case.
+        #[arg(long, requires = "url", value_parser = lower_hex)]
         sha256: Option<String>,
         #[arg(long, requires = "url")]
         size: Option<u64>,
@@ -255,4 +257,18 @@ pub enum OpCommand {
     Wait { id: uuid::Uuid },
     /// Cancel an operation.
     Cancel { id: uuid::Uuid },
+}
+
+/// A SHA-256 as the API spells it: upper-case digits are brought to lower
+/// case here, so a digest pasted from anywhere is taken.
+fn lower_hex(s: &str) -> Result<String, String> {
+    let lower = s.trim().to_ascii_lowercase();
+    if lower.len() == 64 && lower.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(lower)
+    } else {
+        Err(format!(
+            "a SHA-256 is 64 hexadecimal digits, got {} characters",
+            s.chars().count()
+        ))
+    }
 }

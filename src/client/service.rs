@@ -51,6 +51,9 @@ pub fn backup(args: &BackupArgs) -> ExitCode {
         )
         .report();
     }
+    if let Err(e) = crate::durable::check_destination(&args.out) {
+        return Failure::Usage(e).report();
+    }
     let out = args.out.clone();
     super::run(&options, async move |api| {
         let size = download(&api, &out).await?;

@@ -136,13 +136,16 @@ fn packages_and_operations_through_the_client() {
     let body = crate::artifacts::pattern(200_000);
     let url = server.put("/tool-2.0", body.clone(), Default::default());
     let sha = crate::artifacts::sha256_hex(&body);
+    // A digest pasted in upper case is taken, in the API's lower case.
+    let upper = sha.to_ascii_uppercase();
     let out = packd(
         &s,
         &[
-            "pkg", "create", "tool", "2.0", "--url", &url, "--sha256", &sha, "-o", "json",
+            "pkg", "create", "tool", "2.0", "--url", &url, "--sha256", &upper, "-o", "json",
         ],
     );
     assert_eq!(json_of(&out)["source"]["url"], url.as_str());
+    assert_eq!(json_of(&out)["source"]["sha256"], sha.as_str());
     let out = packd(
         &s,
         &[
