@@ -100,8 +100,18 @@ impl Api {
         let method = reqwest::Method::from_bytes(method.as_bytes())
             .map_err(|e| Failure::Other(e.to_string()))?;
         let mut req = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(key) = &self.key {
-            req = req.header("X-API-Key", key);
+        match &self.key {
+            Some(key) => req = req.header("X-API-Key", key),
+            // Said here, in the command line's terms, rather than as the
+            // server's 401 (which speaks of HTTP headers).
+            None if path.starts_with("/v1/") => {
+                return Err(Failure::Refused(ServerProblem {
+                    status: 401,
+                    code: "unauthorized".into(),
+                    detail: "no API key: set PACKD_API_KEY or pass --key".into(),
+                }));
+            }
+            None => {}
         }
         Ok(req)
     }
@@ -183,7 +193,10 @@ impl Api {
                 .get_as("GET", &format!("/v1/packages/{id}"), None, &[])
                 .await;
         }
-        let Some((name, version)) = reference.rsplit_once('@') else {
+        let Some((name, version)) = reference
+            .rsplit_once('@')
+            .filter(|(n, v)| !n.is_empty() && !v.is_empty())
+        else {
             return Err(Failure::Usage(format!(
                 "{reference:?} is neither a package id nor NAME@VERSION"
             )));
@@ -243,10 +256,14 @@ pub async fn read(answer: reqwest::Response) -> Result<Value, Failure> {
             code: p.code,
             detail: p.detail,
         },
+        // Another server (a proxy's error page, a web server on the
+        // port): its page is not echoed, only what it was.
         Err(_) => ServerProblem {
             status,
-            code: "unknown".into(),
-            detail: text.chars().take(200).collect(),
+            code: "not_packd".into(),
+            detail: "the answer is not packd's (no problem+json body): is the URL a packd \
+                     server's?"
+                .into(),
         },
     };
     Err(if matches!(status, 401 | 403) {

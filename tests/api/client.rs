@@ -261,7 +261,18 @@ fn exit_statuses_say_what_went_wrong() {
     assert!(stderr(&out).contains("cannot reach"), "{}", stderr(&out));
 
     // 4: no key, a wrong key, a key without the role.
-    assert_eq!(code(&packd_as(&s, None, &["pkg", "list"])), 4);
+    let out = packd_as(&s, None, &["pkg", "list"]);
+    assert_eq!(code(&out), 4);
+    assert!(
+        stderr(&out).contains("set PACKD_API_KEY or pass --key"),
+        "{}",
+        stderr(&out)
+    );
+    // A REF with an empty name or version is a usage error, not a 404.
+    for bad in ["greet@", "@1.0"] {
+        let out = packd(&s, &["pkg", "get", bad]);
+        assert_eq!(code(&out), 2, "{bad}: {}", stderr(&out));
+    }
     let out = packd_as(
         &s,
         Some("wrong-key-0123456789abcdefghijklmnopqrstu"),
@@ -283,6 +294,23 @@ fn exit_statuses_say_what_went_wrong() {
     let out = packd(&s, &["pkg", "create", "jq", "1.7"]);
     assert_eq!(code(&out), 5);
     assert!(stderr(&out).contains("409 duplicate"), "{}", stderr(&out));
+    // A server that is not packd: what it is, not its page.
+    let other = crate::artifacts::ArtifactServer::start();
+    other.put(
+        "/v1/packages",
+        b"<html><body>Welcome to nginx!</body></html>".to_vec(),
+        crate::artifacts::Knobs {
+            status: Some(500),
+            ..Default::default()
+        },
+    );
+    let out = packd(&s, &["pkg", "--url", &other.base, "list"]);
+    assert_eq!(code(&out), 5, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not packd's") && !stderr(&out).contains("<html>"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
