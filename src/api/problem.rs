@@ -268,6 +268,47 @@ impl From<StoreError> for Problem {
     }
 }
 
+/// The OpenAPI layer's reason for refusing a query parameter, said as
+/// packd says it: `failed to parse "Status": Expect a valid enumeration
+/// value. (occurred while parsing "optional_Status")` becomes `must be one
+/// of created, downloaded, active`.
+fn in_our_words(name: &str, reason: &str) -> String {
+    use crate::domain::operation::{OperationKind, OperationState};
+    use crate::domain::package::Status;
+    let one_of = |values: Vec<&str>| format!("must be one of {}", values.join(", "));
+    if reason.contains("valid enumeration value") {
+        return match name {
+            "status" => one_of(Status::ALL.iter().map(|s| s.as_str()).collect()),
+            "state" => one_of(OperationState::ALL.iter().map(|s| s.as_str()).collect()),
+            "kind" => one_of(OperationKind::ALL.iter().map(|s| s.as_str()).collect()),
+            _ => "is not one of the values the API description lists".into(),
+        };
+    }
+    if reason.contains("\"integer") || reason.contains("\"optional_integer") {
+        return "must be a whole number".into();
+    }
+    let bound = |word: &str| {
+        let at = reason.find(word)? + word.len();
+        let n: String = reason[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit())
+            .collect();
+        (!n.is_empty()).then_some(n)
+    };
+    if let Some(n) = bound("minimum(") {
+        return format!("must be at least {n}");
+    }
+    if let Some(n) = bound("maximum(") {
+        return format!("must be at most {n}");
+    }
+    // Anything else, without the layer's own note on where it was.
+    reason
+        .split(" (occurred while parsing")
+        .next()
+        .unwrap_or(reason)
+        .to_string()
+}
+
 /// Turns an error raised anywhere in the stack (our own, poem's routing, the
 /// OpenAPI layer's parsing) into a problem with the right status and code.
 pub fn from_poem_error(err: &poem::Error) -> Problem {
@@ -291,7 +332,11 @@ pub fn from_poem_error(err: &poem::Error) -> Problem {
         return Problem::not_found("no such resource: the id in the path is not a UUID");
     }
     if let Some(e) = err.downcast_ref::<ParseParamError>() {
-        return Problem::bad_request(format!("parameter `{}`: {}", e.name, e.reason));
+        return Problem::bad_request(format!(
+            "parameter `{}`: {}",
+            e.name,
+            in_our_words(e.name, &e.reason)
+        ));
     }
     if let Some(e) = err.downcast_ref::<ParseRequestPayloadError>() {
         return Problem::bad_request(format!("request body: {}", e.reason));

@@ -398,3 +398,34 @@ fn requests_the_http_library_refuses_are_answered_and_closed() {
     }
     s.get("/healthz").assert_status(200);
 }
+
+/// The OpenAPI layer's refusals of a query parameter, in packd's words.
+#[test]
+fn a_bad_query_parameter_is_said_plainly() {
+    let s = TestServer::in_process(&[]);
+    for (query, said) in [
+        (
+            "/v1/packages?status=bogus",
+            "parameter `status`: must be one of created, downloaded, active",
+        ),
+        (
+            "/v1/operations?state=nope",
+            "parameter `state`: must be one of queued, running, succeeded, failed, cancelled",
+        ),
+        (
+            "/v1/packages?limit=abc",
+            "parameter `limit`: must be a whole number",
+        ),
+        (
+            "/v1/packages?limit=0",
+            "parameter `limit`: must be at least 1",
+        ),
+        (
+            "/v1/packages?limit=5000",
+            "parameter `limit`: must be at most 1000",
+        ),
+    ] {
+        let p = s.get(query).assert_problem(400, "bad_request");
+        assert_eq!(p["detail"], said, "{query}: {p}");
+    }
+}
