@@ -38,15 +38,32 @@ pub async fn to_the_end(api: &Api, id: Uuid, label: &str) -> Result<Operation, F
         .get_as("GET", &format!("/v1/operations/{id}"), None, &[])
         .await?;
     let mut reader = sse::Reader::default();
+    // Ctrl-C stops the waiting, not the operation: say so, and how to
+    // follow it again.
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
     loop {
         view.show(&op);
         if op.is_finished() {
             view.finish(&op);
             return Ok(op);
         }
-        let next = match stream.as_mut() {
-            Some(s) => next_operation(s, &mut reader).await,
-            None => None,
+        let next = async {
+            match stream.as_mut() {
+                Some(s) => next_operation(s, &mut reader).await,
+                None => None,
+            }
+        };
+        let next = tokio::select! {
+            next = next => next,
+            _ = &mut interrupted => {
+                view.abandon();
+                eprintln!(
+                    "packd: stopped waiting; the operation goes on on the server \
+                     (packd op wait {id} follows it again, packd op cancel {id} stops it)"
+                );
+                std::process::exit(130);
+            }
         };
         op = match next {
             Some(newer) => newer,
@@ -83,22 +100,65 @@ async fn next_operation(
 
 /// How progress is shown: a bar on a terminal, lines elsewhere.
 enum View {
-    Bar { bar: ProgressBar, bytes: bool },
-    Lines { label: String, last: String },
+    Bar {
+        bar: ProgressBar,
+        bytes: bool,
+        attempts: u32,
+    },
+    Lines {
+        label: String,
+        last: String,
+        attempts: u32,
+    },
+}
+
+/// A terminal that draws a bar: `TERM=dumb` or no `TERM` gets lines, as a
+/// pipe does (the bar would draw nothing there).
+fn draws_bars() -> bool {
+    std::io::stderr().is_terminal()
+        && std::env::var("TERM").is_ok_and(|t| !t.is_empty() && t != "dumb")
 }
 
 impl View {
     fn new(label: &str) -> Self {
-        if std::io::stderr().is_terminal() {
+        if draws_bars() {
             let bar = ProgressBar::new(100);
             bar.set_style(percent_style());
             bar.set_prefix(label.to_string());
-            Self::Bar { bar, bytes: false }
+            Self::Bar {
+                bar,
+                bytes: false,
+                attempts: 0,
+            }
         } else {
             Self::Lines {
                 label: label.to_string(),
                 last: String::new(),
+                attempts: 0,
             }
+        }
+    }
+
+    /// A new attempt after a failed one: a line saying which, and why the
+    /// last one failed.
+    fn retry_line(label: &str, seen: &mut u32, op: &Operation) -> Option<String> {
+        let line = (*seen > 0 && op.attempts > *seen).then(|| {
+            format!(
+                "{label}: attempt {}{}",
+                op.attempts,
+                op.error
+                    .as_deref()
+                    .map(|e| format!(" (the last one failed: {e})"))
+                    .unwrap_or_default()
+            )
+        });
+        *seen = (*seen).max(op.attempts);
+        line
+    }
+
+    fn abandon(&self) {
+        if let View::Bar { bar, .. } = self {
+            bar.abandon();
         }
     }
 
@@ -107,20 +167,38 @@ impl View {
         let progress = u64::from(op.progress);
         let (done, total) = (op.bytes_done, op.bytes_total);
         match self {
-            View::Bar { bar, bytes } => {
+            View::Bar {
+                bar,
+                bytes,
+                attempts,
+            } => {
+                if let Some(line) = View::retry_line(&bar.prefix(), attempts, op) {
+                    bar.println(line);
+                }
                 if let (Some(done), Some(total)) = (done, total) {
+                    bar.set_position(done);
                     if !*bytes {
                         bar.set_style(bytes_style());
                         bar.set_length(total);
+                        // The rate and the time left count from here: the
+                        // bytes fetched before this command began are not
+                        // this second's.
+                        bar.reset_eta();
                         *bytes = true;
                     }
-                    bar.set_position(done);
                 } else if !*bytes {
                     bar.set_position(progress);
                 }
                 bar.set_message(state.to_string());
             }
-            View::Lines { label, last } => {
+            View::Lines {
+                label,
+                last,
+                attempts,
+            } => {
+                if let Some(line) = View::retry_line(label, attempts, op) {
+                    eprintln!("{line}");
+                }
                 let mut line = format!("{label}: {state} {progress}%");
                 if let Some(done) = done {
                     line.push_str(&format!(" ({}", HumanBytes(done)));

@@ -215,7 +215,16 @@ async fn op_command(api: &Api, out: Output, command: OpCommand) -> Result<(), Fa
             show::operation(out, &op);
         }
         OpCommand::Wait { id } => {
-            let done = follow::to_the_end(api, id, &format!("operation {id}")).await?;
+            // Named by what it works on, as `--wait` names it: a UUID would
+            // take half the line.
+            let op: Operation = api
+                .get_as("GET", &format!("/v1/operations/{id}"), None, &[])
+                .await?;
+            let label = match api.package(&op.package_id.to_string()).await {
+                Ok(p) => format!("{} {}@{}", op.kind, p.name, p.version),
+                Err(_) => format!("{} of a deleted package", op.kind),
+            };
+            let done = follow::to_the_end(api, id, &label).await?;
             finished(out, &done)?;
         }
         OpCommand::Cancel { id } => {

@@ -447,6 +447,68 @@ fn on_a_terminal_wait_draws_a_progress_bar() {
     assert!(screen.contains("succeeded"), "{screen:?}");
 }
 
+/// `TERM=dumb` (or none) on a terminal draws no bar: the plain lines are
+/// shown instead of nothing.
+#[test]
+fn a_dumb_terminal_gets_lines() {
+    let s = TestServer::in_process(&["--download-duration", "200ms"]);
+    packd(&s, &["pkg", "create", "jq", "1.7"]);
+    let out = Command::new("script")
+        .args([
+            "-qec",
+            &format!("{BIN} pkg download jq@1.7 --wait"),
+            "/dev/null",
+        ])
+        .env("PACKD_URL", &s.base)
+        .env("PACKD_API_KEY", ADMIN_KEY)
+        .env("TERM", "dumb")
+        .stdin(Stdio::null())
+        .output()
+        .expect("script (util-linux)");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let screen = stdout(&out);
+    assert!(screen.contains("download jq@1.7: "), "{screen:?}");
+}
+
+/// A retry is said with its attempt and why the last one failed; `op
+/// wait` names the package, not the operation's UUID.
+#[test]
+fn waiting_says_each_retry_and_names_the_package() {
+    let s = TestServer::in_process(&["--retry-delay", "50ms", "--max-attempts", "3"]);
+    let server = crate::artifacts::ArtifactServer::start();
+    let body = crate::artifacts::pattern(300_000);
+    let url = server.put(
+        "/cut",
+        body.clone(),
+        crate::artifacts::Knobs {
+            drop_after: Some(100_000),
+            ..Default::default()
+        },
+    );
+    let sha = crate::artifacts::sha256_hex(&body);
+    packd(
+        &s,
+        &["pkg", "create", "cut", "1", "--url", &url, "--sha256", &sha],
+    );
+    let out = packd(&s, &["pkg", "download", "cut@1", "--wait"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains("download cut@1: attempt 2 (the last one failed: "),
+        "{said}"
+    );
+
+    packd(&s, &["pkg", "create", "later", "1"]);
+    let op = json_of(&packd(&s, &["pkg", "download", "later@1", "-o", "json"]));
+    let out = packd(&s, &["op", "wait", op["id"].as_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("download later@1: "),
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// The client's types of the server's answers know every field the server
 /// sends (nothing left over in `more`), and read what it sends: when the
 /// API gains or changes a field, this fails until the client follows.
