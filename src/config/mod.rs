@@ -214,45 +214,67 @@ pub struct ServeArgs {
     /// A configuration file (TOML): the keys are these flags' long names
     /// with `_` for `-`. Flags and the environment rank above it; SIGHUP
     /// reads it again.
-    #[arg(long, env = "PACKD_CONFIG")]
+    #[arg(help_heading = "Serving", long, env = "PACKD_CONFIG")]
     pub config: Option<PathBuf>,
 
     /// Address and port to listen on.
-    #[arg(long, env = "PACKD_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(
+        help_heading = "Serving",
+        long,
+        env = "PACKD_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
     pub listen: SocketAddr,
 
     /// The database file (created on first start).
-    #[arg(long, env = "PACKD_DB", default_value = DEFAULT_DB)]
+    #[arg(help_heading = "Storage", long, env = "PACKD_DB", default_value = DEFAULT_DB)]
     pub db: PathBuf,
 
     /// The data directory: downloaded artifacts and package files. Made at
     /// start if missing (0755, or 0750 with --private-files; an existing
     /// one keeps its mode). One packd owns it: a second one on the same
     /// directory is refused.
-    #[arg(long, env = "PACKD_DATA_DIR", default_value = "./packd-data")]
+    #[arg(
+        help_heading = "Storage",
+        long,
+        env = "PACKD_DATA_DIR",
+        default_value = "./packd-data"
+    )]
     pub data_dir: PathBuf,
 
     /// Use the data directory even though it belongs to another database
     /// (or the database to another directory): after restoring a backup
     /// onto a new directory, or moving one. Its owner record is rewritten.
-    #[arg(long, env = "PACKD_ADOPT_DATA_DIR")]
+    #[arg(help_heading = "Storage", long, env = "PACKD_ADOPT_DATA_DIR")]
     pub adopt_data_dir: bool,
 
     /// Install package files 0640 and directories 0750 (the group reads,
     /// other users nothing) instead of 0644/0755.
-    #[arg(long, env = "PACKD_PRIVATE_FILES")]
+    #[arg(help_heading = "Storage", long, env = "PACKD_PRIVATE_FILES")]
     pub private_files: bool,
 
     /// Log line format.
-    #[arg(long, env = "PACKD_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(
+        help_heading = "Logging",
+        long,
+        env = "PACKD_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
     pub log_format: LogFormat,
 
     /// Log filter, in `tracing` syntax (e.g. `info`, `packd=debug,poem=info`).
-    #[arg(long, env = "PACKD_LOG", default_value = "info")]
+    #[arg(
+        help_heading = "Logging",
+        long,
+        env = "PACKD_LOG",
+        default_value = "info"
+    )]
     pub log: String,
 
     /// A browser origin allowed by CORS (repeatable). CORS is off without one.
     #[arg(
+        help_heading = "Serving",
         long = "cors-origin",
         env = "PACKD_CORS_ORIGINS",
         value_delimiter = ','
@@ -260,19 +282,19 @@ pub struct ServeArgs {
     pub cors_origins: Vec<String>,
 
     /// How long requests in flight may take to finish after SIGTERM.
-    #[arg(long, env = "PACKD_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(help_heading = "Serving", long, env = "PACKD_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
     /// Accept the API key in the `api_key` query parameter (off: URLs end up in logs).
-    #[arg(long, env = "PACKD_ALLOW_QUERY_KEY")]
+    #[arg(help_heading = "Serving", long, env = "PACKD_ALLOW_QUERY_KEY")]
     pub allow_query_key: bool,
 
     /// Default lifetime of keys created without `expires_at` (e.g. 90d); unset: never expire.
-    #[arg(long, env = "PACKD_KEY_TTL", value_parser = parse_duration)]
+    #[arg(help_heading = "Limits", long, env = "PACKD_KEY_TTL", value_parser = parse_duration)]
     pub key_ttl: Option<Duration>,
 
     /// How long audit log entries are kept.
-    #[arg(long, env = "PACKD_AUDIT_RETENTION", default_value = "90d", value_parser = parse_duration)]
+    #[arg(help_heading = "Storage", long, env = "PACKD_AUDIT_RETENTION", default_value = "90d", value_parser = parse_duration)]
     pub audit_retention: Duration,
 
     /// Becomes the admin key `bootstrap` when no active admin key exists (at least 32 characters).
@@ -280,150 +302,189 @@ pub struct ServeArgs {
     pub bootstrap_key: Option<String>,
 
     /// Workers running operations at once.
-    #[arg(long, env = "PACKD_WORKERS", default_value_t = 4)]
+    #[arg(
+        help_heading = "Operations",
+        long,
+        env = "PACKD_WORKERS",
+        default_value_t = 4
+    )]
     pub workers: usize,
 
     /// How long the stub executor takes to download a package.
-    #[arg(long, env = "PACKD_DOWNLOAD_DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(help_heading = "Simulation (packages without a source)", long, env = "PACKD_DOWNLOAD_DURATION", default_value = "10s", value_parser = parse_duration)]
     pub download_duration: Duration,
 
     /// How long the stub executor takes to activate a package.
-    #[arg(long, env = "PACKD_ACTIVATE_DURATION", default_value = "3s", value_parser = parse_duration)]
+    #[arg(help_heading = "Simulation (packages without a source)", long, env = "PACKD_ACTIVATE_DURATION", default_value = "3s", value_parser = parse_duration)]
     pub activate_duration: Duration,
 
     /// How long the stub executor takes to deactivate a package.
-    #[arg(long, env = "PACKD_DEACTIVATE_DURATION", default_value = "2s", value_parser = parse_duration)]
+    #[arg(help_heading = "Simulation (packages without a source)", long, env = "PACKD_DEACTIVATE_DURATION", default_value = "2s", value_parser = parse_duration)]
     pub deactivate_duration: Duration,
 
     /// Share of stub attempts that fail (0 to 1), for testing retries.
-    #[arg(long, env = "PACKD_STUB_FAILURE_RATE", default_value_t = 0.0, value_parser = parse_rate)]
+    #[arg(help_heading = "Simulation (packages without a source)", long, env = "PACKD_STUB_FAILURE_RATE", default_value_t = 0.0, value_parser = parse_rate)]
     pub stub_failure_rate: f64,
 
     /// Attempts before an operation is marked failed.
-    #[arg(long, env = "PACKD_MAX_ATTEMPTS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    #[arg(help_heading = "Operations", long, env = "PACKD_MAX_ATTEMPTS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub max_attempts: u32,
 
     /// First retry delay; doubles with each retry (with jitter), up to 5 minutes.
-    #[arg(long, env = "PACKD_RETRY_DELAY", default_value = "1s", value_parser = parse_duration)]
+    #[arg(help_heading = "Operations", long, env = "PACKD_RETRY_DELAY", default_value = "1s", value_parser = parse_duration)]
     pub retry_delay: Duration,
 
     /// How long finished operations are kept.
-    #[arg(long, env = "PACKD_OPERATION_RETENTION", default_value = "7d", value_parser = parse_duration)]
+    #[arg(help_heading = "Storage", long, env = "PACKD_OPERATION_RETENTION", default_value = "7d", value_parser = parse_duration)]
     pub operation_retention: Duration,
 
     /// Open HTTP connections at most; past it a new one gets 503 and is
     /// closed. Keep it under the process's file descriptor limit.
-    #[arg(long, env = "PACKD_MAX_CONNECTIONS", default_value_t = 512)]
+    #[arg(
+        help_heading = "Serving",
+        long,
+        env = "PACKD_MAX_CONNECTIONS",
+        default_value_t = 512
+    )]
     pub max_connections: usize,
 
     /// The most bytes one artifact may have; a larger one fails its download.
-    #[arg(long, env = "PACKD_MAX_DOWNLOAD_BYTES", default_value_t = 8 << 30)]
+    #[arg(help_heading = "Downloads and trust", long, env = "PACKD_MAX_DOWNLOAD_BYTES", default_value_t = 8 << 30)]
     pub max_download_bytes: u64,
 
     /// The most bytes one artifact may unpack to (archive headers included).
-    #[arg(long, env = "PACKD_MAX_UNPACKED_BYTES", default_value_t = 32 << 30)]
+    #[arg(help_heading = "Downloads and trust", long, env = "PACKD_MAX_UNPACKED_BYTES", default_value_t = 32 << 30)]
     pub max_unpacked_bytes: u64,
 
     /// How long unpacking one artifact may take; past it the download
     /// fails (a hostile archive is not given the machine's time).
-    #[arg(long, env = "PACKD_UNPACK_TIMEOUT", default_value = "30m", value_parser = parse_positive_duration)]
+    #[arg(help_heading = "Downloads and trust", long, env = "PACKD_UNPACK_TIMEOUT", default_value = "30m", value_parser = parse_positive_duration)]
     pub unpack_timeout: Duration,
 
     /// How long one download attempt may take in all (a source that sends a
     /// byte now and then is never silent long enough for --read-timeout);
     /// then it is retried. Default: no limit.
-    #[arg(long, env = "PACKD_DOWNLOAD_TIMEOUT", value_parser = parse_positive_duration)]
+    #[arg(help_heading = "Downloads and trust", long, env = "PACKD_DOWNLOAD_TIMEOUT", value_parser = parse_positive_duration)]
     pub download_timeout: Option<Duration>,
 
     /// How long a download may take to connect.
-    #[arg(long, env = "PACKD_CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
+    #[arg(help_heading = "Downloads and trust", long, env = "PACKD_CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
     pub connect_timeout: Duration,
 
     /// The longest silence while a download reads (then it is retried).
-    #[arg(long, env = "PACKD_READ_TIMEOUT", default_value = "30s", value_parser = parse_positive_duration)]
+    #[arg(help_heading = "Downloads and trust", long, env = "PACKD_READ_TIMEOUT", default_value = "30s", value_parser = parse_positive_duration)]
     pub read_timeout: Duration,
 
     /// Extra trusted roots (PEM) for https sources, besides the bundled and
     /// the system's, e.g. an internal mirror's CA.
-    #[arg(long, env = "PACKD_CA_FILE")]
+    #[arg(help_heading = "Downloads and trust", long, env = "PACKD_CA_FILE")]
     pub ca_file: Option<PathBuf>,
 
     /// Sends every download through this HTTP proxy (an `http://` or
     /// `https://` URL), whatever `http_proxy` and `https_proxy` say; hosts
     /// in `no_proxy` and loopback addresses are still reached directly.
-    #[arg(long, env = "PACKD_PROXY", value_parser = parse_proxy)]
+    #[arg(help_heading = "Downloads and trust", long, env = "PACKD_PROXY", value_parser = parse_proxy)]
     pub proxy: Option<String>,
 
     /// Event streams (`GET /v1/events`) open at once; past it a new one gets 503.
-    #[arg(long, env = "PACKD_MAX_STREAMS", default_value_t = 256)]
+    #[arg(
+        help_heading = "Serving",
+        long,
+        env = "PACKD_MAX_STREAMS",
+        default_value_t = 256
+    )]
     pub max_streams: usize,
 
     /// How often an idle event stream gets a comment line, so proxies keep
     /// it open (at most 15s, as the API promises).
-    #[arg(long, env = "PACKD_EVENT_HEARTBEAT", default_value = "15s", value_parser = parse_heartbeat)]
+    #[arg(help_heading = "Serving", long, env = "PACKD_EVENT_HEARTBEAT", default_value = "15s", value_parser = parse_heartbeat)]
     pub event_heartbeat: Duration,
 
     /// A program run (without a shell) after `active/<name>` points at a
     /// newly activated version; a failure puts the link back and fails the
     /// attempt. It may run again after a crash: it must be idempotent.
-    #[arg(long, env = "PACKD_HOOK_ACTIVATE", value_parser = parse_program)]
+    #[arg(help_heading = "Hooks", long, env = "PACKD_HOOK_ACTIVATE", value_parser = parse_program)]
     pub hook_activate: Option<PathBuf>,
 
     /// A program run (without a shell) after `active/<name>` is removed by
     /// a deactivation; a failure puts the link back and fails the attempt.
-    #[arg(long, env = "PACKD_HOOK_DEACTIVATE", value_parser = parse_program)]
+    #[arg(help_heading = "Hooks", long, env = "PACKD_HOOK_DEACTIVATE", value_parser = parse_program)]
     pub hook_deactivate: Option<PathBuf>,
 
     /// How long a hook may run; then it gets SIGTERM, and SIGKILL 5 s later.
-    #[arg(long, env = "PACKD_HOOK_TIMEOUT", default_value = "60s", value_parser = parse_positive_duration)]
+    #[arg(help_heading = "Hooks", long, env = "PACKD_HOOK_TIMEOUT", default_value = "60s", value_parser = parse_positive_duration)]
     pub hook_timeout: Duration,
 
     /// A publisher key to trust (repeatable): the base64 line of a minisign
     /// public key, or the path of its `.pub` file. With one or more, every
     /// source must carry a signature by one of them, for its package's name
     /// and version, and every download checks it.
-    #[arg(long = "trusted-key", env = "PACKD_TRUSTED_KEYS", value_delimiter = ',', value_parser = parse_trusted_key)]
+    #[arg(help_heading = "Downloads and trust", long = "trusted-key", env = "PACKD_TRUSTED_KEYS", value_delimiter = ',', value_parser = parse_trusted_key)]
     pub trusted_keys: Vec<crate::trust::TrustedKey>,
 
     /// Accept `file://` URLs as package sources. Off: a client with the
     /// write role could otherwise make packd read any file it may read.
-    #[arg(long, env = "PACKD_ALLOW_FILE_SOURCES")]
+    #[arg(
+        help_heading = "Downloads and trust",
+        long,
+        env = "PACKD_ALLOW_FILE_SOURCES"
+    )]
     pub allow_file_sources: bool,
 
     /// Open HTTP connections from one client address at most; past it a new
     /// one from that address gets 503 and is closed. 0: no cap (behind a
     /// reverse proxy every client has the proxy's address).
-    #[arg(long, env = "PACKD_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 64)]
+    #[arg(
+        help_heading = "Serving",
+        long,
+        env = "PACKD_MAX_CONNECTIONS_PER_CLIENT",
+        default_value_t = 64
+    )]
     pub max_connections_per_client: usize,
 
     /// How long a client may take to send a request's headers; an idle
     /// keep-alive connection is closed after it too.
-    #[arg(long, env = "PACKD_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
+    #[arg(help_heading = "Serving", long, env = "PACKD_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
     pub header_timeout: Duration,
 
     /// Also serve HTTP/2 over cleartext (prior knowledge). Off by default:
     /// HTTP/1.1 is all the API needs, and HTTP/2 lets one connection carry
     /// many requests at once (it runs with at most 32 streams a connection).
-    #[arg(long, env = "PACKD_HTTP2")]
+    #[arg(help_heading = "Serving", long, env = "PACKD_HTTP2")]
     pub http2: bool,
 
     /// Long polls (`GET /v1/operations/{id}?wait=`) waiting at once at most;
     /// past it a request that would wait gets 503.
-    #[arg(long, env = "PACKD_MAX_WAITING", default_value_t = 256)]
+    #[arg(
+        help_heading = "Serving",
+        long,
+        env = "PACKD_MAX_WAITING",
+        default_value_t = 256
+    )]
     pub max_waiting: usize,
 
     /// Requests per second each API key may make (its `rate_limit` overrides
     /// it); unset: no limit. Over it: 429 with Retry-After.
-    #[arg(long, env = "PACKD_RATE_LIMIT")]
+    #[arg(help_heading = "Limits", long, env = "PACKD_RATE_LIMIT")]
     pub rate_limit: Option<u32>,
 
     /// Failed authentications a client address may make before its requests
     /// get 429 (it regains one a second); 0 turns the throttle off.
-    #[arg(long, env = "PACKD_AUTH_FAILURE_BURST", default_value_t = 20)]
+    #[arg(
+        help_heading = "Limits",
+        long,
+        env = "PACKD_AUTH_FAILURE_BURST",
+        default_value_t = 20
+    )]
     pub auth_failure_burst: u32,
 
     /// Size of the database page cache, in MiB.
-    #[arg(long, env = "PACKD_CACHE_MB", default_value_t = 64)]
+    #[arg(
+        help_heading = "Storage",
+        long,
+        env = "PACKD_CACHE_MB",
+        default_value_t = 64
+    )]
     pub cache_mb: usize,
 }
 
