@@ -11,9 +11,11 @@ use crate::config::{ServerAddress, parse_duration};
 
 #[derive(Debug, Args)]
 pub struct HealthcheckArgs {
-    /// The URL to check (plain http). Without it, `/healthz` on the address
-    /// the server is told to listen on (`PACKD_LISTEN`), through loopback when
-    /// that address is a wildcard such as 0.0.0.0.
+    /// The server's base URL (plain http), as everywhere else: `/healthz`
+    /// is added when it names no path (a full URL is checked as it is).
+    /// Without it, `/healthz` on the address the server is told to listen
+    /// on (`PACKD_LISTEN`), through loopback when that address is a
+    /// wildcard such as 0.0.0.0.
     #[arg(long, env = "PACKD_HEALTHCHECK_URL")]
     pub url: Option<String>,
 
@@ -119,14 +121,14 @@ pub enum Output {
 
 #[derive(Debug, Args)]
 pub struct PkgArgs {
-    /// The server's base URL. Give it before the subcommand (`packd pkg
-    /// --url URL list`) or in PACKD_URL: after `create` and `edit`,
-    /// `--url` is the package source's.
+    /// The server's base URL, before or after the subcommand (a package's
+    /// source is `--source`).
     #[arg(
         long = "url",
         id = "server_url",
         env = "PACKD_URL",
-        default_value = "http://127.0.0.1:8080"
+        default_value = "http://127.0.0.1:8080",
+        global = true
     )]
     pub url: String,
 
@@ -163,23 +165,24 @@ pub enum PkgCommand {
         #[arg(value_name = "REF")]
         reference: String,
     },
-    /// Create a package, with a source (--url and --sha256) or without.
+    /// Create a package, with a source (--source and --sha256) or without.
     Create {
         name: String,
         version: String,
-        /// Where its artifact is (http or https).
-        #[arg(long, requires = "sha256")]
-        url: Option<String>,
+        /// Where its artifact is (http or https). `--url` is the server's,
+        /// everywhere.
+        #[arg(long, value_name = "URL", requires = "sha256")]
+        source: Option<String>,
         /// The artifact's SHA-256: 64 hexadecimal digits, either case (as
         /// `sha256sum` or a vendor's page prints it).
-        #[arg(long, requires = "url", value_parser = lower_hex)]
+        #[arg(long, requires = "source", value_parser = lower_hex)]
         sha256: Option<String>,
         /// The artifact's size in bytes, checked after the download.
-        #[arg(long, requires = "url")]
+        #[arg(long, requires = "source")]
         size: Option<u64>,
         /// The artifact's minisign signature: the path of its `.minisig`
         /// (required when the server trusts publisher keys).
-        #[arg(long, requires = "url")]
+        #[arg(long, requires = "source")]
         signature: Option<PathBuf>,
     },
     /// Change a package's name, version or source.
@@ -190,16 +193,21 @@ pub enum PkgCommand {
         name: Option<String>,
         #[arg(long)]
         version: Option<String>,
-        /// A new source URL (with --sha256).
-        #[arg(long, requires = "sha256", conflicts_with = "no_source")]
-        url: Option<String>,
+        /// A new source: where its artifact is (with --sha256).
+        #[arg(
+            long,
+            value_name = "URL",
+            requires = "sha256",
+            conflicts_with = "no_source"
+        )]
+        source: Option<String>,
         /// The new source's SHA-256, 64 hexadecimal digits, either case.
-        #[arg(long, requires = "url", value_parser = lower_hex)]
+        #[arg(long, requires = "source", value_parser = lower_hex)]
         sha256: Option<String>,
-        #[arg(long, requires = "url")]
+        #[arg(long, requires = "source")]
         size: Option<u64>,
         /// The new source's `.minisig` file.
-        #[arg(long, requires = "url")]
+        #[arg(long, requires = "source")]
         signature: Option<PathBuf>,
         /// Remove the source.
         #[arg(long)]

@@ -31,6 +31,9 @@ use crate::client::args::{
 
 /// Runs `packd pkg …`.
 pub fn pkg(args: PkgArgs) -> ExitCode {
+    if let Some(hint) = old_source_spelling(std::env::args()) {
+        return Failure::Usage(hint).report();
+    }
     let options = args.client();
     let out = options.session.output;
     run(&options, async move |api| {
@@ -95,13 +98,13 @@ async fn pkg_command(api: &Api, out: Output, command: PkgCommand) -> Result<(), 
         PkgCommand::Create {
             name,
             version,
-            url,
+            source,
             sha256,
             size,
             signature,
         } => {
             let mut body = json!({"name": name, "version": version});
-            if let (Some(url), Some(sha256)) = (url, sha256) {
+            if let (Some(url), Some(sha256)) = (source, sha256) {
                 let signature = read_signature(signature.as_deref())?;
                 body["source"] =
                     json!({"url": url, "sha256": sha256, "size": size, "signature": signature});
@@ -113,7 +116,7 @@ async fn pkg_command(api: &Api, out: Output, command: PkgCommand) -> Result<(), 
             reference,
             name,
             version,
-            url,
+            source,
             sha256,
             size,
             signature,
@@ -127,7 +130,7 @@ async fn pkg_command(api: &Api, out: Output, command: PkgCommand) -> Result<(), 
             if let Some(version) = version {
                 body["version"] = json!(version);
             }
-            if let (Some(url), Some(sha256)) = (url, sha256) {
+            if let (Some(url), Some(sha256)) = (source, sha256) {
                 let signature = read_signature(signature.as_deref())?;
                 body["source"] =
                     json!({"url": url, "sha256": sha256, "size": size, "signature": signature});
@@ -295,4 +298,31 @@ fn read_signature(path: Option<&std::path::Path>) -> Result<Option<String>, Fail
             .map_err(|e| Failure::Usage(format!("cannot read the signature {}: {e}", p.display())))
     })
     .transpose()
+}
+
+/// `pkg create … --url URL` once meant the package's source; `--url` is the
+/// server's everywhere now, so that spelling is refused with the new one
+/// rather than taken as a server.
+fn old_source_spelling(argv: impl Iterator<Item = String>) -> Option<String> {
+    let argv: Vec<String> = argv.collect();
+    let pkg = argv.iter().position(|a| a == "pkg")?;
+    let mut rest = argv[pkg + 1..].iter();
+    // The subcommand: the first word that is not a flag or a flag's value.
+    let subcommand = loop {
+        let word = rest.next()?;
+        match word.as_str() {
+            "--url" | "--key" | "-o" | "--output" => {
+                rest.next();
+            }
+            w if w.starts_with('-') => {}
+            w => break w.to_string(),
+        }
+    };
+    let late_url = rest.any(|a| a == "--url" || a.starts_with("--url="));
+    (late_url && (subcommand == "create" || subcommand == "edit")).then(|| {
+        format!(
+            "a package's source is `--source URL`; `--url` is the server's (give it before \
+             `{subcommand}`, or set PACKD_URL)"
+        )
+    })
 }

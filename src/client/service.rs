@@ -127,12 +127,26 @@ async fn download(api: &Api, out: &Path) -> Result<u64, Failure> {
     written
 }
 
+/// A base URL (no path, or `/`) gets `/healthz`; any other is checked as
+/// it is.
+fn health_url_of(url: &str) -> String {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .unwrap_or(url);
+    match rest.find('/') {
+        None => format!("{url}/healthz"),
+        Some(i) if &rest[i..] == "/" => format!("{}healthz", url),
+        Some(_) => url.to_string(),
+    }
+}
+
 /// `packd healthcheck`: 0 when the URL answers 200 within the timeout.
 pub fn healthcheck(args: &HealthcheckArgs) -> ExitCode {
     let url = args
         .url
-        .clone()
-        .unwrap_or_else(|| default_health_url(args.server.listen));
+        .as_deref()
+        .map_or_else(|| default_health_url(args.server.listen), health_url_of);
     match probe(&url, args.timeout) {
         Ok(200) => {
             println!("packd: {url} is healthy");

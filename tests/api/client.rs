@@ -141,7 +141,7 @@ fn packages_and_operations_through_the_client() {
     let out = packd(
         &s,
         &[
-            "pkg", "create", "tool", "2.0", "--url", &url, "--sha256", &upper, "-o", "json",
+            "pkg", "create", "tool", "2.0", "--source", &url, "--sha256", &upper, "-o", "json",
         ],
     );
     assert_eq!(json_of(&out)["source"]["url"], url.as_str());
@@ -238,6 +238,9 @@ fn exit_statuses_say_what_went_wrong() {
         let out = packd(&s, args);
         assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
         assert!(!stderr(&out).is_empty());
+        if args.contains(&"--url") {
+            assert!(stderr(&out).contains("--source URL"), "{}", stderr(&out));
+        }
     }
     let out = Command::new(BIN)
         .args(["pkg", "--url", "ftp://127.0.0.1/", "list"])
@@ -488,7 +491,9 @@ fn waiting_says_each_retry_and_names_the_package() {
     let sha = crate::artifacts::sha256_hex(&body);
     packd(
         &s,
-        &["pkg", "create", "cut", "1", "--url", &url, "--sha256", &sha],
+        &[
+            "pkg", "create", "cut", "1", "--source", &url, "--sha256", &sha,
+        ],
     );
     let out = packd(&s, &["pkg", "download", "cut@1", "--wait"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));

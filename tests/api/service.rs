@@ -252,6 +252,9 @@ fn metrics_label_unknown_paths_as_one_route() {
 fn healthcheck_command_follows_healthz() {
     let mut s = TestServer::start();
     let ok = run_packd(&["healthcheck", "--url", &s.url("/healthz")], &[]);
+    assert_eq!(ok.status.code(), Some(0), "{ok:?}");
+    // The base URL, as every other command takes it.
+    let ok = run_packd(&["healthcheck", "--url", &s.base], &[]);
     assert!(ok.status.success(), "{ok:?}");
     // A name that may resolve to ::1 first while packd listens on 127.0.0.1:
     // every address is tried.
