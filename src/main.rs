@@ -13,6 +13,17 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // A secret on the command line is in `ps` for every user to read.
+    if argv.iter().any(|a| {
+        a.to_str()
+            .is_some_and(|a| a == "--bootstrap-key" || a.starts_with("--bootstrap-key="))
+    }) {
+        eprintln!(
+            "packd: error: the bootstrap key is not taken on the command line (every user can \
+             read it in ps): set PACKD_BOOTSTRAP_KEY, or bootstrap_key in the configuration file"
+        );
+        return ExitCode::from(2);
+    }
     packd::config::file::remember_argv(argv.clone());
     let merged = match packd::config::file::merge(argv) {
         Ok(merged) => merged,

@@ -447,4 +447,16 @@ fn config_check_shows_the_effective_settings_and_refuses_a_wrong_file() {
     // serve refuses it the same way, before anything starts.
     let out = run_packd(&["serve", "--config", path], &[]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
+    // A secret is not taken on the command line (ps shows it to everyone).
+    let out = run_packd(
+        &[
+            "serve",
+            "--bootstrap-key",
+            "a-secret-in-ps-0123456789-0123456789",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("PACKD_BOOTSTRAP_KEY"), "{said}");
 }
