@@ -46,20 +46,25 @@ pub fn package(out: Output, p: &Package) {
     match out {
         Output::Json => json(p),
         Output::Table => {
+            let source = p.source.as_ref();
             record(vec![
                 ("id", p.id.to_string()),
                 ("name", p.name.clone()),
                 ("version", p.version.clone()),
                 ("status", p.status.clone()),
+                ("source", or_dash(source.map(|s| &s.url))),
+                ("sha256", or_dash(source.map(|s| &s.sha256))),
+                ("size", or_dash(source.and_then(|s| s.size))),
+                (
+                    "signed",
+                    or_dash(source.map(|s| if s.signature.is_some() { "yes" } else { "no" })),
+                ),
                 ("path", or_dash(p.path.as_ref())),
                 ("operation_id", or_dash(p.operation_id)),
                 ("revision", p.revision.to_string()),
                 ("created_at", p.created_at.clone()),
                 ("updated_at", p.updated_at.clone()),
             ]);
-            if let Some(source) = &p.source {
-                println!("source    {} (sha256 {})", source.url, source.sha256);
-            }
         }
     }
 }

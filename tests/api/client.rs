@@ -146,6 +146,17 @@ fn packages_and_operations_through_the_client() {
     );
     assert_eq!(json_of(&out)["source"]["url"], url.as_str());
     assert_eq!(json_of(&out)["source"]["sha256"], sha.as_str());
+    // The table holds the source, field by field, like every other field.
+    let shown = stdout(&packd(&s, &["pkg", "get", "tool@2.0"]));
+    let row = |field: &str| {
+        shown
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(field))
+            .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string())
+    };
+    assert_eq!(row("source").as_deref(), Some(url.as_str()), "{shown}");
+    assert_eq!(row("sha256").as_deref(), Some(sha.as_str()), "{shown}");
+    assert_eq!(row("signed").as_deref(), Some("no"), "{shown}");
     let out = packd(
         &s,
         &[
