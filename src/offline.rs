@@ -80,33 +80,33 @@ async fn run(store: &Store, command: KeysCommand) -> anyhow::Result<()> {
             writeln!(out, "secret (shown only now): {secret}")?;
         }
         KeysCommand::List => {
-            writeln!(
-                out,
-                "{:<36}  {:<6}  {:<8}  {:<12}  {:>9}  NAME",
-                "ID", "ROLE", "STATE", "PREFIX", "USES"
-            )?;
+            let now = Timestamp::now();
+            let mut rows = Vec::new();
             let mut after = None;
             loop {
                 let page = store.list_keys(after, 1000)?;
-                for k in &page.items {
-                    let state = if !k.active {
-                        "inactive"
-                    } else if k.expires_at.is_some_and(|e| e <= Timestamp::now()) {
-                        "expired"
-                    } else {
-                        "active"
-                    };
-                    writeln!(
-                        out,
-                        "{:<36}  {:<6}  {:<8}  {:<12}  {:>9}  {}",
-                        k.id, k.role, state, k.prefix, k.use_count, k.name
-                    )?;
-                }
+                rows.extend(page.items.iter().map(|k| crate::client::show::KeyRow {
+                    id: k.id.to_string(),
+                    name: k.name.to_string(),
+                    role: k.role.to_string(),
+                    state: crate::client::show::key_state(
+                        k.active,
+                        k.expires_at.is_some_and(|e| e <= now),
+                    ),
+                    prefix: k.prefix.to_string(),
+                    expires_at: k.expires_at.and_then(|e| {
+                        e.to_offset_date_time()
+                            .format(&time::format_description::well_known::Rfc3339)
+                            .ok()
+                    }),
+                    uses: k.use_count,
+                }));
                 match page.next_after {
                     Some(next) => after = Some(next),
                     None => break,
                 }
             }
+            crate::client::show::keys_table(rows);
         }
         KeysCommand::Deactivate { id } => {
             store.set_key_active(id, false).await?;

@@ -15,7 +15,7 @@ pub mod args;
 mod follow;
 mod http;
 pub mod service;
-mod show;
+pub mod show;
 mod sse;
 
 use std::process::ExitCode;

@@ -153,26 +153,76 @@ pub fn key(out: Output, k: &Key) {
     }
 }
 
+/// One row of the keys table, the same online and offline.
+pub struct KeyRow {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    /// `active`, `inactive` or `expired`.
+    pub state: &'static str,
+    pub prefix: String,
+    pub expires_at: Option<String>,
+    pub uses: u64,
+}
+
+/// The state a key's fields say, as a person reads it.
+pub fn key_state(active: bool, expired: bool) -> &'static str {
+    match (active, expired) {
+        (false, _) => "inactive",
+        (true, true) => "expired",
+        (true, false) => "active",
+    }
+}
+
+/// `keys list` as a table, whether the keys came from the API or the file.
+pub fn keys_table(rows: Vec<KeyRow>) {
+    table(
+        &["ID", "NAME", "ROLE", "STATE", "PREFIX", "EXPIRES", "USES"],
+        rows.into_iter()
+            .map(|k| {
+                vec![
+                    k.id,
+                    k.name,
+                    k.role,
+                    k.state.to_string(),
+                    k.prefix,
+                    or_dash(k.expires_at),
+                    k.uses.to_string(),
+                ]
+            })
+            .collect(),
+    );
+}
+
 pub fn keys(out: Output, items: &[Key]) {
     match out {
         Output::Json => json(&items),
-        Output::Table => table(
-            &["ID", "NAME", "ROLE", "ACTIVE", "PREFIX", "EXPIRES", "USES"],
-            items
-                .iter()
-                .map(|k| {
-                    vec![
-                        k.id.to_string(),
-                        k.name.clone(),
-                        k.role.clone(),
-                        k.active.to_string(),
-                        k.prefix.clone(),
-                        or_dash(k.expires_at.as_ref()),
-                        k.use_count.to_string(),
-                    ]
-                })
-                .collect(),
-        ),
+        Output::Table => {
+            let now = time::OffsetDateTime::now_utc();
+            keys_table(
+                items
+                    .iter()
+                    .map(|k| {
+                        let expired = k.expires_at.as_deref().is_some_and(|e| {
+                            time::OffsetDateTime::parse(
+                                e,
+                                &time::format_description::well_known::Rfc3339,
+                            )
+                            .is_ok_and(|at| at <= now)
+                        });
+                        KeyRow {
+                            id: k.id.to_string(),
+                            name: k.name.clone(),
+                            role: k.role.clone(),
+                            state: key_state(k.active, expired),
+                            prefix: k.prefix.clone(),
+                            expires_at: k.expires_at.clone(),
+                            uses: k.use_count,
+                        }
+                    })
+                    .collect(),
+            );
+        }
     }
 }
 

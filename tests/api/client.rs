@@ -347,6 +347,13 @@ fn keys_are_managed_online_and_offline() {
 
     let listed = json_of(&packd(&s, &["keys", "list", "-o", "json"]));
     assert_eq!(listed.as_array().unwrap().len(), 3);
+    let online_header = stdout(&packd(&s, &["keys", "list"]))
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     assert!(!listed.to_string().contains(&secret), "no secret in a list");
     assert_eq!(
         json_of(&packd(&s, &["keys", "get", &id, "-o", "json"]))["name"],
@@ -391,6 +398,16 @@ fn keys_are_managed_online_and_offline() {
         .unwrap();
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(stdout(&out).contains("admin"), "{}", stdout(&out));
+    // The same columns online and offline.
+    let offline_header = stdout(&out)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert_eq!(offline_header, online_header);
+    assert_eq!(online_header, "ID NAME ROLE STATE PREFIX EXPIRES USES");
     let out = Command::new(BIN)
         .args(["keys", "rotate", &id, "--db", &db])
         .output()

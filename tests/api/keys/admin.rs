@@ -171,7 +171,7 @@ fn offline_key_commands_work_and_refuse_a_running_server() {
     assert!(!listed.contains(&secret));
     let ro_id = listed
         .lines()
-        .find(|l| l.ends_with("  ro"))
+        .find(|l| l.split_whitespace().nth(1) == Some("ro"))
         .and_then(|l| l.split_whitespace().next())
         .unwrap()
         .to_string();
