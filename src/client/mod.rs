@@ -209,7 +209,11 @@ async fn op_command(api: &Api, out: Output, command: OpCommand) -> Result<(), Fa
                 query.push(("package_id", p.id.to_string()));
             }
             let items: Vec<Operation> = api.all_pages("/v1/operations", &query).await?;
-            show::operations(out, &items);
+            let names = match out {
+                Output::Table => package_names(api, &items).await,
+                Output::Json => Default::default(),
+            };
+            show::operations(out, &items, &names);
         }
         OpCommand::Get { id } => {
             let op: Operation = api
@@ -325,4 +329,29 @@ fn old_source_spelling(argv: impl Iterator<Item = String>) -> Option<String> {
              `{subcommand}`, or set PACKD_URL)"
         )
     })
+}
+
+/// Packages looked up at most: a table of operations names each package
+/// as `name@version` with one request per package, up to this many.
+const NAMES_LOOKED_UP: usize = 100;
+
+/// `name@version` of the packages these operations work on (a deleted one,
+/// or past the cap, keeps its id).
+async fn package_names(
+    api: &Api,
+    items: &[Operation],
+) -> std::collections::HashMap<uuid::Uuid, String> {
+    let mut ids: Vec<uuid::Uuid> = items.iter().map(|o| o.package_id).collect();
+    ids.sort();
+    ids.dedup();
+    let mut names = std::collections::HashMap::new();
+    for id in ids.into_iter().take(NAMES_LOOKED_UP) {
+        if let Ok(p) = api
+            .get_as::<Package>("GET", &format!("/v1/packages/{id}"), None, &[])
+            .await
+        {
+            names.insert(id, format!("{}@{}", p.name, p.version));
+        }
+    }
+    names
 }

@@ -110,7 +110,13 @@ pub fn operation(out: Output, op: &Operation) {
     }
 }
 
-pub fn operations(out: Output, items: &[Operation]) {
+/// Operations; `names` gives a package's `name@version` by id where the
+/// caller looked it up (the id is shown otherwise).
+pub fn operations(
+    out: Output,
+    items: &[Operation],
+    names: &std::collections::HashMap<Uuid, String>,
+) {
     match out {
         Output::Json => json(&items),
         Output::Table => table(
@@ -120,7 +126,10 @@ pub fn operations(out: Output, items: &[Operation]) {
                 .map(|o| {
                     vec![
                         o.id.to_string(),
-                        o.package_id.to_string(),
+                        names
+                            .get(&o.package_id)
+                            .cloned()
+                            .unwrap_or_else(|| o.package_id.to_string()),
                         o.kind.clone(),
                         o.state.clone(),
                         format!("{}%", o.progress),

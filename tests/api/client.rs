@@ -129,9 +129,15 @@ fn packages_and_operations_through_the_client() {
         &["op", "list", "--state", "succeeded", "-o", "json"],
     ));
     assert_eq!(done.as_array().unwrap().len(), 2);
+    // The table names the package, not its UUID.
+    let table = stdout(&packd(&s, &["op", "list", "--package", "jq@1.8"]));
+    assert!(
+        table.lines().skip(1).all(|l| l.contains(" jq@1.8 ")),
+        "{table}"
+    );
 
-    // A package with a source: after `create`, --url is the source's, and
-    // the server's is PACKD_URL (or `packd pkg --url … create`).
+    // A package with a source: --source is the source's, and --url is the
+    // server's everywhere (or PACKD_URL).
     let server = crate::artifacts::ArtifactServer::start();
     let body = crate::artifacts::pattern(200_000);
     let url = server.put("/tool-2.0", body.clone(), Default::default());
