@@ -456,22 +456,7 @@ fn completions_and_the_manual_page() {
 /// terminal of its own.
 #[test]
 fn on_a_terminal_wait_draws_a_progress_bar() {
-    let s = TestServer::in_process(&["--download-duration", "1s"]);
-    packd(&s, &["pkg", "create", "jq", "1.7"]);
-    let out = Command::new("script")
-        .args([
-            "-qec",
-            &format!("{BIN} pkg download jq@1.7 --wait"),
-            "/dev/null",
-        ])
-        .env("PACKD_URL", &s.base)
-        .env("PACKD_API_KEY", ADMIN_KEY)
-        .env("TERM", "xterm")
-        .stdin(Stdio::null())
-        .output()
-        .expect("script (util-linux)");
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let screen = stdout(&out);
+    let screen = download_on_a_terminal("1s", "xterm");
     assert!(
         screen.contains('\u{1b}'),
         "a terminal gets a drawn bar: {screen:?}"
@@ -488,7 +473,15 @@ fn on_a_terminal_wait_draws_a_progress_bar() {
 /// shown instead of nothing.
 #[test]
 fn a_dumb_terminal_gets_lines() {
-    let s = TestServer::in_process(&["--download-duration", "200ms"]);
+    let screen = download_on_a_terminal("200ms", "dumb");
+    assert!(screen.contains("download jq@1.7: "), "{screen:?}");
+}
+
+/// `pkg download jq@1.7 --wait` on a terminal of its own (`script`, from
+/// util-linux) with this `TERM`, against a server whose simulated download
+/// takes `duration`; what the terminal showed.
+fn download_on_a_terminal(duration: &str, term: &str) -> String {
+    let s = TestServer::in_process(&["--download-duration", duration]);
     packd(&s, &["pkg", "create", "jq", "1.7"]);
     let out = Command::new("script")
         .args([
@@ -498,13 +491,12 @@ fn a_dumb_terminal_gets_lines() {
         ])
         .env("PACKD_URL", &s.base)
         .env("PACKD_API_KEY", ADMIN_KEY)
-        .env("TERM", "dumb")
+        .env("TERM", term)
         .stdin(Stdio::null())
         .output()
         .expect("script (util-linux)");
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let screen = stdout(&out);
-    assert!(screen.contains("download jq@1.7: "), "{screen:?}");
+    stdout(&out)
 }
 
 /// A retry is said with its attempt and why the last one failed; `op
