@@ -148,6 +148,26 @@ impl PkgArgs {
     }
 }
 
+/// A package's source, as `pkg create` and `pkg edit` take it.
+#[derive(Debug, Args)]
+pub struct SourceArgs {
+    /// Where its artifact is (http or https). `--url` is the server's,
+    /// everywhere.
+    #[arg(long, value_name = "URL", requires = "sha256")]
+    pub source: Option<String>,
+    /// The artifact's SHA-256: 64 hexadecimal digits, either case (as
+    /// `sha256sum` or a vendor's page prints it).
+    #[arg(long, requires = "source", value_parser = lower_hex)]
+    pub sha256: Option<String>,
+    /// The artifact's size in bytes, checked after the download.
+    #[arg(long, requires = "source")]
+    pub size: Option<u64>,
+    /// The artifact's minisign signature: the path of its `.minisig`
+    /// (required when the server trusts publisher keys).
+    #[arg(long, requires = "source")]
+    pub signature: Option<PathBuf>,
+}
+
 /// REF is a package id or NAME@VERSION (split at the last `@`).
 #[derive(Debug, Subcommand)]
 pub enum PkgCommand {
@@ -169,21 +189,8 @@ pub enum PkgCommand {
     Create {
         name: String,
         version: String,
-        /// Where its artifact is (http or https). `--url` is the server's,
-        /// everywhere.
-        #[arg(long, value_name = "URL", requires = "sha256")]
-        source: Option<String>,
-        /// The artifact's SHA-256: 64 hexadecimal digits, either case (as
-        /// `sha256sum` or a vendor's page prints it).
-        #[arg(long, requires = "source", value_parser = lower_hex)]
-        sha256: Option<String>,
-        /// The artifact's size in bytes, checked after the download.
-        #[arg(long, requires = "source")]
-        size: Option<u64>,
-        /// The artifact's minisign signature: the path of its `.minisig`
-        /// (required when the server trusts publisher keys).
-        #[arg(long, requires = "source")]
-        signature: Option<PathBuf>,
+        #[command(flatten)]
+        from: SourceArgs,
     },
     /// Change a package's name, version or source.
     Edit {
@@ -193,24 +200,11 @@ pub enum PkgCommand {
         name: Option<String>,
         #[arg(long)]
         version: Option<String>,
-        /// A new source: where its artifact is (with --sha256).
-        #[arg(
-            long,
-            value_name = "URL",
-            requires = "sha256",
-            conflicts_with = "no_source"
-        )]
-        source: Option<String>,
-        /// The new source's SHA-256, 64 hexadecimal digits, either case.
-        #[arg(long, requires = "source", value_parser = lower_hex)]
-        sha256: Option<String>,
-        #[arg(long, requires = "source")]
-        size: Option<u64>,
-        /// The new source's `.minisig` file.
-        #[arg(long, requires = "source")]
-        signature: Option<PathBuf>,
+        /// A new source.
+        #[command(flatten)]
+        from: SourceArgs,
         /// Remove the source.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "source")]
         no_source: bool,
     },
     /// Delete a package and its files.

@@ -26,7 +26,8 @@ use self::answers::{Key, Operation, Package};
 use self::http::Api;
 pub use self::http::Failure;
 use crate::client::args::{
-    ClientOptions, KeysCommand, OpArgs, OpCommand, Output, PkgArgs, PkgCommand, StartArgs,
+    ClientOptions, KeysCommand, OpArgs, OpCommand, Output, PkgArgs, PkgCommand, SourceArgs,
+    StartArgs,
 };
 
 /// Runs `packd pkg …`.
@@ -98,16 +99,11 @@ async fn pkg_command(api: &Api, out: Output, command: PkgCommand) -> Result<(), 
         PkgCommand::Create {
             name,
             version,
-            source,
-            sha256,
-            size,
-            signature,
+            from,
         } => {
             let mut body = json!({"name": name, "version": version});
-            if let (Some(url), Some(sha256)) = (source, sha256) {
-                let signature = read_signature(signature.as_deref())?;
-                body["source"] =
-                    json!({"url": url, "sha256": sha256, "size": size, "signature": signature});
+            if let Some(source) = source_body(from)? {
+                body["source"] = source;
             }
             let p: Package = api.get_as("POST", "/v1/packages", Some(&body), &[]).await?;
             show::package(out, &p);
@@ -116,10 +112,7 @@ async fn pkg_command(api: &Api, out: Output, command: PkgCommand) -> Result<(), 
             reference,
             name,
             version,
-            source,
-            sha256,
-            size,
-            signature,
+            from,
             no_source,
         } => {
             let current = api.package(&reference).await?;
@@ -130,10 +123,8 @@ async fn pkg_command(api: &Api, out: Output, command: PkgCommand) -> Result<(), 
             if let Some(version) = version {
                 body["version"] = json!(version);
             }
-            if let (Some(url), Some(sha256)) = (source, sha256) {
-                let signature = read_signature(signature.as_deref())?;
-                body["source"] =
-                    json!({"url": url, "sha256": sha256, "size": size, "signature": signature});
+            if let Some(source) = source_body(from)? {
+                body["source"] = source;
             } else if no_source {
                 body["source"] = Value::Null;
             }
@@ -295,13 +286,23 @@ async fn keys_command(api: &Api, out: Output, command: KeysCommand) -> Result<()
     Ok(())
 }
 
-/// The text of a `.minisig` file given with `--signature`, if any.
-fn read_signature(path: Option<&std::path::Path>) -> Result<Option<String>, Failure> {
-    path.map(|p| {
-        std::fs::read_to_string(p)
-            .map_err(|e| Failure::Usage(format!("cannot read the signature {}: {e}", p.display())))
-    })
-    .transpose()
+/// The `source` of a request body from `--source`, `--sha256`, `--size`
+/// and `--signature` (the `.minisig` file read here); `None` without one.
+fn source_body(from: SourceArgs) -> Result<Option<Value>, Failure> {
+    let (Some(url), Some(sha256)) = (from.source, from.sha256) else {
+        return Ok(None);
+    };
+    let signature = from
+        .signature
+        .map(|p| {
+            std::fs::read_to_string(&p).map_err(|e| {
+                Failure::Usage(format!("cannot read the signature {}: {e}", p.display()))
+            })
+        })
+        .transpose()?;
+    Ok(Some(
+        json!({"url": url, "sha256": sha256, "size": from.size, "signature": signature}),
+    ))
 }
 
 /// `pkg create … --url URL` once meant the package's source; `--url` is the

@@ -49,6 +49,17 @@ fn stderr(out: &Output) -> String {
 }
 
 #[track_caller]
+/// A table's header line, its columns one space apart.
+fn header_of(out: &Output) -> String {
+    stdout(out)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn json_of(out: &Output) -> Value {
     assert_eq!(code(out), 0, "stderr: {}", stderr(out));
     serde_json::from_slice(&out.stdout)
@@ -353,13 +364,7 @@ fn keys_are_managed_online_and_offline() {
 
     let listed = json_of(&packd(&s, &["keys", "list", "-o", "json"]));
     assert_eq!(listed.as_array().unwrap().len(), 3);
-    let online_header = stdout(&packd(&s, &["keys", "list"]))
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
+    let online_header = header_of(&packd(&s, &["keys", "list"]));
     assert!(!listed.to_string().contains(&secret), "no secret in a list");
     assert_eq!(
         json_of(&packd(&s, &["keys", "get", &id, "-o", "json"]))["name"],
@@ -405,14 +410,7 @@ fn keys_are_managed_online_and_offline() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(stdout(&out).contains("admin"), "{}", stdout(&out));
     // The same columns online and offline.
-    let offline_header = stdout(&out)
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
-    assert_eq!(offline_header, online_header);
+    assert_eq!(header_of(&out), online_header);
     assert_eq!(online_header, "ID NAME ROLE STATE PREFIX EXPIRES USES");
     let out = Command::new(BIN)
         .args(["keys", "rotate", &id, "--db", &db])
