@@ -43,6 +43,7 @@ pub mod liveness;
 pub mod metrics;
 pub mod notify;
 pub mod offline;
+pub mod publish;
 pub mod reload;
 pub mod server;
 pub mod shutdown;

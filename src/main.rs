@@ -51,6 +51,7 @@ fn main() -> ExitCode {
             .map_err(Into::into),
         Some(Command::Serve(args)) => serve(*args),
         Some(Command::Pkg(args)) => return packd::client::pkg(args),
+        Some(Command::Channel(args)) => return packd::client::channel::run(args),
         Some(Command::Op(args)) => return packd::client::op(args),
         Some(Command::Keys(args)) => match args.db {
             Some(db) => {

@@ -16,7 +16,7 @@ use crate::metrics;
 use crate::notify;
 use crate::shutdown::Shutdown;
 use crate::store::{Bootstrap, Store, StoreOptions};
-use crate::worker::{Executors, QueueConfig, StubConfig, StubExecutor, Workers};
+use crate::worker::{Executors, QueueConfig, StubConfig, StubExecutor, Syncer, Workers};
 use anyhow::Context;
 
 /// Changes the log filter of the running process (SIGHUP).
@@ -512,6 +512,12 @@ impl Application {
                     },
                 },
                 files: files.clone(),
+                syncer: Syncer {
+                    store: store.clone(),
+                    fetcher: files.fetcher.clone(),
+                    trust: files.trust.clone(),
+                    host_id: store.identity()?.database_id,
+                },
             }),
             QueueConfig {
                 workers: args.workers,
@@ -521,6 +527,10 @@ impl Application {
             },
             shutdown.clone(),
         );
+        tokio::spawn(crate::worker::schedule::run(
+            store.clone(),
+            shutdown.clone(),
+        ));
         let readiness = Readiness::new(workers.liveness(), store.damage());
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await

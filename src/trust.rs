@@ -216,6 +216,34 @@ pub fn vouch(
     ))
 }
 
+/// Checks a whole document (a channel's) against its detached signature
+/// with the trusted keys; returns the signature's trusted comment, which
+/// the caller compares with what the document says.
+pub fn verify_document(
+    keys: &[TrustedKey],
+    signature: &str,
+    bytes: &[u8],
+) -> Result<String, String> {
+    let Ok(parsed) = minisign_verify::Signature::decode(signature) else {
+        return Err("the .minisig is not a minisign signature".into());
+    };
+    for trusted in keys {
+        if trusted.key.verify(bytes, &parsed, false).is_ok() {
+            return Ok(parsed.trusted_comment().to_string());
+        }
+    }
+    let by = minisign::SignatureBox::from_string(signature)
+        .map(|b| key_id(b.keynum()))
+        .unwrap_or_else(|_| "?".into());
+    if keys.iter().any(|k| k.id == by) {
+        Err("the signature does not match the document's bytes (or its trusted comment was altered)".into())
+    } else {
+        Err(format!(
+            "the document is signed by key {by}, which packd does not trust"
+        ))
+    }
+}
+
 /// `packd keygen`: a new key pair, the secret key unencrypted (mode 0600)
 /// at `PREFIX.key`, the public one at `PREFIX.pub`. Refuses to overwrite.
 pub fn keygen(prefix: &Path) -> anyhow::Result<TrustedKey> {
@@ -274,7 +302,6 @@ pub struct SignJob<'a> {
 /// `packd sign`: signs the artifact for a package, writing
 /// `ARTIFACT.minisig`; returns its path.
 pub fn sign(job: &SignJob<'_>) -> anyhow::Result<std::path::PathBuf> {
-    use anyhow::Context;
     let SignJob {
         secret_key,
         password_file,
@@ -282,43 +309,77 @@ pub fn sign(job: &SignJob<'_>) -> anyhow::Result<std::path::PathBuf> {
         version,
         artifact,
     } = *job;
-    let text = std::fs::read_to_string(secret_key)
-        .with_context(|| format!("cannot read {}", secret_key.display()))?;
-    let boxed = || {
-        minisign::SecretKeyBox::from_string(&text)
-            .map_err(|_| anyhow::anyhow!("{} is not a minisign secret key", secret_key.display()))
-    };
-    let password = password_file
-        .map(|p| {
-            std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read {}", p.display()))
-                .map(|t| t.lines().next().unwrap_or("").to_string())
-        })
-        .transpose()?;
-    // An unencrypted key (packd keygen) as it is; else its password, from
-    // the file or the terminal.
-    let key = match boxed()?.into_unencrypted_secret_key() {
-        Ok(key) => key,
-        Err(_) => boxed()?
-            .into_secret_key(password)
-            .map_err(|e| anyhow::anyhow!("cannot open the secret key: {e}"))?,
-    };
-    let data = std::fs::File::open(artifact)
-        .with_context(|| format!("cannot read {}", artifact.display()))?;
-    let signature = minisign::sign(
-        None,
-        &key,
-        std::io::BufReader::new(data),
-        Some(&comment_for(name, version)),
-        Some(&format!("signature for {name} {version}")),
+    Signer::open(secret_key, password_file)?.sign_file(
+        artifact,
+        &comment_for(name, version),
+        &format!("signature for {name} {version}"),
     )
-    .map_err(|e| anyhow::anyhow!("cannot sign: {e}"))?;
-    let mut out = artifact.as_os_str().to_owned();
-    out.push(".minisig");
-    let out = std::path::PathBuf::from(out);
-    std::fs::write(&out, signature.into_string())
-        .with_context(|| format!("cannot write {}", out.display()))?;
-    Ok(out)
+}
+
+/// A publisher's opened secret key, and its public key (to check what it
+/// signed before publishing it).
+pub struct Signer {
+    key: minisign::SecretKey,
+    pub public: TrustedKey,
+}
+
+impl Signer {
+    /// Opens a secret key: an unencrypted one (packd keygen) as it is;
+    /// else with its password, from the file or the terminal.
+    pub fn open(secret_key: &Path, password_file: Option<&Path>) -> anyhow::Result<Signer> {
+        use anyhow::Context;
+        let text = std::fs::read_to_string(secret_key)
+            .with_context(|| format!("cannot read {}", secret_key.display()))?;
+        let boxed = || {
+            minisign::SecretKeyBox::from_string(&text).map_err(|_| {
+                anyhow::anyhow!("{} is not a minisign secret key", secret_key.display())
+            })
+        };
+        let password = password_file
+            .map(|p| {
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read {}", p.display()))
+                    .map(|t| t.lines().next().unwrap_or("").to_string())
+            })
+            .transpose()?;
+        let key = match boxed()?.into_unencrypted_secret_key() {
+            Ok(key) => key,
+            Err(_) => boxed()?
+                .into_secret_key(password)
+                .map_err(|e| anyhow::anyhow!("cannot open the secret key: {e}"))?,
+        };
+        let public = minisign::PublicKey::from_secret_key(&key)
+            .map_err(|e| anyhow::anyhow!("cannot read the secret key's public key: {e}"))?;
+        let public = TrustedKey::of(&public, None).map_err(anyhow::Error::msg)?;
+        Ok(Signer { key, public })
+    }
+
+    /// Signs `file` with this trusted comment, writing `FILE.minisig`
+    /// beside it; returns its path.
+    pub fn sign_file(
+        &self,
+        file: &Path,
+        trusted_comment: &str,
+        untrusted_comment: &str,
+    ) -> anyhow::Result<std::path::PathBuf> {
+        use anyhow::Context;
+        let data =
+            std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let signature = minisign::sign(
+            None,
+            &self.key,
+            std::io::BufReader::new(data),
+            Some(trusted_comment),
+            Some(untrusted_comment),
+        )
+        .map_err(|e| anyhow::anyhow!("cannot sign: {e}"))?;
+        let mut out = file.as_os_str().to_owned();
+        out.push(".minisig");
+        let out = std::path::PathBuf::from(out);
+        std::fs::write(&out, signature.into_string())
+            .with_context(|| format!("cannot write {}", out.display()))?;
+        Ok(out)
+    }
 }
 
 #[cfg(test)]

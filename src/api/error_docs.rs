@@ -186,7 +186,7 @@ fn conflict_of(operation_id: &str) -> Refusal {
     let example_id = uuid::Uuid::from_u128(0x0193_b7a2_0000_7000_8000_0000_0000_0001);
     let wrong_status = |kind: OperationKind, actual| Refusal::InvalidTransition {
         kind,
-        needed: kind.transition().0,
+        needed: kind.transition().map_or(actual, |(from, _)| from),
         actual,
     };
     match operation_id {

@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use super::ApiTags;
 use super::auth::ReadAccess;
+use super::channels::ChannelDto;
 use super::error_docs::Errors;
 use super::error_docs::status::COMMON;
 use super::operations::OperationDto;
@@ -50,6 +51,13 @@ pub struct PackageDeleted {
     pub id: Uuid,
 }
 
+/// A channel no longer followed.
+#[derive(Debug, Object)]
+#[oai(rename = "ChannelDeleted")]
+pub struct ChannelDeletedEvent {
+    pub id: Uuid,
+}
+
 /// The stream fell behind and missed changes: read the current state again
 /// (the stream goes on).
 #[derive(Debug, Object)]
@@ -67,6 +75,8 @@ pub enum StreamEvent {
     Operation(OperationDto),
     Package(PackageDto),
     PackageDeleted(PackageDeleted),
+    Channel(ChannelDto),
+    ChannelDeleted(ChannelDeletedEvent),
     Lagged(Lagged),
 }
 
@@ -76,6 +86,8 @@ impl StreamEvent {
             StreamEvent::Operation(_) => "operation",
             StreamEvent::Package(_) => "package",
             StreamEvent::PackageDeleted(_) => "package_deleted",
+            StreamEvent::Channel(_) => "channel",
+            StreamEvent::ChannelDeleted(_) => "channel_deleted",
             StreamEvent::Lagged(_) => "lagged",
         }
     }
@@ -135,6 +147,10 @@ impl Subscription {
                         Committed::PackageDeleted(id) => {
                             StreamEvent::PackageDeleted(PackageDeleted { id: *id })
                         }
+                        Committed::Channel(c) => StreamEvent::Channel(c.clone().into()),
+                        Committed::ChannelDeleted(id) => {
+                            StreamEvent::ChannelDeleted(ChannelDeletedEvent { id: *id })
+                        }
                     });
                 }
                 Ok(_) => {}
@@ -155,7 +171,8 @@ impl EventsApi {
     /// Role: `read`. A `text/event-stream`: `event: operation` with the
     /// operation at every saved progress and state change, `event: package`
     /// with the package at every change, `event: package_deleted` with
-    /// `{"id"}`, and `event: lagged` with `{"missed"}` when this stream fell
+    /// `{"id"}`, `event: channel` with a channel at every change (a sync's
+    /// outcome included) and `event: channel_deleted` with `{"id"}`, and `event: lagged` with `{"missed"}` when this stream fell
     /// behind (read the state again; the stream goes on). A comment line
     /// comes at least every 15 s. Nothing is replayed: after a reconnect,
     /// read the current state. `package_id` keeps the events of one package
@@ -207,6 +224,8 @@ impl EventsApi {
                         StreamEvent::Operation(o) => o.to_json_string(),
                         StreamEvent::Package(p) => p.to_json_string(),
                         StreamEvent::PackageDeleted(d) => d.to_json_string(),
+                        StreamEvent::Channel(c) => c.to_json_string(),
+                        StreamEvent::ChannelDeleted(d) => d.to_json_string(),
                         StreamEvent::Lagged(l) => l.to_json_string(),
                     };
                     Event::message(data).event_type(name)

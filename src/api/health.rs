@@ -140,6 +140,15 @@ impl HealthApi {
                 tracing::warn!(error = %e, "cannot count operations for metrics");
                 Vec::new()
             }),
+            channel_sequences: self
+                .store
+                .list_channels()
+                .map(|cs| {
+                    cs.into_iter()
+                        .filter_map(|c| Some((c.id, c.sequence?)))
+                        .collect()
+                })
+                .unwrap_or_default(),
         };
         MetricsResponse::Ok(PlainText(metrics::global().render(&gauges)))
     }

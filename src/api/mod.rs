@@ -5,6 +5,7 @@
 mod audit;
 mod auth;
 mod backup;
+mod channels;
 mod description;
 mod error_docs;
 mod events;
@@ -43,6 +44,8 @@ enum ApiTags {
     Keys,
     /// Health and readiness of the service.
     Service,
+    /// Channels: signed documents from a publisher that this host follows.
+    Channels,
 }
 
 /// What the HTTP layer needs from the rest of the process.
@@ -87,6 +90,7 @@ type Apis = (
     backup::BackupApi,
     health::HealthApi,
     trust::TrustApi,
+    channels::ChannelsApi,
 );
 
 const DESCRIPTION: &str = "\
@@ -140,6 +144,11 @@ fn service(state: &AppState, options: &ApiOptions) -> OpenApiService<Apis, ()> {
             },
             trust::TrustApi {
                 trust: state.trust.clone(),
+            },
+            channels::ChannelsApi {
+                store: state.store.clone(),
+                trust: state.trust.clone(),
+                layout: state.layout.clone(),
             },
         ),
         "packd",

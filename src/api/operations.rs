@@ -47,7 +47,10 @@ api_enum!(StateDto as "OperationState" <=> OperationState {
 #[oai(rename = "Operation")]
 pub(super) struct OperationDto {
     id: Uuid,
-    package_id: Uuid,
+    /// The package it changes; null for a `sync`.
+    package_id: Nullable<Uuid>,
+    /// The channel a `sync` fetches; null for the other kinds.
+    channel_id: Nullable<Uuid>,
     kind: OperationKindDto,
     state: StateDto,
     /// 0 to 100; for a download it follows the bytes.
@@ -74,7 +77,12 @@ impl From<Operation> for OperationDto {
     fn from(o: Operation) -> Self {
         Self {
             id: o.id,
-            package_id: o.package_id,
+            package_id: (o.kind != OperationKind::Sync)
+                .then_some(o.package_id)
+                .into(),
+            channel_id: (o.kind == OperationKind::Sync)
+                .then_some(o.package_id)
+                .into(),
             kind: o.kind.into(),
             state: o.state.into(),
             progress: o.progress,
@@ -99,7 +107,7 @@ struct OperationList {
 }
 
 #[derive(ApiResponse)]
-enum Accepted {
+pub(super) enum Accepted {
     /// Accepted: the operation is queued (or, for a repeated Idempotency-Key,
     /// the operation that key started).
     #[oai(status = 202)]

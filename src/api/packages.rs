@@ -43,7 +43,8 @@ api_enum!(StatusDto as "Status" <=> Status {
 api_enum!(OperationKindDto as "OperationKind" <=> OperationKind {
     Download,
     Activate,
-    Deactivate
+    Deactivate,
+    Sync
 });
 
 /// A package.
@@ -62,6 +63,12 @@ pub struct PackageDto {
     pub path: Nullable<String>,
     /// The operation in flight for this package, or null.
     pub operation_id: Nullable<Uuid>,
+    /// The channel that made it, or null for a package made by hand. A
+    /// channel's package refuses changes of name, version and source.
+    pub channel_id: Nullable<Uuid>,
+    /// Never removed by retention; a channel never activates another
+    /// version of its name over it.
+    pub pinned: bool,
     /// Grows by one on every change; the `ETag` is this number in quotes.
     pub revision: u64,
     #[serde(with = "time::serde::rfc3339")]
@@ -84,6 +91,8 @@ impl PackageDto {
             source: p.source.map(SourceDto::from).into(),
             path: path.into(),
             operation_id: p.operation_id.into(),
+            channel_id: p.channel_id.into(),
+            pinned: p.pinned,
             revision: p.revision,
             created_at: p.created_at.to_offset_date_time(),
             updated_at: p.updated_at.to_offset_date_time(),
@@ -487,11 +496,11 @@ impl PackagesApi {
                     description: s.description().into(),
                 })
                 .collect(),
-            transitions: OperationKind::ALL
+            transitions: OperationKind::PACKAGE_KINDS
                 .iter()
-                .map(|k| {
-                    let (from, to) = k.transition();
-                    Transition {
+                .filter_map(|k| {
+                    let (from, to) = k.transition()?;
+                    Some(Transition {
                         operation: (*k).into(),
                         from: from.into(),
                         to: to.into(),
@@ -503,7 +512,7 @@ impl PackagesApi {
                                 to: to.into(),
                             })
                             .into(),
-                    }
+                    })
                 })
                 .collect(),
         }))
@@ -531,6 +540,8 @@ mod tests {
             })),
             path: Nullable(operation_id.map(|_| "/var/lib/packd/data/packages/jq/1.7.1".into())),
             operation_id: operation_id.into(),
+            channel_id: operation_id.into(),
+            pinned: operation_id.is_some(),
             revision: 7,
             created_at: at.to_offset_date_time(),
             updated_at: Timestamp::from_micros(1_790_000_000_000_000).to_offset_date_time(),

@@ -18,6 +18,8 @@ pub struct Package {
     pub source: Option<Source>,
     pub path: Option<String>,
     pub operation_id: Option<Uuid>,
+    pub channel_id: Option<Uuid>,
+    pub pinned: bool,
     pub revision: u64,
     pub created_at: String,
     pub updated_at: String,
@@ -39,7 +41,10 @@ pub struct Source {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Operation {
     pub id: Uuid,
-    pub package_id: Uuid,
+    /// Null for a channel's sync.
+    pub package_id: Option<Uuid>,
+    /// A sync's channel.
+    pub channel_id: Option<Uuid>,
     pub kind: String,
     pub state: String,
     pub progress: u8,
@@ -59,6 +64,25 @@ impl Operation {
     pub fn is_finished(&self) -> bool {
         matches!(self.state.as_str(), "succeeded" | "failed" | "cancelled")
     }
+}
+
+/// A channel (`GET /v1/channels/{id}`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Channel {
+    pub id: Uuid,
+    pub url: String,
+    pub name: Option<String>,
+    pub sequence: Option<u64>,
+    pub expires: Option<String>,
+    pub activate: String,
+    pub interval: String,
+    pub last_checked_at: Option<String>,
+    pub last_changed_at: Option<String>,
+    pub last_error: Option<String>,
+    pub operation_id: Option<Uuid>,
+    pub created_at: String,
+    #[serde(flatten)]
+    pub more: Map<String, Value>,
 }
 
 /// An API key (`GET /v1/keys/{id}`); `key` only in the answer that made

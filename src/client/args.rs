@@ -274,3 +274,89 @@ fn lower_hex(s: &str) -> Result<String, String> {
         ))
     }
 }
+
+#[derive(Debug, Args)]
+pub struct ChannelArgs {
+    #[command(flatten)]
+    pub client: ClientOptions,
+
+    #[command(subcommand)]
+    pub command: ChannelCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChannelCommand {
+    /// Follow a channel: its document at URL, signed at URL.minisig by a
+    /// key the server trusts (admin key).
+    Add {
+        /// The document's http or https URL.
+        #[arg(value_name = "URL")]
+        document: String,
+        /// `auto` activates the version the document marks active once it
+        /// is downloaded; `manual` (the default) only downloads.
+        #[arg(long, value_parser = ["manual", "auto"])]
+        activate: Option<String>,
+        /// Time between syncs, 1s to 7d (default 5m), each spread by ±10 %.
+        #[arg(long)]
+        interval: Option<String>,
+    },
+    /// List the channels followed.
+    List,
+    /// Show one channel.
+    Get { id: uuid::Uuid },
+    /// Change how a channel is followed.
+    Edit {
+        id: uuid::Uuid,
+        #[arg(long, value_parser = ["manual", "auto"])]
+        activate: Option<String>,
+        #[arg(long)]
+        interval: Option<String>,
+    },
+    /// Sync a channel now.
+    Sync {
+        id: uuid::Uuid,
+        /// Follow the sync until it ends (exit 1 if it fails).
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Stop following a channel; its packages stay, as ordinary packages.
+    Remove { id: uuid::Uuid },
+    /// The publisher's side, offline: write DIR/channel.json and its
+    /// .minisig for the artifacts in DIR (each with the .minisig that
+    /// `packd sign` made for it), ready for any static file server.
+    Publish(PublishArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The directory of artifacts; the document is written there.
+    pub dir: PathBuf,
+    /// The channel's name (`stable`): the signature's trusted comment
+    /// names it, and a packd following another name refuses the document.
+    #[arg(long)]
+    pub name: String,
+    /// Must be above the sequence of the channel.json already in DIR:
+    /// every packd refuses a lower one as a replay.
+    #[arg(long)]
+    pub sequence: u64,
+    /// The publisher's secret key (packd keygen, or minisign -G).
+    #[arg(long)]
+    pub secret_key: PathBuf,
+    /// Read the secret key's password from this file (its first line).
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+    /// Where the artifacts are served from; without it their URLs are
+    /// relative to the document's.
+    #[arg(long)]
+    pub base_url: Option<String>,
+    /// How long the document is valid: past it, every packd refuses it
+    /// (a frozen mirror cannot hold a fleet back for longer).
+    #[arg(long, default_value = "30d", value_parser = parse_duration)]
+    pub expires: Duration,
+    /// A version the fleet should run (repeatable, one per name).
+    #[arg(long, value_name = "NAME@VERSION")]
+    pub active: Vec<String>,
+    /// The share of hosts that take a version, 0 to 100 (repeatable).
+    #[arg(long, value_name = "NAME@VERSION=PERCENT")]
+    pub rollout: Vec<String>,
+}

@@ -12,7 +12,8 @@
 
 pub mod answers;
 pub mod args;
-mod follow;
+pub mod channel;
+pub(crate) mod follow;
 mod http;
 pub mod service;
 pub mod show;
@@ -174,7 +175,7 @@ async fn operation(api: &Api, out: Output, kind: &str, start: StartArgs) -> Resu
 }
 
 /// Prints a finished operation; a failed or cancelled one is exit 1.
-fn finished(out: Output, op: &Operation) -> Result<(), Failure> {
+pub(crate) fn finished(out: Output, op: &Operation) -> Result<(), Failure> {
     show::operation(out, op);
     match op.state.as_str() {
         "succeeded" => Ok(()),
@@ -218,9 +219,12 @@ async fn op_command(api: &Api, out: Output, command: OpCommand) -> Result<(), Fa
             let op: Operation = api
                 .get_as("GET", &format!("/v1/operations/{id}"), None, &[])
                 .await?;
-            let label = match api.package(&op.package_id.to_string()).await {
-                Ok(p) => format!("{} {}@{}", op.kind, p.name, p.version),
-                Err(_) => format!("{} of a deleted package", op.kind),
+            let label = match (op.package_id, op.channel_id) {
+                (Some(id), _) => match api.package(&id.to_string()).await {
+                    Ok(p) => format!("{} {}@{}", op.kind, p.name, p.version),
+                    Err(_) => format!("{} of a deleted package", op.kind),
+                },
+                (None, channel) => format!("{} of channel {}", op.kind, or_unknown(channel)),
             };
             let done = follow::to_the_end(api, id, &label).await?;
             finished(out, &done)?;
@@ -336,13 +340,17 @@ fn old_source_spelling(argv: impl Iterator<Item = String>) -> Option<String> {
 /// as `name@version` with one request per package, up to this many.
 const NAMES_LOOKED_UP: usize = 100;
 
+fn or_unknown(id: Option<uuid::Uuid>) -> String {
+    id.map_or_else(|| "?".into(), |id| id.to_string())
+}
+
 /// `name@version` of the packages these operations work on (a deleted one,
 /// or past the cap, keeps its id).
 async fn package_names(
     api: &Api,
     items: &[Operation],
 ) -> std::collections::HashMap<uuid::Uuid, String> {
-    let mut ids: Vec<uuid::Uuid> = items.iter().map(|o| o.package_id).collect();
+    let mut ids: Vec<uuid::Uuid> = items.iter().filter_map(|o| o.package_id).collect();
     ids.sort();
     ids.dedup();
     let mut names = std::collections::HashMap::new();

@@ -6,7 +6,7 @@ use comfy_table::{Table, presets};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::answers::{Key, Operation, Package};
+use super::answers::{Channel, Key, Operation, Package};
 use crate::client::args::Output;
 
 fn json(v: &impl Serialize) {
@@ -61,6 +61,8 @@ pub fn package(out: Output, p: &Package) {
                 ),
                 ("path", or_dash(p.path.as_ref())),
                 ("operation_id", or_dash(p.operation_id)),
+                ("channel_id", or_dash(p.channel_id)),
+                ("pinned", if p.pinned { "yes" } else { "no" }.into()),
                 ("revision", p.revision.to_string()),
                 ("created_at", p.created_at.clone()),
                 ("updated_at", p.updated_at.clone()),
@@ -95,7 +97,8 @@ pub fn operation(out: Output, op: &Operation) {
         Output::Json => json(op),
         Output::Table => record(vec![
             ("id", op.id.to_string()),
-            ("package_id", op.package_id.to_string()),
+            ("package_id", or_dash(op.package_id)),
+            ("channel_id", or_dash(op.channel_id)),
             ("kind", op.kind.clone()),
             ("state", op.state.clone()),
             ("progress", op.progress.to_string()),
@@ -126,10 +129,13 @@ pub fn operations(
                 .map(|o| {
                     vec![
                         o.id.to_string(),
-                        names
-                            .get(&o.package_id)
-                            .cloned()
-                            .unwrap_or_else(|| o.package_id.to_string()),
+                        match (o.package_id, o.channel_id) {
+                            (Some(id), _) => {
+                                names.get(&id).cloned().unwrap_or_else(|| id.to_string())
+                            }
+                            (None, Some(channel)) => format!("channel {channel}"),
+                            (None, None) => "-".into(),
+                        },
                         o.kind.clone(),
                         o.state.clone(),
                         format!("{}%", o.progress),
@@ -232,6 +238,57 @@ pub fn keys(out: Output, items: &[Key]) {
                     .collect(),
             );
         }
+    }
+}
+
+pub fn channel(out: Output, c: &Channel) {
+    match out {
+        Output::Json => json(c),
+        Output::Table => record(vec![
+            ("id", c.id.to_string()),
+            ("url", c.url.clone()),
+            ("name", or_dash(c.name.as_ref())),
+            ("sequence", or_dash(c.sequence)),
+            ("expires", or_dash(c.expires.as_ref())),
+            ("activate", c.activate.clone()),
+            ("interval", c.interval.clone()),
+            ("last_checked_at", or_dash(c.last_checked_at.as_ref())),
+            ("last_changed_at", or_dash(c.last_changed_at.as_ref())),
+            ("last_error", or_dash(c.last_error.as_ref())),
+            ("operation_id", or_dash(c.operation_id)),
+            ("created_at", c.created_at.clone()),
+        ]),
+    }
+}
+
+pub fn channels(out: Output, items: &[Channel]) {
+    match out {
+        Output::Json => json(&items),
+        Output::Table => table(
+            &[
+                "ID",
+                "NAME",
+                "SEQUENCE",
+                "ACTIVATE",
+                "INTERVAL",
+                "LAST CHECKED",
+                "ERROR",
+            ],
+            items
+                .iter()
+                .map(|c| {
+                    vec![
+                        c.id.to_string(),
+                        or_dash(c.name.as_ref()),
+                        or_dash(c.sequence),
+                        c.activate.clone(),
+                        c.interval.clone(),
+                        or_dash(c.last_checked_at.as_ref()),
+                        or_dash(c.last_error.as_ref()),
+                    ]
+                })
+                .collect(),
+        ),
     }
 }
 

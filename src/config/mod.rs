@@ -69,6 +69,9 @@ pub enum Command {
     /// Sign an artifact for one package: writes ARTIFACT.minisig, whose
     /// trusted comment names the package (`name=N version=V`).
     Sign(SignArgs),
+    /// Channels: follow a publisher's signed document on a running server
+    /// (add, list, get, edit, sync, remove), or publish one (offline).
+    Channel(crate::client::args::ChannelArgs),
 }
 
 #[derive(Debug, Args)]

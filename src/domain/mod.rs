@@ -2,6 +2,7 @@
 //! changes exist, how timestamps look. No I/O happens here, so every rule can be
 //! unit-tested without a database or a socket.
 
+pub mod channel;
 pub mod key;
 pub mod operation;
 pub mod ownership;

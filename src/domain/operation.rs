@@ -18,10 +18,21 @@ pub enum OperationKind {
     Download,
     Activate,
     Deactivate,
+    /// A channel's sync: its document fetched, checked and applied. Not a
+    /// package's: its `package_id` is the channel's id.
+    Sync,
 }
 
 impl OperationKind {
-    pub const ALL: [OperationKind; 3] = [
+    pub const ALL: [OperationKind; 4] = [
+        OperationKind::Download,
+        OperationKind::Activate,
+        OperationKind::Deactivate,
+        OperationKind::Sync,
+    ];
+
+    /// The kinds that change a package's status.
+    pub const PACKAGE_KINDS: [OperationKind; 3] = [
         OperationKind::Download,
         OperationKind::Activate,
         OperationKind::Deactivate,
@@ -32,16 +43,19 @@ impl OperationKind {
             OperationKind::Download => "download",
             OperationKind::Activate => "activate",
             OperationKind::Deactivate => "deactivate",
+            OperationKind::Sync => "sync",
         }
     }
 
-    /// The one status this operation starts from, and the one it leads to.
-    /// This is the whole transition table: there is no other way to change a status.
-    pub fn transition(self) -> (Status, Status) {
+    /// The one status this operation starts from, and the one it leads to
+    /// (`None`: a sync, which changes no package itself). This is the
+    /// whole transition table: there is no other way to change a status.
+    pub fn transition(self) -> Option<(Status, Status)> {
         match self {
-            OperationKind::Download => (Status::Created, Status::Downloaded),
-            OperationKind::Activate => (Status::Downloaded, Status::Active),
-            OperationKind::Deactivate => (Status::Active, Status::Downloaded),
+            OperationKind::Download => Some((Status::Created, Status::Downloaded)),
+            OperationKind::Activate => Some((Status::Downloaded, Status::Active)),
+            OperationKind::Deactivate => Some((Status::Active, Status::Downloaded)),
+            OperationKind::Sync => None,
         }
     }
 
@@ -57,6 +71,9 @@ impl OperationKind {
             OperationKind::Deactivate => {
                 "Removes active/<name> if it points at this version, then runs the deactivate hook."
             }
+            OperationKind::Sync => {
+                "Fetches a channel's document, checks its signature, and creates, downloads and (activate: auto) activates what it lists for this host."
+            }
         }
     }
 
@@ -65,7 +82,7 @@ impl OperationKind {
     pub fn displaces(self) -> Option<(Status, Status)> {
         match self {
             OperationKind::Activate => Some((Status::Active, Status::Downloaded)),
-            OperationKind::Download | OperationKind::Deactivate => None,
+            OperationKind::Download | OperationKind::Deactivate | OperationKind::Sync => None,
         }
     }
 
@@ -76,7 +93,7 @@ impl OperationKind {
 
     /// The status this operation leads to, if it may start from `from`.
     pub fn apply(self, from: Status) -> Option<Status> {
-        let (required, to) = self.transition();
+        let (required, to) = self.transition()?;
         (required == from).then_some(to)
     }
 }
@@ -206,6 +223,8 @@ pub enum CannotStart {
     /// This operation (another version's activate or deactivate) is
     /// changing the name's link: `active/<name>` has one writer.
     NameBusy(Uuid),
+    /// A sync starts on a channel (`Operation::start_sync`).
+    NotForPackages,
 }
 
 impl Operation {
@@ -223,7 +242,9 @@ impl Operation {
         if let Some(other) = package.operation_id {
             return Err(CannotStart::InFlight(other));
         }
-        let (needed, _) = kind.transition();
+        let Some((needed, _)) = kind.transition() else {
+            return Err(CannotStart::NotForPackages);
+        };
         if needed != package.status {
             return Err(CannotStart::WrongStatus {
                 needed,
@@ -237,6 +258,34 @@ impl Operation {
             id,
             package_id: package.id,
             kind,
+            state: OperationState::Queued,
+            progress: 0,
+            attempts: 0,
+            error: None,
+            created_at: now,
+            started_at: None,
+            finished_at: None,
+            cancel_requested: false,
+            transfer: Transfer::default(),
+        })
+    }
+
+    /// A new, queued sync of a channel, unless one is in flight
+    /// (`in_flight`: the channel's sync operation): two syncs of one
+    /// channel never run at once.
+    pub fn start_sync(
+        id: Uuid,
+        channel_id: Uuid,
+        in_flight: Option<Uuid>,
+        now: Timestamp,
+    ) -> Result<Operation, CannotStart> {
+        if let Some(other) = in_flight {
+            return Err(CannotStart::InFlight(other));
+        }
+        Ok(Operation {
+            id,
+            package_id: channel_id,
+            kind: OperationKind::Sync,
             state: OperationState::Queued,
             progress: 0,
             attempts: 0,

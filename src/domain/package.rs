@@ -263,6 +263,12 @@ pub struct Package {
     pub source: Option<Source>,
     /// The operation in flight for this package, if any.
     pub operation_id: Option<Uuid>,
+    /// The channel that made it (its name, version and source are the
+    /// channel's to change); `None` for a package made by hand.
+    pub channel_id: Option<Uuid>,
+    /// Never removed by retention; a channel never activates another
+    /// version of its name over it.
+    pub pinned: bool,
     /// Grows by one on every change; the ETag of the package.
     pub revision: u64,
     pub created_at: Timestamp,
@@ -308,6 +314,15 @@ pub struct PackagePatch {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeactivateFirst;
 
+/// Why a patch is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchRefused {
+    /// The package is active: its files are in use.
+    Active,
+    /// A channel made it: its name, version and source are the channel's.
+    ManagedBy(Uuid),
+}
+
 impl Package {
     /// A new package: `created`, at revision 1, nothing in flight.
     pub fn new(
@@ -324,6 +339,8 @@ impl Package {
             status: Status::Created,
             source,
             operation_id: None,
+            channel_id: None,
+            pinned: false,
             revision: 1,
             created_at: now,
             updated_at: now,
@@ -341,18 +358,22 @@ impl Package {
     /// Applies a patch and says whether anything changed. A new version means
     /// new bits that are not on this machine yet, so the status goes back to
     /// `created`; an unchanged patch leaves the revision alone. An active
-    /// package refuses any change: its files are in use.
+    /// package refuses any change: its files are in use; a channel's
+    /// package refuses one too: the channel would put it back.
     pub fn apply_patch(
         &mut self,
         patch: PackagePatch,
         now: Timestamp,
-    ) -> Result<bool, DeactivateFirst> {
+    ) -> Result<bool, PatchRefused> {
         let mut changed = self.clone();
         let new_bits = changed.take_patch(patch);
         if !new_bits {
             return Ok(false);
         }
-        self.check_removable()?;
+        if let Some(channel) = self.channel_id {
+            return Err(PatchRefused::ManagedBy(channel));
+        }
+        self.check_removable().map_err(|_| PatchRefused::Active)?;
         *self = changed;
         self.status = Status::Created;
         self.revision += 1;
@@ -474,6 +495,8 @@ mod tests {
             status: Status::Downloaded,
             source: None,
             operation_id: None,
+            channel_id: None,
+            pinned: false,
             revision: 1,
             created_at: Timestamp::from_micros(1),
             updated_at: Timestamp::from_micros(1),
@@ -564,7 +587,7 @@ mod tests {
         ] {
             assert_eq!(
                 p.apply_patch(patch, Timestamp::from_micros(2)),
-                Err(DeactivateFirst)
+                Err(PatchRefused::Active)
             );
             assert_eq!(p, before);
         }

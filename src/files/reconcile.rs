@@ -287,6 +287,8 @@ mod tests {
                 .unwrap(),
             ),
             operation_id: None,
+            channel_id: None,
+            pinned: false,
             revision: 1,
             created_at: Timestamp::from_micros(1),
             updated_at: Timestamp::from_micros(1),

@@ -35,6 +35,28 @@ label!(
 );
 
 label!(
+    /// How a channel's sync ended: a document with a new sequence applied,
+    /// the same document again, a 304, a document refused, a fetch failed.
+    SyncOutcome as "outcome" {
+        Applied => "applied",
+        Unchanged => "unchanged",
+        NotModified => "not_modified",
+        Refused => "refused",
+        Failed => "failed",
+    }
+);
+
+label!(
+    /// Why a channel document was refused.
+    RefusedDocument as "reason" {
+        Malformed => "malformed",
+        Signature => "signature",
+        Replay => "replay",
+        Expired => "expired",
+    }
+);
+
+label!(
     /// The operator's hooks.
     Hook as "hook" {
         Activate => "activate",

@@ -23,7 +23,7 @@ use std::time::Duration;
 use self::family::{Counters, Counters2, Family, Histogram, Latency, Value, header};
 pub use self::labels::{
     AuthFailureCode, ConnectionRefusal, DownloadFailure, Finished, Hook, HookOutcome,
-    ReconcileAction, RemovalOutcome,
+    ReconcileAction, RefusedDocument, RemovalOutcome, SyncOutcome,
 };
 use crate::domain::operation::OperationKind;
 use crate::domain::operation::OperationState;
@@ -117,6 +117,12 @@ registry! {
     removed_entries: Value = Value::counter(
         "packd_removed_entries_total",
         "Files and directories removed by journaled removals."),
+    channel_syncs: Counters<SyncOutcome> = Counters::new(
+        "packd_channel_syncs_total",
+        "Channel syncs, by outcome: applied (a new sequence), unchanged (the same document), not_modified (304), refused (replay, expired, signature, malformed: nothing applied), failed (the fetch)."),
+    channel_documents_refused: Counters<RefusedDocument> = Counters::new(
+        "packd_channel_documents_refused_total",
+        "Channel documents refused and never applied, by reason."),
     database_damaged: Value = Value::gauge(
         "packd_database_damaged",
         "1 once damage was met in the database file (writes are then refused and /readyz answers 503; the log says what), else 0."),
@@ -222,6 +228,8 @@ pub struct StoreGauges {
     pub queue_depth: u64,
     /// Queued and running operations by kind and state.
     pub active: Vec<(OperationKind, OperationState, u64)>,
+    /// Each channel's id and the sequence it applied last.
+    pub channel_sequences: Vec<(uuid::Uuid, u64)>,
 }
 
 /// Whether a request's time says how fast packd answers: a long poll or
@@ -389,6 +397,18 @@ fn render_store(out: &mut String, store: &StoreGauges) {
                 "packd_operations{{kind=\"{kind}\",state=\"{state}\"}} {n}"
             );
         }
+    }
+    header(
+        out,
+        "packd_channel_sequence",
+        "gauge",
+        "The sequence of the document each channel applied last (channels with none applied yet are absent).",
+    );
+    for (id, sequence) in &store.channel_sequences {
+        let _ = writeln!(
+            out,
+            "packd_channel_sequence{{channel_id=\"{id}\"}} {sequence}"
+        );
     }
 }
 

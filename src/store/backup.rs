@@ -127,6 +127,14 @@ mod tests {
             .await
             .unwrap();
         store
+            .create_channel(crate::store::NewChannel {
+                url: "https://example.org/stable/channel.json".into(),
+                activate: crate::domain::channel::ActivateMode::Auto,
+                interval: crate::domain::channel::DEFAULT_INTERVAL,
+            })
+            .await
+            .unwrap();
+        store
             .append_audit(crate::store::AuditEntry {
                 id: uuid::Uuid::now_v7(),
                 at: crate::domain::Timestamp::now(),

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
+use crate::domain::channel::Channel;
 use crate::domain::operation::Operation;
 use crate::domain::package::Package;
 
@@ -21,15 +22,19 @@ pub enum Committed {
     Operation(Operation),
     Package(Package),
     PackageDeleted(Uuid),
+    Channel(Channel),
+    ChannelDeleted(Uuid),
 }
 
 impl Committed {
-    /// The package it concerns.
+    /// The package it concerns (for a channel's change, or a sync, the
+    /// channel's id).
     pub fn package_id(&self) -> Uuid {
         match self {
             Committed::Operation(op) => op.package_id,
             Committed::Package(p) => p.id,
-            Committed::PackageDeleted(id) => *id,
+            Committed::PackageDeleted(id) | Committed::ChannelDeleted(id) => *id,
+            Committed::Channel(c) => c.id,
         }
     }
 
@@ -37,7 +42,10 @@ impl Committed {
     pub fn operation_id(&self) -> Option<Uuid> {
         match self {
             Committed::Operation(op) => Some(op.id),
-            Committed::Package(_) | Committed::PackageDeleted(_) => None,
+            Committed::Package(_)
+            | Committed::PackageDeleted(_)
+            | Committed::Channel(_)
+            | Committed::ChannelDeleted(_) => None,
         }
     }
 }
@@ -77,6 +85,9 @@ impl Feed {
 pub(crate) struct Written {
     wanted: bool,
     changes: Vec<Committed>,
+    /// The kinds of the operations the job started: counted and a worker
+    /// woken after the commit.
+    pub(crate) started: Vec<crate::domain::operation::OperationKind>,
 }
 
 impl Written {
@@ -89,6 +100,7 @@ impl Written {
         Self {
             wanted: true,
             changes: Vec::new(),
+            started: Vec::new(),
         }
     }
 
@@ -97,6 +109,7 @@ impl Written {
         Self {
             wanted: false,
             changes: Vec::new(),
+            started: Vec::new(),
         }
     }
 
@@ -109,6 +122,18 @@ impl Written {
     pub(crate) fn package(&mut self, p: &Package) {
         if self.wanted {
             self.changes.push(Committed::Package(p.clone()));
+        }
+    }
+
+    pub(crate) fn channel(&mut self, c: &Channel) {
+        if self.wanted {
+            self.changes.push(Committed::Channel(c.clone()));
+        }
+    }
+
+    pub(crate) fn channel_deleted(&mut self, id: Uuid) {
+        if self.wanted {
+            self.changes.push(Committed::ChannelDeleted(id));
         }
     }
 

@@ -8,6 +8,7 @@
 
 mod audit;
 mod backup;
+mod channels;
 mod check;
 mod codec;
 mod error;
@@ -30,6 +31,7 @@ use std::sync::Arc;
 use redb::{Database, ReadTransaction, ReadableDatabase};
 
 pub use self::audit::AuditEntry;
+pub use self::channels::{NewChannel, SyncOutcome};
 pub use self::check::{CheckError, CheckReport, check_file};
 pub(crate) use self::error::panic_message;
 pub use self::error::{Failure, OpenError, Refusal, StoreError};
@@ -74,6 +76,8 @@ struct Inner {
     keys: keys::KeyCache,
     /// Woken when the queue may hold due work.
     queue_changed: tokio::sync::Notify,
+    /// A channel was made, changed or removed: the sync scheduler looks again.
+    channels_changed: tokio::sync::Notify,
     /// Bumped whenever an operation finishes.
     finished: tokio::sync::watch::Sender<u64>,
     /// Every committed change of an operation or a package, for `/v1/events`.
@@ -104,6 +108,7 @@ impl Store {
                 path: path.clone(),
                 keys: keys::KeyCache::default(),
                 queue_changed: tokio::sync::Notify::new(),
+                channels_changed: tokio::sync::Notify::new(),
                 finished: tokio::sync::watch::Sender::new(0),
                 changes: events::Feed::default(),
                 removals_added: tokio::sync::Notify::new(),
@@ -191,6 +196,10 @@ impl Store {
                 Ok((value, written))
             })
             .await?;
+        for kind in &written.started {
+            crate::metrics::global().operations_started.inc(*kind);
+            self.inner.queue_changed.notify_one();
+        }
         self.inner.changes.publish(written);
         Ok(value)
     }

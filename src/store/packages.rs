@@ -13,12 +13,14 @@ use super::tables::{
 use super::{Failure, Refusal};
 use super::{Page, Precondition, Store, StoreError};
 use crate::domain::Timestamp;
-use crate::domain::package::{Package, PackageName, PackagePatch, PackageVersion, Status};
+use crate::domain::package::{
+    Package, PackageName, PackagePatch, PackageVersion, PatchRefused, Status,
+};
 use crate::domain::source::Source;
 
 /// The stored form of a package. The id is the key, not part of the value.
 /// V1 (schema 2 and before) had no source; V2 (schemas 3 to 5) a source
-/// without a signature. The migrations rewrite older records in the
+/// without a signature; V3 (schema 6) no channel and no `pinned`. The migrations rewrite older records in the
 /// current form, and reading still accepts them so the migrations
 /// themselves can decode them.
 #[derive(Debug, Serialize, Deserialize)]
@@ -26,6 +28,14 @@ enum PackageRecord {
     V1(PackageV1),
     V2(PackageV2),
     V3(PackageV3),
+    V4(PackageV4),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct PackageV4 {
+    v3: PackageV3,
+    channel_id: Option<u128>,
+    pinned: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -74,7 +84,7 @@ stored_codes!("package status", Status, status_code, status_from_code {
 });
 
 fn to_record(p: &Package) -> PackageRecord {
-    PackageRecord::V3(PackageV3 {
+    let v3 = PackageV3 {
         v1: PackageV1 {
             name: p.name.as_str().to_owned(),
             version: p.version.as_str().to_owned(),
@@ -92,20 +102,32 @@ fn to_record(p: &Package) -> PackageRecord {
             },
             signature: s.signature().map(str::to_owned),
         }),
+    };
+    PackageRecord::V4(PackageV4 {
+        v3,
+        channel_id: p.channel_id.map(|u| u.as_u128()),
+        pinned: p.pinned,
     })
 }
 
 fn from_record(id: u128, bytes: &[u8]) -> Result<Package, StoreError> {
-    let (r, source) = match decode::<PackageRecord>("packages", bytes)? {
-        PackageRecord::V1(r) => (r, None),
+    let (r, source, channel_id, pinned) = match decode::<PackageRecord>("packages", bytes)? {
+        PackageRecord::V1(r) => (r, None, None, false),
         PackageRecord::V2(PackageV2 { v1, source }) => (
             v1,
             source.map(|v1| SourceV2 {
                 v1,
                 signature: None,
             }),
+            None,
+            false,
         ),
-        PackageRecord::V3(PackageV3 { v1, source }) => (v1, source),
+        PackageRecord::V3(PackageV3 { v1, source }) => (v1, source, None, false),
+        PackageRecord::V4(PackageV4 {
+            v3: PackageV3 { v1, source },
+            channel_id,
+            pinned,
+        }) => (v1, source, channel_id, pinned),
     };
     // Stored names passed validation when written; a failure here is corruption.
     let corrupt =
@@ -117,6 +139,8 @@ fn from_record(id: u128, bytes: &[u8]) -> Result<Package, StoreError> {
         status: status_from_code(r.status)?,
         source: source.map(|s| Source::from_stored(s.v1.url, s.v1.sha256, s.v1.size, s.signature)),
         operation_id: r.operation_id.map(Uuid::from_u128),
+        channel_id: channel_id.map(Uuid::from_u128),
+        pinned,
         revision: r.revision,
         created_at: Timestamp::from_micros(r.created_at),
         updated_at: Timestamp::from_micros(r.updated_at),
@@ -352,6 +376,8 @@ impl Store {
                         status: STATUSES[usize::try_from(i % 3).unwrap_or(0)],
                         source: None,
                         operation_id: None,
+                        channel_id: None,
+                        pinned: false,
                         revision: 1,
                         created_at: now,
                         updated_at: now,
@@ -420,9 +446,14 @@ impl Store {
             .write_changes(move |wtx, written| {
                 let before = load_for_change(wtx, id, &precondition)?;
                 let mut after = before.clone();
-                let changed = after
-                    .apply_patch(patch.clone(), now)
-                    .map_err(|_| StoreError::Refused(Refusal::Active))?;
+                let changed = after.apply_patch(patch.clone(), now).map_err(|refused| {
+                    StoreError::Refused(match refused {
+                        PatchRefused::Active => Refusal::Active,
+                        PatchRefused::ManagedBy(channel_id) => Refusal::Conflict(format!(
+                            "managed by channel {channel_id}: its name, version and source are the channel's to change (delete the channel to manage it by hand)"
+                        )),
+                    })
+                })?;
                 if !changed {
                     return Ok((before, after));
                 }
@@ -586,13 +617,58 @@ mod tests {
         let (p, record) = migrated(&path, id);
         assert_eq!(p.source, None);
         assert!(
-            matches!(record, PackageRecord::V3(PackageV3 { source: None, .. })),
+            matches!(
+                record,
+                PackageRecord::V4(PackageV4 {
+                    v3: PackageV3 { source: None, .. },
+                    channel_id: None,
+                    pinned: false,
+                })
+            ),
             "{record:?}"
         );
     }
 
-    /// Schema 5 sources had no signature: they are rewritten as V3, the
-    /// source whole, with none.
+    /// Schema 6 packages had no channel and no `pinned`: they are
+    /// rewritten as V4, made by hand and not pinned, the signature kept.
+    #[tokio::test]
+    async fn schema_6_packages_are_migrated_unpinned_and_by_hand() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.redb");
+        let id = Uuid::now_v7();
+        let v3 = PackageRecord::V3(PackageV3 {
+            v1: jq_v1(),
+            source: Some(SourceV2 {
+                v1: SourceV1 {
+                    url: "https://example.com/jq.tar.gz".into(),
+                    sha256: [7; 32],
+                    size: None,
+                },
+                signature: Some("untrusted comment: x".into()),
+            }),
+        });
+        old_file(&path, 6, id, v3);
+        let (p, record) = migrated(&path, id);
+        assert_eq!((p.channel_id, p.pinned), (None, false));
+        assert_eq!(
+            p.source.and_then(|s| s.signature().map(str::to_owned)),
+            Some("untrusted comment: x".into())
+        );
+        assert!(
+            matches!(
+                record,
+                PackageRecord::V4(PackageV4 {
+                    channel_id: None,
+                    pinned: false,
+                    ..
+                })
+            ),
+            "{record:?}"
+        );
+    }
+
+    /// Schema 5 sources had no signature: they are rewritten in the
+    /// current form, the source whole, with none.
     #[tokio::test]
     async fn schema_5_sources_are_migrated_unsigned() {
         let dir = tempfile::tempdir().unwrap();
@@ -622,11 +698,14 @@ mod tests {
         assert!(
             matches!(
                 record,
-                PackageRecord::V3(PackageV3 {
-                    source: Some(SourceV2 {
-                        signature: None,
+                PackageRecord::V4(PackageV4 {
+                    v3: PackageV3 {
+                        source: Some(SourceV2 {
+                            signature: None,
+                            ..
+                        }),
                         ..
-                    }),
+                    },
                     ..
                 })
             ),
@@ -648,6 +727,8 @@ mod tests {
             status,
             source: None,
             operation_id: None,
+            channel_id: None,
+            pinned: false,
             revision: 3,
             created_at: Timestamp::from_micros(1),
             updated_at: Timestamp::from_micros(updated_at),
@@ -699,6 +780,8 @@ mod tests {
             status: Status::Active,
             source: None,
             operation_id: None,
+            channel_id: None,
+            pinned: false,
             revision: 1,
             created_at: Timestamp::from_micros(1),
             updated_at: Timestamp::from_micros(1),

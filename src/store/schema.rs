@@ -10,7 +10,7 @@ use super::error::other;
 use super::{OpenError, StoreError, identity, keys, operations, packages, tables};
 
 /// The layout version this binary writes and understands.
-pub const SCHEMA_VERSION: u64 = 6;
+pub const SCHEMA_VERSION: u64 = 7;
 
 /// What the `meta` table says about a file.
 pub(super) enum Schema {
@@ -148,8 +148,11 @@ fn migrate(wtx: &redb::WriteTransaction, from: u64) -> Result<(), StoreError> {
     }
     // 4 -> 5: the removal journal and the identity (tables made by
     // `create_all`, the identity by `identity::ensure`); no record changes.
-    if from < 6 {
-        // 5 -> 6: sources gained a signature.
+    if from < 7 {
+        // 5 -> 6: sources gained a signature; 6 -> 7: packages gained the
+        // channel that made them and `pinned`, and the `channels` table is
+        // new (made by `create_all`). One rewrite in the current form
+        // serves both.
         packages::rewrite_packages(wtx)?;
     }
     Ok(())

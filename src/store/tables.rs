@@ -63,6 +63,10 @@ pub(crate) const REMOVALS: TableDefinition<u128, &[u8]> = TableDefinition::new("
 pub(crate) const IDENTITY: TableDefinition<&str, &[u8]> = TableDefinition::new("identity");
 pub(crate) const IDENTITY_KEY: &str = "identity";
 
+/// channel id (UUID v7) -> postcard `ChannelRecord`: the channels this
+/// host follows.
+pub(crate) const CHANNELS: TableDefinition<u128, &[u8]> = TableDefinition::new("channels");
+
 /// Runs `$apply!(TABLE)` for every table of the current schema: the one
 /// list that creating, copying (backups) and the tests walk, so a new table
 /// cannot be forgotten by any of them.
@@ -84,6 +88,7 @@ macro_rules! each_table {
         $apply!(IDEMPOTENCY);
         $apply!(REMOVALS);
         $apply!(IDENTITY);
+        $apply!(CHANNELS);
     };
 }
 

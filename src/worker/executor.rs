@@ -77,6 +77,19 @@ pub trait Executor: Send + Sync + 'static {
         work: Work,
         steps: &mut S,
     ) -> impl Future<Output = Result<(), ExecError>> + Send;
+
+    /// A channel's sync. Only an executor that can fetch does one.
+    fn sync(
+        &self,
+        channel_id: Uuid,
+        _budget: &crate::files::Budget,
+    ) -> impl Future<Output = Result<(), ExecError>> + Send {
+        async move {
+            Err(ExecError::Fatal(format!(
+                "channel {channel_id}: this executor does not sync channels"
+            )))
+        }
+    }
 }
 
 /// Settings of the stub executor.
@@ -114,6 +127,7 @@ impl Executor for StubExecutor {
             OperationKind::Download => self.config.download,
             OperationKind::Activate => self.config.activate,
             OperationKind::Deactivate => self.config.deactivate,
+            OperationKind::Sync => Duration::ZERO,
         };
         let n = u32::from(self.config.steps.max(1));
         let per_step = total / n;

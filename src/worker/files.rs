@@ -21,9 +21,18 @@ use super::executor::{ExecError, Executor, Steps, StubExecutor, Work};
 pub struct Executors {
     pub stub: StubExecutor,
     pub files: Files,
+    pub syncer: super::sync::Syncer,
 }
 
 impl Executor for Executors {
+    async fn sync(
+        &self,
+        channel_id: uuid::Uuid,
+        budget: &crate::files::Budget,
+    ) -> Result<(), ExecError> {
+        self.syncer.sync(channel_id, budget).await
+    }
+
     async fn execute<S: Steps>(&self, work: Work, steps: &mut S) -> Result<(), ExecError> {
         match (work.kind, work.package.source.clone()) {
             (OperationKind::Download, Some(source)) => {

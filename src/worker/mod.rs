@@ -4,6 +4,8 @@
 
 mod executor;
 mod files;
+pub mod schedule;
+mod sync;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
@@ -14,6 +16,7 @@ use tracing::Instrument;
 
 pub use self::executor::{ExecError, Executor, Steps, StubConfig, StubExecutor, Work};
 pub use self::files::Executors;
+pub use self::sync::Syncer;
 use crate::domain::Timestamp;
 use crate::domain::operation::OperationKind;
 use crate::domain::operation::Transfer;
@@ -170,6 +173,7 @@ impl<E: Executor> Worker<E> {
         };
         // The package cannot be deleted while its operation is in flight;
         // a read that fails is a storage fault, retried like any attempt.
+        // A sync's `package_id` is its channel's: it reads no package.
         let read = self.store.get_package(op.package_id).and_then(|package| {
             let replaces = match op.kind {
                 OperationKind::Activate => self
@@ -183,6 +187,7 @@ impl<E: Executor> Worker<E> {
         let budget = crate::files::Budget::unbounded();
         let watcher = self.watch_for_stop(id, &budget);
         let result = match read {
+            _ if op.kind == OperationKind::Sync => self.executor.sync(op.package_id, &budget).await,
             Ok((package, replaces)) => {
                 let work = Work {
                     operation_id: id,

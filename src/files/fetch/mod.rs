@@ -43,10 +43,12 @@ use crate::trust::Vouched;
 
 mod disk;
 mod local;
+mod small;
 
 use disk::{BLOCK, Buffers, Lanes, PartialError, Writer, Written, open_partial, too_large};
 pub use disk::{HashError, hash_prefix};
 use local::{open_local, read_local};
+pub use small::Small;
 
 /// Settings of the HTTP client that fetches artifacts.
 #[derive(Debug, Clone)]

@@ -7,17 +7,17 @@ use std::time::Duration;
 use redb::ReadableTable;
 use uuid::Uuid;
 
-mod queue;
+pub(super) mod queue;
 mod record;
 #[cfg(test)]
 mod tests;
 
-use self::queue::{apply, claim_in, due_key, link_writer, load, save};
+use self::queue::{apply, claim_in, load};
 pub(in crate::store) use self::record::migrate_operations_to_v2;
 use self::record::{IdempotencyRecord, IdempotencyV1, from_record, kind_code, state_code};
 use super::Refusal;
 use super::codec::{decode, encode};
-use super::packages::{get_in as get_package_in, put as put_package};
+use super::packages::get_in as get_package_in;
 use super::page::{ids_of, walk_index};
 use super::tables::{
     IDEMPOTENCY, OPERATIONS, OPERATIONS_BY_PACKAGE, OPERATIONS_BY_STATE, OPERATIONS_QUEUE, PACKAGES,
@@ -25,9 +25,7 @@ use super::tables::{
 use super::{Page, Store, StoreError, events, page_of};
 use crate::domain::Timestamp;
 use crate::domain::operation::OperationKind;
-use crate::domain::operation::{
-    AlreadyFinished, CannotStart, Change, Operation, OperationState, Transfer,
-};
+use crate::domain::operation::{AlreadyFinished, Change, Operation, OperationState, Transfer};
 use crate::metrics;
 
 /// Who asks, and with which `Idempotency-Key`.
@@ -94,72 +92,37 @@ impl Store {
         idempotency: Option<Idempotency>,
     ) -> Result<(Operation, bool), StoreError> {
         let now = Timestamp::now();
-        let op_id = Uuid::now_v7();
-        let result = self
-            .write_changes(move |wtx, written| {
-                if let Some(idem) = &idempotency {
-                    let seen = wtx
-                        .open_table(IDEMPOTENCY)?
-                        .get((idem.key_id.as_u128(), idem.key.as_str()))?
-                        .map(|row| decode::<IdempotencyRecord>("idempotency", row.value()))
-                        .transpose()?;
-                    if let Some(IdempotencyRecord::V1(r)) = seen {
-                        if r.kind != kind_code(kind) || r.package_id != package_id.as_u128() {
-                            return Err(StoreError::Refused(Refusal::IdempotencyMismatch));
-                        }
-                        return Ok((load(wtx, Uuid::from_u128(r.operation_id))?, false));
+        self.write_changes(move |wtx, written| {
+            if let Some(idem) = &idempotency {
+                let seen = wtx
+                    .open_table(IDEMPOTENCY)?
+                    .get((idem.key_id.as_u128(), idem.key.as_str()))?
+                    .map(|row| decode::<IdempotencyRecord>("idempotency", row.value()))
+                    .transpose()?;
+                if let Some(IdempotencyRecord::V1(r)) = seen {
+                    if r.kind != kind_code(kind) || r.package_id != package_id.as_u128() {
+                        return Err(StoreError::Refused(Refusal::IdempotencyMismatch));
                     }
+                    return Ok((load(wtx, Uuid::from_u128(r.operation_id))?, false));
                 }
-                let package = get_package_in(&wtx.open_table(PACKAGES)?, package_id)?;
-                let link_writer = link_writer(wtx, &package)?;
-                let op = Operation::start(op_id, &package, kind, link_writer, now).map_err(
-                    |refused| {
-                        StoreError::Refused(match refused {
-                            CannotStart::InFlight(operation_id) => {
-                                Refusal::OperationInProgress { operation_id }
-                            }
-                            CannotStart::WrongStatus { needed, actual } => {
-                                Refusal::InvalidTransition {
-                                    kind,
-                                    needed,
-                                    actual,
-                                }
-                            }
-                            CannotStart::NameBusy(operation_id) => {
-                                Refusal::NameBusy { operation_id }
-                            }
-                        })
-                    },
+            }
+            let package = get_package_in(&wtx.open_table(PACKAGES)?, package_id)?;
+            let op = queue::start_in(wtx, written, &package, kind, now)?;
+            if let Some(idem) = &idempotency {
+                let record = IdempotencyRecord::V1(IdempotencyV1 {
+                    kind: kind_code(kind),
+                    package_id: package_id.as_u128(),
+                    operation_id: op.id.as_u128(),
+                    created_at: now.as_micros(),
+                });
+                wtx.open_table(IDEMPOTENCY)?.insert(
+                    (idem.key_id.as_u128(), idem.key.as_str()),
+                    encode(&record)?.as_slice(),
                 )?;
-                save(wtx, written, None, &op)?;
-                wtx.open_table(OPERATIONS_QUEUE)?
-                    .insert((due_key(now), op_id.as_u128()), ())?;
-                let mut marked = package.clone();
-                marked.operation_id = Some(op_id);
-                marked.revision += 1;
-                marked.updated_at = now;
-                put_package(wtx, written, &marked)?;
-                if let Some(idem) = &idempotency {
-                    let record = IdempotencyRecord::V1(IdempotencyV1 {
-                        kind: kind_code(kind),
-                        package_id: package_id.as_u128(),
-                        operation_id: op_id.as_u128(),
-                        created_at: now.as_micros(),
-                    });
-                    wtx.open_table(IDEMPOTENCY)?.insert(
-                        (idem.key_id.as_u128(), idem.key.as_str()),
-                        encode(&record)?.as_slice(),
-                    )?;
-                }
-                Ok((op, true))
-            })
-            .await?;
-        let (op, new) = result;
-        if new {
-            metrics::global().operations_started.inc(kind);
-            self.notify_queue();
-        }
-        Ok((op, new))
+            }
+            Ok((op, true))
+        })
+        .await
     }
 
     /// Takes the first due operation off the queue and marks it running.

@@ -18,14 +18,14 @@ use super::super::{Refusal, StoreError};
 use super::Claim;
 use super::record::{from_record, state_code, to_record};
 use crate::domain::Timestamp;
-use crate::domain::operation::{Change, Operation, OperationState};
-use crate::domain::package::Status;
+use crate::domain::operation::{CannotStart, Change, Operation, OperationKind, OperationState};
+use crate::domain::package::{Package, Status};
 
 pub(super) fn due_key(t: Timestamp) -> u64 {
     u64::try_from(t.as_micros()).unwrap_or(0)
 }
 
-pub(super) fn load(wtx: &WriteTransaction, id: Uuid) -> Result<Operation, StoreError> {
+pub(crate) fn load(wtx: &WriteTransaction, id: Uuid) -> Result<Operation, StoreError> {
     let table = wtx.open_table(OPERATIONS)?;
     let row = table
         .get(id.as_u128())?
@@ -116,6 +116,57 @@ pub(super) fn link_writer(
     Ok(None)
 }
 
+/// Starts `kind` on `package` if the rules of `Operation::start` let it:
+/// the operation, its queue entry and the package's in-flight mark. The
+/// write counts it and wakes a worker after the commit.
+pub(crate) fn start_in(
+    wtx: &WriteTransaction,
+    written: &mut Written,
+    package: &Package,
+    kind: OperationKind,
+    now: Timestamp,
+) -> Result<Operation, StoreError> {
+    let link_writer = link_writer(wtx, package)?;
+    let op =
+        Operation::start(Uuid::now_v7(), package, kind, link_writer, now).map_err(|refused| {
+            StoreError::Refused(match refused {
+                CannotStart::InFlight(operation_id) => {
+                    Refusal::OperationInProgress { operation_id }
+                }
+                CannotStart::WrongStatus { needed, actual } => Refusal::InvalidTransition {
+                    kind,
+                    needed,
+                    actual,
+                },
+                CannotStart::NameBusy(operation_id) => Refusal::NameBusy { operation_id },
+                CannotStart::NotForPackages => {
+                    Refusal::Conflict(format!("{kind} is not a package's operation"))
+                }
+            })
+        })?;
+    enqueue_new(wtx, written, &op, now)?;
+    let mut marked = package.clone();
+    marked.operation_id = Some(op.id);
+    marked.revision += 1;
+    marked.updated_at = now;
+    put_package(wtx, written, &marked)?;
+    Ok(op)
+}
+
+/// Saves a new operation with its queue entry, due now.
+pub(crate) fn enqueue_new(
+    wtx: &WriteTransaction,
+    written: &mut Written,
+    op: &Operation,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    save(wtx, written, None, op)?;
+    wtx.open_table(OPERATIONS_QUEUE)?
+        .insert((due_key(now), op.id.as_u128()), ())?;
+    written.started.push(op.kind);
+    Ok(())
+}
+
 /// Writes what a rule of `domain::operation` decided: the record and its
 /// indexes, the queue entry, and for a finished operation the package (its
 /// in-flight mark cleared and, on success, its new status). Returns the
@@ -145,9 +196,16 @@ pub(super) fn apply(
     // The operation first, then what its end did to packages: subscribers
     // see them in that order.
     save(wtx, written, Some(before), &op)?;
-    if finished {
-        let new_status = (op.state == OperationState::Succeeded).then(|| op.kind.transition().1);
+    if finished && op.kind == OperationKind::Sync {
+        super::super::channels::release(wtx, written, &op, now)?;
+    } else if finished {
+        let new_status = (op.state == OperationState::Succeeded)
+            .then(|| op.kind.transition().map(|(_, to)| to))
+            .flatten();
         release_package(wtx, written, &op, new_status, now)?;
+        if op.kind == OperationKind::Download && op.state == OperationState::Succeeded {
+            super::super::channels::follow_download(wtx, written, op.package_id, now)?;
+        }
     }
     Ok(Some(op))
 }

@@ -62,6 +62,7 @@ stored_codes!("operation kind", OperationKind, kind_code, kind_from_code {
     Download = 0,
     Activate = 1,
     Deactivate = 2,
+    Sync = 3,
 });
 
 stored_codes!("operation state", OperationState, state_code, state_from_code {

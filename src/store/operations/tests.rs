@@ -51,6 +51,8 @@ impl Seen {
                     events::Committed::PackageDeleted(id) => {
                         self.packages.remove(id);
                     }
+                    // The model makes no channel.
+                    events::Committed::Channel(_) | events::Committed::ChannelDeleted(_) => {}
                 },
                 Err(tokio::sync::broadcast::error::TryRecvError::Empty) => return,
                 Err(e) => panic!("the subscriber lost changes: {e}"),
