@@ -137,6 +137,9 @@ enum ChannelDeleted {
     Deleted,
 }
 
+/// The 409 of a channel made while no key is trusted.
+pub(super) const NEEDS_A_KEY: &str = "channels need a trusted publisher key (--trusted-key): a channel's document is only applied when signed";
+
 pub struct ChannelsApi {
     pub store: Store,
     pub trust: Trust,
@@ -170,10 +173,7 @@ impl ChannelsApi {
             .transpose()?
             .unwrap_or(DEFAULT_INTERVAL);
         if !self.trust.required() {
-            return Err(StoreError::Refused(Refusal::Conflict(
-                "channels need a trusted publisher key (--trusted-key): a channel's document is only applied when signed".into(),
-            ))
-            .into());
+            return Err(StoreError::Refused(Refusal::Conflict(NEEDS_A_KEY.into())).into());
         }
         let channel = self
             .store

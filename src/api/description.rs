@@ -19,6 +19,8 @@ const CLOSED_BODIES: &[&str] = &[
     "NewApiKey",
     "ApiKeyPatch",
     "RotateApiKey",
+    "NewChannel",
+    "ChannelPatch",
 ];
 
 /// The OpenAPI description as served: poem-openapi's, with what it leaves out.
@@ -74,6 +76,12 @@ const BODY_EXAMPLES: &[(&str, &str, &str)] = &[
     ("/v1/keys", "post", r#"{"name": "ci", "role": "write"}"#),
     ("/v1/keys/{id}", "patch", r#"{"name": "ci-nightly"}"#),
     ("/v1/keys/{id}/rotate", "post", r#"{"grace_seconds": 600}"#),
+    (
+        "/v1/channels",
+        "post",
+        r#"{"url": "https://releases.example.org/stable/channel.json", "activate": "auto", "interval": "5m"}"#,
+    ),
+    ("/v1/channels/{id}", "patch", r#"{"activate": "manual"}"#),
 ];
 
 /// Example bodies: one per request body, and a problem per error status

@@ -204,6 +204,7 @@ fn conflict_of(operation_id: &str) -> Refusal {
         "deactivate_package" => wrong_status(OperationKind::Deactivate, Status::Downloaded),
         "cancel_operation" => Refusal::AlreadyFinished(OperationState::Succeeded),
         "deactivate_key" | "delete_key" | "update_key" => Refusal::LastAdmin,
+        "create_channel" => Refusal::Conflict(super::channels::NEEDS_A_KEY.into()),
         _ => Refusal::Conflict("conflicts with the current state".into()),
     }
 }
@@ -242,6 +243,9 @@ pub fn example(operation_id: &str, status: u16) -> serde_json::Value {
         {
             refused(Refusal::IdempotencyMismatch)
         }
+        422 if operation_id.ends_with("_channel") => validation(crate::domain::channel::check_url(
+            "ftp://releases.example.org/c.json",
+        )),
         422 if operation_id.ends_with("_key") => {
             validation(crate::domain::key::parse_key_name(String::new()))
         }

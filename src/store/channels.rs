@@ -179,6 +179,7 @@ pub(super) fn release(
         channel.operation_id = None;
         channel.updated_at = now;
         put(wtx, written, &channel)?;
+        written.channel_free = true;
     }
     Ok(())
 }

@@ -88,6 +88,8 @@ pub(crate) struct Written {
     /// The kinds of the operations the job started: counted and a worker
     /// woken after the commit.
     pub(crate) started: Vec<crate::domain::operation::OperationKind>,
+    /// A channel's sync finished: the scheduler of syncs looks again.
+    pub(crate) channel_free: bool,
 }
 
 impl Written {
@@ -101,6 +103,7 @@ impl Written {
             wanted: true,
             changes: Vec::new(),
             started: Vec::new(),
+            channel_free: false,
         }
     }
 
@@ -110,6 +113,7 @@ impl Written {
             wanted: false,
             changes: Vec::new(),
             started: Vec::new(),
+            channel_free: false,
         }
     }
 

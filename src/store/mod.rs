@@ -200,6 +200,9 @@ impl Store {
             crate::metrics::global().operations_started.inc(*kind);
             self.inner.queue_changed.notify_one();
         }
+        if written.channel_free {
+            self.inner.channels_changed.notify_one();
+        }
         self.inner.changes.publish(written);
         Ok(value)
     }

@@ -1,6 +1,8 @@
 //! A test artifact server on 127.0.0.1 with knobs: Range on or off, a
 //! connection dropped after some bytes, a pause partway (so packd saves a
-//! checkpoint), a fixed status. It records every request's `Range` header.
+//! checkpoint), a fixed status. Each body's `ETag` follows its bytes, and
+//! `If-None-Match` gets a 304, as a static file server's would. It records
+//! every request's conditional headers and the status it answered.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -39,6 +41,9 @@ pub struct Seen {
     pub path: String,
     pub range: Option<String>,
     pub if_range: Option<String>,
+    pub if_none_match: Option<String>,
+    /// The status answered (0 until the answer is decided).
+    pub status: u16,
 }
 
 pub struct ArtifactServer {
@@ -48,7 +53,10 @@ pub struct ArtifactServer {
     _runtime: tokio::runtime::Runtime,
 }
 
-const ETAG: &str = "\"artifact-v1\"";
+/// The `ETag` of a body: its bytes', so a new body has a new one.
+fn etag_of(body: &[u8]) -> String {
+    format!("\"{}\"", &sha256_hex(body)[..16])
+}
 
 impl ArtifactServer {
     pub fn start() -> Self {
@@ -124,21 +132,30 @@ async fn serve(
             .map(|(_, v)| v.trim().to_string())
     };
     let (range, if_range) = (header("range"), header("if-range"));
-    let first = {
-        let mut seen = seen.lock().unwrap();
-        let first = !seen.iter().any(|s| s.path == path);
-        seen.push(Seen {
-            path: path.clone(),
-            range: range.clone(),
-            if_range: if_range.clone(),
-        });
-        first
-    };
+    let if_none_match = header("if-none-match");
     let found = artifacts
         .lock()
         .unwrap()
         .get(&path)
         .map(|a| (a.body.clone(), a.knobs.clone()));
+    let etag = found.as_ref().map(|(body, _)| etag_of(body));
+    let not_modified = etag.is_some() && if_none_match == etag;
+    let first = {
+        let mut seen = seen.lock().unwrap();
+        let first = !seen.iter().any(|s| s.path == path);
+        let status = match &found {
+            None => 404,
+            Some((_, knobs)) => knobs.status.unwrap_or(if not_modified { 304 } else { 200 }),
+        };
+        seen.push(Seen {
+            path: path.clone(),
+            range: range.clone(),
+            if_range: if_range.clone(),
+            if_none_match: if_none_match.clone(),
+            status,
+        });
+        first
+    };
     let Some((body, knobs)) = found else {
         let _ = conn
             .write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
@@ -157,9 +174,19 @@ async fn serve(
             .await;
         return;
     }
+    let etag = etag.unwrap_or_default();
+    if not_modified {
+        let _ = conn
+            .write_all(
+                format!("HTTP/1.1 304 Not Modified\r\netag: {etag}\r\nconnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await;
+        return;
+    }
     let start = range
         .as_deref()
-        .filter(|_| !knobs.no_range && if_range.as_deref() == Some(ETAG))
+        .filter(|_| !knobs.no_range && if_range.as_deref() == Some(etag.as_str()))
         .and_then(|r| r.strip_prefix("bytes="))
         .and_then(|r| r.strip_suffix('-'))
         .and_then(|n| n.parse::<usize>().ok())
@@ -176,7 +203,7 @@ async fn serve(
         None => ("HTTP/1.1 200 OK\r\n".to_string(), 0),
     };
     let head = format!(
-        "{status_line}etag: {ETAG}\r\naccept-ranges: bytes\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        "{status_line}etag: {etag}\r\naccept-ranges: bytes\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
         body.len() - from
     );
     if conn.write_all(head.as_bytes()).await.is_err() {

@@ -33,7 +33,7 @@ fn an_online_backup_restores_everything_while_writes_go_on() {
         out
     });
     assert!(backup.status.success(), "{backup:?}");
-    assert!(String::from_utf8_lossy(&backup.stdout).contains("schema version 6"));
+    assert!(String::from_utf8_lossy(&backup.stdout).contains("schema version 7"));
 
     // Taking it is in the audit log.
     let audit = s.get("/v1/audit?limit=1000").json();

@@ -8,6 +8,7 @@ mod architecture;
 mod archives;
 mod artifacts;
 mod backup;
+mod channels;
 mod client;
 mod crash;
 mod damage;

@@ -395,7 +395,7 @@ fn the_description_has_examples_and_a_plain_problem_code() {
             }
         }
     }
-    assert_eq!(bodies, 5);
+    assert_eq!(bodies, 7);
     assert!(problems > 150, "{problems}");
     // The explorer's prefilled create works unedited.
     let example = spec["paths"]["/v1/packages"]["post"]["requestBody"]["content"]
