@@ -549,3 +549,85 @@ fn publish_refuses_a_sequence_that_does_not_grow_and_a_bad_signature() {
         "a refused publish leaves the document as it was"
     );
 }
+
+/// `packd channel …` against a live server: add, list, get, sync --wait,
+/// edit, remove; its answer types know every field the server sends.
+#[test]
+fn channels_through_the_client() {
+    use packd::client::answers::{Channel, Operation};
+    let p = Publisher::new();
+    p.artifact("app", "1.0", b"version one");
+    assert!(p.publish(1, &["--active", "app@1.0"]).status.success());
+    let s = start(&p);
+    let client = |args: &[&str]| {
+        let out = run_packd(
+            args,
+            &[
+                ("PACKD_URL", s.base.as_str()),
+                ("PACKD_API_KEY", crate::helpers::ADMIN_KEY),
+            ],
+        );
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let url = p.url();
+    let added: Channel = serde_json::from_str(&client(&[
+        "channel",
+        "add",
+        &url,
+        "--activate",
+        "auto",
+        "--interval",
+        "1h",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    assert!(added.more.is_empty(), "{added:?}");
+    assert_eq!(
+        (added.activate.as_str(), added.interval.as_str()),
+        ("auto", "1h")
+    );
+    let id = added.id.to_string();
+    wait_active(&s, "app", "1.0");
+    let list = client(&["channel", "list"]);
+    assert_eq!(
+        list.lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        [
+            "ID", "NAME", "SEQUENCE", "ACTIVATE", "INTERVAL", "LAST", "CHECKED", "ERROR"
+        ]
+    );
+    assert!(list.contains("stable"), "{list}");
+    let got = client(&["channel", "get", &id]);
+    assert!(got.contains("sequence") && got.contains("stable"), "{got}");
+    let synced: Operation =
+        serde_json::from_str(&client(&["channel", "sync", &id, "--wait", "-o", "json"])).unwrap();
+    assert!(synced.more.is_empty(), "{synced:?}");
+    assert_eq!(
+        (
+            synced.kind.as_str(),
+            synced.state.as_str(),
+            synced.package_id,
+            synced.channel_id
+        ),
+        ("sync", "succeeded", None, Some(added.id))
+    );
+    let edited: Channel = serde_json::from_str(&client(&[
+        "channel",
+        "edit",
+        &id,
+        "--activate",
+        "manual",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(edited.activate, "manual");
+    assert!(client(&["channel", "remove", &id]).contains("deleted channel"));
+    let ops = client(&["op", "list"]);
+    assert!(ops.contains(&format!("channel {id}")), "{ops}");
+}

@@ -260,3 +260,49 @@ fn a_subscriber_that_never_reads_holds_back_no_one() {
     assert!(grown < 32 << 20, "RSS grew by {grown} bytes");
     drop(silent);
 }
+
+/// A channel's changes reach the stream: made, its sync (an operation
+/// with `channel_id`), its outcome recorded, its removal.
+#[test]
+fn a_channel_streams_its_changes_and_its_removal() {
+    let keys = tempfile::tempdir().unwrap();
+    let prefix = keys.path().join("publisher");
+    let out = crate::helpers::run_packd(&["keygen", "--output", prefix.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{out:?}");
+    let public = keys.path().join("publisher.pub");
+    let s = TestServer::in_process(&["--trusted-key", public.to_str().unwrap()]);
+    let stream = Stream::open(&s, "");
+    // Nobody serves this document: the sync fails, and says so.
+    let r = s.json(
+        "POST",
+        "/v1/channels",
+        &json!({"url": "http://127.0.0.1:9/stable/channel.json", "interval": "1h"}),
+    );
+    r.assert_status(201);
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let next = |name: &str, check: &dyn Fn(&Value) -> bool| loop {
+        let e = stream
+            .next(crate::helpers::DEADLINE, false)
+            .unwrap_or_else(|| panic!("no {name} event"));
+        if e.name == name && check(&e.data) {
+            return e.data;
+        }
+    };
+    next("channel", &|c| c["id"] == id.as_str());
+    next("operation", &|o| {
+        o["kind"] == "sync" && o["channel_id"] == id.as_str()
+    });
+    let failed = next("channel", &|c| {
+        c["id"] == id.as_str() && !c["last_error"].is_null()
+    });
+    assert!(
+        failed["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot reach"),
+        "{failed}"
+    );
+    s.send("DELETE", &format!("/v1/channels/{id}"), &[], None)
+        .assert_status(204);
+    next("channel_deleted", &|d| d["id"] == id.as_str());
+}
