@@ -631,10 +631,13 @@ impl Application {
     }
 }
 
-/// Runs the service until SIGTERM or Ctrl-C; `on_ready` runs once it
-/// serves (the binary uses it to give start-up memory back).
-pub async fn serve(args: ServeArgs, on_ready: impl FnOnce()) -> anyhow::Result<()> {
+/// Runs the service until SIGTERM or Ctrl-C. `release_memory` gives the
+/// allocator's free pages back to the system (the binary's allocator is
+/// its business): once it serves, and whenever a worker falls idle after
+/// work.
+pub async fn serve(args: ServeArgs, release_memory: fn()) -> anyhow::Result<()> {
     let db = args.db.clone();
+    crate::worker::when_idle(release_memory);
     let (trigger, shutdown) = Shutdown::new();
     let application = Application::build(args, shutdown.clone()).await?;
     let local = application.local_addr()?;
@@ -667,7 +670,7 @@ pub async fn serve(args: ServeArgs, on_ready: impl FnOnce()) -> anyhow::Result<(
     )?;
     out.flush()?;
     drop(out);
-    on_ready();
+    release_memory();
     notify::notify(&format!("READY=1\nSTATUS=listening on {local}"));
     if let Some(every) = notify::watchdog_interval() {
         // Sent from the async runtime, so a wedged runtime stops the pings and

@@ -26,6 +26,16 @@ use crate::shutdown::Shutdown;
 use crate::store::Failure;
 use crate::store::{AndThen, Claim, Continue, Store, StoreError};
 
+/// What a worker calls when it runs out of work after doing some: the
+/// binary gives the allocator's free pages back to the system there (a
+/// download's buffers, a sync's document), so an idle agent stays small.
+static WHEN_IDLE: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Sets what runs when a worker falls idle (once per process).
+pub fn when_idle(f: fn()) {
+    let _ = WHEN_IDLE.set(f);
+}
+
 /// Settings of the queue.
 #[derive(Debug, Clone)]
 pub struct QueueConfig {
@@ -97,6 +107,7 @@ async fn stopped(mut stop: Shutdown) {
 impl<E: Executor> Worker<E> {
     async fn run(self, n: usize) {
         tracing::debug!(worker = n, "worker started");
+        let mut worked = false;
         loop {
             if self.stop.has_begun() {
                 break;
@@ -111,8 +122,14 @@ impl<E: Executor> Worker<E> {
                     while let Some(op) = next {
                         next = self.execute(op).await;
                     }
+                    worked = true;
                 }
                 Ok(Claim::Idle(next)) => {
+                    if std::mem::take(&mut worked)
+                        && let Some(release) = WHEN_IDLE.get()
+                    {
+                        release();
+                    }
                     let sleep = next.map_or(Duration::from_secs(3600), |due| {
                         Duration::from_micros(
                             u64::try_from(due.as_micros() - Timestamp::now().as_micros())
