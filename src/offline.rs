@@ -160,6 +160,7 @@ async fn seed(store: &Store, prefix: &str, count: u64, queue: u64) -> anyhow::Re
         let created = store.list_packages(&ListPackages {
             status: Some(Status::Created),
             name: None,
+            pinned: None,
             after: None,
             limit: usize::try_from(queue)?,
         })?;

@@ -1,6 +1,7 @@
 //! SIGHUP: the configuration (flags, environment, `--config` file) read
 //! again, and what can change live applied: the trusted keys, the hooks
-//! and their timeout, the log filter, the rate limits. Anything else that changed is
+//! and their timeout, the health check and its timing, retention, the
+//! free-space floor, the log filter, the rate limits. Anything else that changed is
 //! logged as needing a restart. A file that fails to parse changes
 //! nothing, and says so. Serving never stops for a reload.
 
@@ -18,6 +19,8 @@ pub struct Live {
     pub trust: Trust,
     pub hooks: SharedHooks,
     pub limiter: Arc<RateLimiter>,
+    pub store: crate::store::Store,
+    pub floor: crate::files::space::SharedFloor,
 }
 
 /// What a reload may change, and what the process runs with now.
@@ -27,11 +30,17 @@ pub struct Reloader {
 }
 
 /// The settings a reload applies; the rest need a restart.
-const LIVE: [&str; 7] = [
+const LIVE: [&str; 13] = [
     "trusted_keys",
     "hook_activate",
     "hook_deactivate",
     "hook_timeout",
+    "health_check",
+    "health_window",
+    "health_interval",
+    "health_timeout",
+    "keep_downloaded",
+    "min_free_space",
     "log",
     "rate_limit",
     "auth_failure_burst",
@@ -64,12 +73,17 @@ impl Reloader {
         if changed.iter().any(|k| k == "trusted_keys") {
             self.live.trust.replace(serve.trusted_keys.clone());
         }
-        if changed.iter().any(|k| k.starts_with("hook_")) {
-            self.live.hooks.replace(Hooks {
-                activate: serve.hook_activate.clone(),
-                deactivate: serve.hook_deactivate.clone(),
-                timeout: serve.hook_timeout,
-            });
+        if changed
+            .iter()
+            .any(|k| k.starts_with("hook_") || k.starts_with("health_"))
+        {
+            self.live.hooks.replace(Hooks::of(&serve));
+        }
+        if changed.iter().any(|k| k == "keep_downloaded") {
+            self.live.store.set_keep_downloaded(serve.keep_downloaded);
+        }
+        if changed.iter().any(|k| k == "min_free_space") {
+            self.live.floor.replace(serve.min_free_space);
         }
         if changed
             .iter()

@@ -492,13 +492,11 @@ impl Application {
                 max_entries: MAX_UNPACKED_ENTRIES,
             },
             Some(args.unpack_timeout),
-            crate::files::hook::Hooks {
-                activate: args.hook_activate.clone(),
-                deactivate: args.hook_deactivate.clone(),
-                timeout: args.hook_timeout,
-            },
+            crate::files::hook::Hooks::of(&args),
             crate::trust::Trust::new(args.trusted_keys.clone()),
-        );
+        )
+        .with_floor(args.min_free_space);
+        store.set_keep_downloaded(args.keep_downloaded);
         let workers = Workers::start(
             store.clone(),
             Arc::new(Executors {
@@ -656,6 +654,8 @@ pub async fn serve(args: ServeArgs, release_memory: fn()) -> anyhow::Result<()> 
         trust: application.files.trust.clone(),
         hooks: application.files.hooks.clone(),
         limiter: application.limiter.clone(),
+        store: application.store.clone(),
+        floor: application.files.floor.clone(),
     }) {
         Some(reloader) => crate::reload::spawn(reloader),
         None => tracing::warn!("no command line to read again: SIGHUP will not reload"),

@@ -13,7 +13,7 @@ use super::auth::{AdminAccess, ReadAccess};
 use super::error_docs::Errors;
 use super::error_docs::status::{BODY, COMMON, S404, S409};
 use super::operations::{Accepted, OperationDto};
-use super::types::{Nullable, api_enum};
+use super::types::{Nullable, api_enum, present};
 use crate::domain::channel::{ActivateMode, Channel, DEFAULT_INTERVAL, check_url, parse_interval};
 use crate::files::Layout;
 use crate::store::{NewChannel, Refusal, Store, StoreError};
@@ -82,10 +82,10 @@ struct NewChannelBody {
     #[oai(validator(min_length = 1, max_length = 2048))]
     url: String,
     /// Default `manual`.
-    activate: Option<ActivateModeDto>,
+    activate: MaybeUndefined<ActivateModeDto>,
     /// 1s to 7d, default `5m`.
     #[oai(validator(min_length = 1, max_length = 32))]
-    interval: Option<String>,
+    interval: MaybeUndefined<String>,
 }
 
 /// Fields to change; absent fields stay as they are.
@@ -166,12 +166,11 @@ impl ChannelsApi {
     ) -> Result<ChannelCreated, Errors<{ COMMON | BODY | S409 }>> {
         let body = body.0;
         let url = check_url(&body.url)?;
-        let interval = body
-            .interval
-            .as_deref()
-            .map(parse_interval)
+        let interval = present(body.interval, "interval")?
+            .map(|i| parse_interval(&i))
             .transpose()?
             .unwrap_or(DEFAULT_INTERVAL);
+        let activate = present(body.activate, "activate")?;
         if !self.trust.required() {
             return Err(StoreError::Refused(Refusal::Conflict(NEEDS_A_KEY.into())).into());
         }
@@ -179,7 +178,7 @@ impl ChannelsApi {
             .store
             .create_channel(NewChannel {
                 url,
-                activate: body.activate.map_or(ActivateMode::Manual, Into::into),
+                activate: activate.map_or(ActivateMode::Manual, Into::into),
                 interval,
             })
             .await?;
@@ -235,12 +234,10 @@ impl ChannelsApi {
         body: Json<ChannelPatchBody>,
     ) -> Result<Json<ChannelDto>, Errors<{ COMMON | BODY | S404 }>> {
         let body = body.0;
-        let interval = body
-            .interval
-            .take()
+        let interval = present(body.interval, "interval")?
             .map(|s| parse_interval(&s))
             .transpose()?;
-        let activate = body.activate.take().map(Into::into);
+        let activate = present(body.activate, "activate")?.map(Into::into);
         Ok(Json(
             self.store
                 .update_channel(id.0, activate, interval)

@@ -93,6 +93,8 @@ enum MetricsResponse {
 pub struct HealthApi {
     pub readiness: Readiness,
     pub store: Store,
+    /// The data directory, whose file system's space `/metrics` shows.
+    pub layout: Option<crate::files::Layout>,
 }
 
 #[OpenApi(tag = "ApiTags::Service")]
@@ -131,7 +133,20 @@ impl HealthApi {
     /// Needs no key (scrapers are configured per network, not per key).
     #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
     async fn metrics(&self) -> MetricsResponse {
+        let space = match self.layout.as_ref().map(|l| l.root().to_path_buf()) {
+            Some(root) => tokio::task::spawn_blocking(move || crate::files::space::space(&root))
+                .await
+                .ok()
+                .and_then(|read| {
+                    read.inspect_err(
+                        |e| tracing::warn!(error = %e, "cannot read the data directory's free space"),
+                    )
+                    .ok()
+                }),
+            None => None,
+        };
         let gauges = StoreGauges {
+            data_dir: space.map(|s| (s.free, s.used())),
             queue_depth: self.store.queue_depth().unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "cannot read the queue depth for metrics");
                 0

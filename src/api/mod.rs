@@ -141,6 +141,7 @@ fn service(state: &AppState, options: &ApiOptions) -> OpenApiService<Apis, ()> {
             health::HealthApi {
                 readiness: state.readiness.clone(),
                 store: state.store.clone(),
+                layout: state.layout.clone(),
             },
             trust::TrustApi {
                 trust: state.trust.clone(),

@@ -196,6 +196,10 @@ struct PackagePatchBody {
     /// A new source, or null to remove it. A changed name, version or
     /// source sets the status back to `created`.
     source: MaybeUndefined<SourceBody>,
+    /// Pin (true) or unpin: a pinned package is never removed by retention,
+    /// and a channel never activates another version of its name over it.
+    /// Allowed whatever the status.
+    pinned: Option<bool>,
     /// Not writable: statuses change only through operations. Any value is
     /// refused with 422 `validation_failed`.
     status: MaybeUndefined<serde_json::Value>,
@@ -361,7 +365,8 @@ impl PackagesApi {
 
     /// List packages, oldest first.
     ///
-    /// Role: `read`. Filters combine: `status` and the exact `name`.
+    /// Role: `read`. Filters combine: `status`, the exact `name` and
+    /// `pinned`.
     #[oai(path = "/v1/packages", method = "get", operation_id = "list_packages")]
     async fn list(
         &self,
@@ -371,6 +376,8 @@ impl PackagesApi {
         /// Only packages with exactly this name.
         #[oai(validator(min_length = 1, max_length = 200))]
         name: Query<Option<String>>,
+        /// Only pinned packages (true) or only the others (false).
+        pinned: Query<Option<bool>>,
         /// Page size, 1 to 1000 (default 50).
         #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
         limit: Query<Option<u32>>,
@@ -381,6 +388,7 @@ impl PackagesApi {
             status: status.0.map(Into::into),
             // Stored names are NFC: so is the filter.
             name: name.0.map(crate::domain::package::nfc),
+            pinned: pinned.0,
             after: cursor_param(cursor.0.as_ref())?,
             limit: pagination::limit(limit.0),
         };
@@ -408,13 +416,15 @@ impl PackagesApi {
         Ok(PackageResponse::new(p, self.layout.as_ref()))
     }
 
-    /// Edit a package's name, version or source.
+    /// Edit a package's name, version or source, or pin it.
     ///
     /// Role: `write`. With `If-Match`, a stale revision is 412. A changed
     /// `name`, `version` or `source` sets the status back to `created` and
     /// removes the package's files. Of an `active` package it is 409
-    /// `invalid_transition` (deactivate it first). With an operation in
-    /// flight: 409 `operation_in_progress`.
+    /// `invalid_transition` (deactivate it first); of a channel's package,
+    /// 409 `conflict`. `pinned` changes nothing on the machine and is
+    /// allowed whatever the status. With an operation in flight: 409
+    /// `operation_in_progress`.
     #[oai(
         path = "/v1/packages/:id",
         method = "patch",
@@ -449,6 +459,7 @@ impl PackagesApi {
                 MaybeUndefined::Null => Some(None),
                 MaybeUndefined::Value(s) => Some(Some(s.parse(self.schemes, &self.trust)?)),
             },
+            pinned: body.pinned,
         };
         let precondition = if_match_of(req)?;
         // The old files are journaled with the change and removed in the

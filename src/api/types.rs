@@ -255,6 +255,21 @@ pub fn field<T, const MAX: usize>(
     }
 }
 
+/// An optional request field that may be left out but not be `null`.
+pub fn present<T>(
+    value: MaybeUndefined<T>,
+    name: &'static str,
+) -> Result<Option<T>, ValidationError> {
+    match value {
+        MaybeUndefined::Undefined => Ok(None),
+        MaybeUndefined::Null => Err(ValidationError::new(
+            name,
+            "must not be null (leave it out for the default, or to keep the current value)",
+        )),
+        MaybeUndefined::Value(v) => Ok(Some(v)),
+    }
+}
+
 /// A response field that is always present and may be `null`. poem-openapi
 /// describes an `Option` field as an optional, non-nullable value, while the
 /// contract sends `null` (for `next_cursor`, `expires_at`, ...); this type

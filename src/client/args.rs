@@ -212,6 +212,17 @@ pub enum PkgCommand {
         #[arg(value_name = "REF")]
         reference: String,
     },
+    /// Pin a package: retention never removes its files, and a channel
+    /// never activates another version of its name over it.
+    Pin {
+        #[arg(value_name = "REF")]
+        reference: String,
+    },
+    /// Unpin a package.
+    Unpin {
+        #[arg(value_name = "REF")]
+        reference: String,
+    },
     /// Download a package (created -> downloaded).
     Download(StartArgs),
     /// Activate a package (downloaded -> active).

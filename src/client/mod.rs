@@ -145,6 +145,8 @@ async fn pkg_command(api: &Api, out: Output, command: PkgCommand) -> Result<(), 
                 .await?;
             show::deleted(out, "package", current.id);
         }
+        PkgCommand::Pin { reference } => pin(api, out, &reference, true).await?,
+        PkgCommand::Unpin { reference } => pin(api, out, &reference, false).await?,
         PkgCommand::Download(start) => operation(api, out, "download", start).await?,
         PkgCommand::Activate(start) => operation(api, out, "activate", start).await?,
         PkgCommand::Deactivate(start) => operation(api, out, "deactivate", start).await?,
@@ -172,6 +174,21 @@ async fn operation(api: &Api, out: Output, kind: &str, start: StartArgs) -> Resu
     let label = format!("{kind} {}@{}", package.name, package.version);
     let done = follow::to_the_end(api, op.id, &label).await?;
     finished(out, &done)
+}
+
+/// `pkg pin` and `pkg unpin`: a PATCH of `pinned`.
+async fn pin(api: &Api, out: Output, reference: &str, pinned: bool) -> Result<(), Failure> {
+    let current = api.package(reference).await?;
+    let p: Package = api
+        .get_as(
+            "PATCH",
+            &format!("/v1/packages/{}", current.id),
+            Some(&json!({ "pinned": pinned })),
+            &[],
+        )
+        .await?;
+    show::package(out, &p);
+    Ok(())
 }
 
 /// Prints a finished operation; a failed or cancelled one is exit 1.

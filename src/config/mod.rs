@@ -337,6 +337,18 @@ pub struct ServeArgs {
     #[arg(help_heading = "Operations", long, env = "PACKD_RETRY_DELAY", default_value = "1s", value_parser = parse_duration)]
     pub retry_delay: Duration,
 
+    /// After an activation, the versions of its name that keep their files,
+    /// the active one counting (older ones go back to `created`; never the
+    /// active, the previous, a pinned one or one in flight). 0 keeps all.
+    #[arg(help_heading = "Storage", long, env = "PACKD_KEEP_DOWNLOADED", default_value_t = crate::store::DEFAULT_KEEP_DOWNLOADED)]
+    pub keep_downloaded: usize,
+
+    /// The free space a download must leave on the data directory's file
+    /// system: a size (1GiB, 500MB) or a share of it (5%). Else it fails
+    /// at once.
+    #[arg(help_heading = "Storage", long, env = "PACKD_MIN_FREE_SPACE", default_value = "1GiB", value_parser = crate::files::space::Floor::parse)]
+    pub min_free_space: crate::files::space::Floor,
+
     /// How long finished operations are kept.
     #[arg(help_heading = "Storage", long, env = "PACKD_OPERATION_RETENTION", default_value = "7d", value_parser = parse_duration)]
     pub operation_retention: Duration,
@@ -417,6 +429,25 @@ pub struct ServeArgs {
     /// How long a hook may run; then it gets SIGTERM, and SIGKILL 5 s later.
     #[arg(help_heading = "Hooks", long, env = "PACKD_HOOK_TIMEOUT", default_value = "60s", value_parser = parse_positive_duration)]
     pub hook_timeout: Duration,
+
+    /// A program run (like a hook) every --health-interval after an
+    /// activation, until --health-window has passed: the activation
+    /// succeeds only then. A failure or a timeout reverts it (the link and
+    /// the activate hook back to the version active before).
+    #[arg(help_heading = "Hooks", long, env = "PACKD_HEALTH_CHECK", value_parser = parse_program)]
+    pub health_check: Option<PathBuf>,
+
+    /// How long an activation is watched by --health-check.
+    #[arg(help_heading = "Hooks", long, env = "PACKD_HEALTH_WINDOW", default_value = "30s", value_parser = parse_duration)]
+    pub health_window: Duration,
+
+    /// Time between two runs of --health-check in the window.
+    #[arg(help_heading = "Hooks", long, env = "PACKD_HEALTH_INTERVAL", default_value = "5s", value_parser = parse_positive_duration)]
+    pub health_interval: Duration,
+
+    /// How long one run of --health-check may take (then it failed).
+    #[arg(help_heading = "Hooks", long, env = "PACKD_HEALTH_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
+    pub health_timeout: Duration,
 
     /// A publisher key to trust (repeatable): the base64 line of a minisign
     /// public key, or the path of its `.pub` file. With one or more, every

@@ -8,6 +8,7 @@ pub mod operation;
 pub mod ownership;
 pub mod package;
 pub mod precondition;
+pub mod retention;
 pub mod source;
 mod time;
 

@@ -269,6 +269,9 @@ pub struct Package {
     /// Never removed by retention; a channel never activates another
     /// version of its name over it.
     pub pinned: bool,
+    /// When it last stopped being the active version (retention keeps
+    /// the most recently used); `None` if it never was.
+    pub last_active_at: Option<Timestamp>,
     /// Grows by one on every change; the ETag of the package.
     pub revision: u64,
     pub created_at: Timestamp,
@@ -307,12 +310,25 @@ pub struct PackagePatch {
     pub version: Option<PackageVersion>,
     /// `Some(None)` removes the source.
     pub source: Option<Option<Source>>,
+    /// Pins or unpins it: allowed whatever its status or channel, and no
+    /// change of what is on the machine.
+    pub pinned: Option<bool>,
 }
 
 /// Why an active package refuses a change: what is in use stays as it is
 /// until it is deactivated (or another version of its name activated).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeactivateFirst;
+
+/// What a patch changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Patched {
+    Unchanged,
+    /// Only `pinned`: what is on the machine stays.
+    Pinned,
+    /// The name, version or source: the files made from the old ones go.
+    Replaced,
+}
 
 /// Why a patch is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -341,6 +357,7 @@ impl Package {
             operation_id: None,
             channel_id: None,
             pinned: false,
+            last_active_at: None,
             revision: 1,
             created_at: now,
             updated_at: now,
@@ -355,30 +372,41 @@ impl Package {
         Ok(())
     }
 
-    /// Applies a patch and says whether anything changed. A new version means
-    /// new bits that are not on this machine yet, so the status goes back to
+    /// Applies a patch and says what it changed. A new version means new
+    /// bits that are not on this machine yet, so the status goes back to
     /// `created`; an unchanged patch leaves the revision alone. An active
-    /// package refuses any change: its files are in use; a channel's
-    /// package refuses one too: the channel would put it back.
+    /// package refuses any change of them: its files are in use; a
+    /// channel's package refuses one too: the channel would put it back.
+    /// Pinning changes nothing on the machine, whatever the status.
     pub fn apply_patch(
         &mut self,
         patch: PackagePatch,
         now: Timestamp,
-    ) -> Result<bool, PatchRefused> {
+    ) -> Result<Patched, PatchRefused> {
+        let pin = patch.pinned.filter(|p| *p != self.pinned);
         let mut changed = self.clone();
         let new_bits = changed.take_patch(patch);
         if !new_bits {
-            return Ok(false);
+            let Some(pinned) = pin else {
+                return Ok(Patched::Unchanged);
+            };
+            self.pinned = pinned;
+            self.revision += 1;
+            self.updated_at = now;
+            return Ok(Patched::Pinned);
         }
         if let Some(channel) = self.channel_id {
             return Err(PatchRefused::ManagedBy(channel));
         }
         self.check_removable().map_err(|_| PatchRefused::Active)?;
         *self = changed;
+        if let Some(pinned) = pin {
+            self.pinned = pinned;
+        }
         self.status = Status::Created;
         self.revision += 1;
         self.updated_at = now;
-        Ok(true)
+        Ok(Patched::Replaced)
     }
 
     fn take_patch(&mut self, patch: PackagePatch) -> bool {
@@ -497,6 +525,7 @@ mod tests {
             operation_id: None,
             channel_id: None,
             pinned: false,
+            last_active_at: None,
             revision: 1,
             created_at: Timestamp::from_micros(1),
             updated_at: Timestamp::from_micros(1),
@@ -513,7 +542,7 @@ mod tests {
             },
             Timestamp::from_micros(2),
         );
-        assert_eq!(changed, Ok(true));
+        assert_eq!(changed, Ok(Patched::Replaced));
         assert_eq!(p.status, Status::Created);
         assert_eq!(p.revision, 2);
         assert_eq!(p.updated_at, Timestamp::from_micros(2));
@@ -527,11 +556,11 @@ mod tests {
                 PackagePatch {
                     name: Some(PackageName::parse("curl-ng").unwrap()),
                     version: Some(PackageVersion::parse("8.0").unwrap()),
-                    source: None,
+                    ..PackagePatch::default()
                 },
                 Timestamp::from_micros(2),
             ),
-            Ok(true)
+            Ok(Patched::Replaced)
         );
         assert_eq!((p.status, p.revision), (Status::Created, 2));
 
@@ -549,18 +578,18 @@ mod tests {
         };
         assert_eq!(
             p.apply_patch(with_source.clone(), Timestamp::from_micros(2)),
-            Ok(true)
+            Ok(Patched::Replaced)
         );
         assert_eq!((p.status, p.revision), (Status::Created, 2));
 
         let before = p.clone();
         assert_eq!(
             p.apply_patch(PackagePatch::default(), Timestamp::from_micros(3)),
-            Ok(false)
+            Ok(Patched::Unchanged)
         );
         assert_eq!(
             p.apply_patch(with_source, Timestamp::from_micros(3)),
-            Ok(false)
+            Ok(Patched::Unchanged)
         );
         assert_eq!(p, before);
     }
@@ -596,7 +625,23 @@ mod tests {
             name: Some(p.name.clone()),
             ..PackagePatch::default()
         };
-        assert_eq!(p.apply_patch(same, Timestamp::from_micros(2)), Ok(false));
+        assert_eq!(
+            p.apply_patch(same, Timestamp::from_micros(2)),
+            Ok(Patched::Unchanged)
+        );
+        // Pinning is allowed: it changes nothing on the machine.
+        let pin = PackagePatch {
+            pinned: Some(true),
+            ..PackagePatch::default()
+        };
+        assert_eq!(
+            p.apply_patch(pin, Timestamp::from_micros(3)),
+            Ok(Patched::Pinned)
+        );
+        assert_eq!(
+            (p.pinned, p.status, p.revision),
+            (true, Status::Active, before.revision + 1)
+        );
         p.status = Status::Downloaded;
         assert_eq!(p.check_removable(), Ok(()));
     }

@@ -48,6 +48,34 @@ pub struct Hooks {
     pub activate: Option<PathBuf>,
     pub deactivate: Option<PathBuf>,
     pub timeout: Duration,
+    /// The health check that watches an activation, if any.
+    pub health: Option<Health>,
+}
+
+/// `--health-check` and its timing.
+#[derive(Debug, Clone)]
+pub struct Health {
+    pub program: PathBuf,
+    pub window: Duration,
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+impl Hooks {
+    /// The hooks and health check the settings name.
+    pub fn of(serve: &crate::config::ServeArgs) -> Hooks {
+        Hooks {
+            activate: serve.hook_activate.clone(),
+            deactivate: serve.hook_deactivate.clone(),
+            timeout: serve.hook_timeout,
+            health: serve.health_check.clone().map(|program| Health {
+                program,
+                window: serve.health_window,
+                interval: serve.health_interval,
+                timeout: serve.health_timeout,
+            }),
+        }
+    }
 }
 
 /// The hooks now: a reload (SIGHUP) replaces them whole; a switch under

@@ -97,6 +97,7 @@ impl Files {
                 (file, whole, true)
             }
             None => {
+                self.room_for(&job, budget).await?;
                 let partial = self.layout.partial(job.operation_id);
                 let mut counted = job.saved.bytes_done.unwrap_or(0);
                 let fetched = self
@@ -165,6 +166,24 @@ impl Files {
             reused,
             unpacked,
         })
+    }
+
+    /// Whether the rest of the artifact fits above `--min-free-space`;
+    /// checked before a byte is fetched, so a refusal writes nothing. The
+    /// size is the source's, or what an earlier attempt learned; unknown,
+    /// only the floor itself is checked.
+    async fn room_for(&self, job: &DownloadJob<'_>, budget: &Budget) -> Result<(), FileError> {
+        let root = self.layout.root().to_path_buf();
+        let space = run_blocking(budget, move |_| super::space::space(&root))
+            .await
+            .map_err(lost)?
+            .map_err(|e| {
+                FileError::fatal(Reason::Files, format!("cannot read the free space: {e}"))
+            })?;
+        let total = job.source.size().or(job.saved.bytes_total).unwrap_or(0);
+        let needed = total.saturating_sub(job.saved.bytes_done.unwrap_or(0));
+        super::space::check(space, self.floor.get(), needed)
+            .map_err(|why| FileError::fatal(Reason::Files, why))
     }
 
     /// The stored artifact if it still has its digest; else it is removed

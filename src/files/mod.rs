@@ -19,12 +19,14 @@
 pub mod activate;
 pub mod budget;
 pub mod fetch;
+mod health;
 pub mod hook;
 pub mod install;
 pub mod layout;
 pub mod owner;
 pub mod reconcile;
 pub mod remove;
+pub mod space;
 pub mod switch;
 pub mod unpack;
 
@@ -47,6 +49,8 @@ pub struct Files {
     pub hooks: hook::SharedHooks,
     /// The publisher keys downloads are checked against.
     pub trust: crate::trust::Trust,
+    /// The free space a download must leave (`--min-free-space`).
+    pub floor: space::SharedFloor,
     /// Held (on a blocking thread, briefly) by every step that makes or
     /// removes a package's directory or an artifact, so a removal's look
     /// ("is this still wanted?") and its move cannot interleave with an
@@ -72,8 +76,16 @@ impl Files {
             unpack_timeout,
             hooks: hook::SharedHooks::new(hooks),
             trust,
+            floor: space::SharedFloor::new(space::Floor::Bytes(0)),
             places: Arc::default(),
         }
+    }
+
+    /// The free space a download must leave (`--min-free-space`; none
+    /// unless set).
+    pub fn with_floor(self, floor: space::Floor) -> Self {
+        self.floor.replace(floor);
+        self
     }
 
     /// Runs `f` holding the place lock. Blocking: call it on a blocking

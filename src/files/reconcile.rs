@@ -289,6 +289,7 @@ mod tests {
             operation_id: None,
             channel_id: None,
             pinned: false,
+            last_active_at: None,
             revision: 1,
             created_at: Timestamp::from_micros(1),
             updated_at: Timestamp::from_micros(1),

@@ -10,7 +10,7 @@ use super::activate::{self, LinkError, Previous};
 use super::budget::{Budget, run_blocking};
 use super::hook::{self, HookError};
 use super::{FileError, Files, Reason, lost};
-use crate::domain::package::{Package, PackageName, PackageVersion};
+use crate::domain::package::{Package, PackageName};
 use crate::metrics::family::Label;
 use crate::metrics::{self, Hook, HookOutcome};
 
@@ -20,13 +20,13 @@ pub struct SwitchJob<'a> {
     pub package: &'a Package,
     pub activating: bool,
     /// For an activation: the version active before it, if any.
-    pub replaces: Option<&'a PackageVersion>,
+    pub replaces: Option<&'a Package>,
 }
 
 impl Files {
     /// Changes the link, runs the hook, and puts the link back if the hook
     /// fails (or a stop ends it).
-    pub async fn switch(&self, job: SwitchJob<'_>, budget: &Budget) -> Result<(), FileError> {
+    pub async fn switch(&self, job: &SwitchJob<'_>, budget: &Budget) -> Result<(), FileError> {
         let package = job.package;
         let dir = self.layout.package(&package.name, &package.version);
         let activating = job.activating;
@@ -64,23 +64,13 @@ impl Files {
         };
         let dir = self.layout.package(&package.name, &package.version);
         let previous_version = if activating {
-            job.replaces.map(ToString::to_string).unwrap_or_default()
+            job.replaces
+                .map(|p| p.version.to_string())
+                .unwrap_or_default()
         } else {
             package.version.to_string()
         };
-        let vars = [
-            ("PACKD_OPERATION_ID", job.operation_id.to_string()),
-            ("PACKD_OPERATION_KIND", label.to_string()),
-            ("PACKD_PACKAGE_ID", package.id.to_string()),
-            ("PACKD_PACKAGE_NAME", package.name.to_string()),
-            ("PACKD_PACKAGE_VERSION", package.version.to_string()),
-            ("PACKD_PACKAGE_PATH", dir.display().to_string()),
-            ("PACKD_PREVIOUS_VERSION", previous_version),
-            (
-                "PACKD_ACTIVE_LINK",
-                self.layout.active(&package.name).display().to_string(),
-            ),
-        ];
+        let vars = self.hook_vars(job.operation_id, package, label, previous_version);
         // The package's directory for an activation; the data directory for a
         // deactivation, whose files a hook should not rely on.
         let cwd = if activating {
@@ -118,6 +108,30 @@ impl Files {
                 }
             }
         }
+    }
+
+    /// What a hook (or the health check) is told about the package.
+    pub(super) fn hook_vars(
+        &self,
+        operation_id: Uuid,
+        package: &Package,
+        kind: &str,
+        previous_version: String,
+    ) -> Vec<(&'static str, String)> {
+        let dir = self.layout.package(&package.name, &package.version);
+        vec![
+            ("PACKD_OPERATION_ID", operation_id.to_string()),
+            ("PACKD_OPERATION_KIND", kind.to_string()),
+            ("PACKD_PACKAGE_ID", package.id.to_string()),
+            ("PACKD_PACKAGE_NAME", package.name.to_string()),
+            ("PACKD_PACKAGE_VERSION", package.version.to_string()),
+            ("PACKD_PACKAGE_PATH", dir.display().to_string()),
+            ("PACKD_PREVIOUS_VERSION", previous_version),
+            (
+                "PACKD_ACTIVE_LINK",
+                self.layout.active(&package.name).display().to_string(),
+            ),
+        ]
     }
 
     /// After a hook that succeeded: the link is what packd set, or is put
@@ -183,7 +197,7 @@ impl Files {
     }
 }
 
-fn link_failure(e: LinkError) -> FileError {
+pub(super) fn link_failure(e: LinkError) -> FileError {
     match e {
         LinkError::NotALink(_) | LinkError::Missing(_) => {
             FileError::fatal(Reason::Files, e.to_string())

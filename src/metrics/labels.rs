@@ -61,6 +61,7 @@ label!(
     Hook as "hook" {
         Activate => "activate",
         Deactivate => "deactivate",
+        Health => "health",
     }
 );
 

@@ -123,6 +123,12 @@ registry! {
     channel_documents_refused: Counters<RefusedDocument> = Counters::new(
         "packd_channel_documents_refused_total",
         "Channel documents refused and never applied, by reason."),
+    retention_removed: Value = Value::counter(
+        "packd_retention_removed_total",
+        "Versions whose files retention removed after an activation (--keep-downloaded); the packages stay, created."),
+    activation_reverts: Value = Value::counter(
+        "packd_activation_reverts_total",
+        "Activations reverted because the health check failed during the window."),
     database_damaged: Value = Value::gauge(
         "packd_database_damaged",
         "1 once damage was met in the database file (writes are then refused and /readyz answers 503; the log says what), else 0."),
@@ -230,6 +236,8 @@ pub struct StoreGauges {
     pub active: Vec<(OperationKind, OperationState, u64)>,
     /// Each channel's id and the sequence it applied last.
     pub channel_sequences: Vec<(uuid::Uuid, u64)>,
+    /// The data directory's file system: bytes free (to packd) and used.
+    pub data_dir: Option<(u64, u64)>,
 }
 
 /// Whether a request's time says how fast packd answers: a long poll or
@@ -397,6 +405,22 @@ fn render_store(out: &mut String, store: &StoreGauges) {
                 "packd_operations{{kind=\"{kind}\",state=\"{state}\"}} {n}"
             );
         }
+    }
+    if let Some((free, used)) = store.data_dir {
+        header(
+            out,
+            "packd_data_dir_free_bytes",
+            "gauge",
+            "Bytes free for packd on the data directory's file system (a download must leave --min-free-space).",
+        );
+        let _ = writeln!(out, "packd_data_dir_free_bytes {free}");
+        header(
+            out,
+            "packd_data_dir_used_bytes",
+            "gauge",
+            "Bytes used on the data directory's file system (by everything on it, packd's files among them).",
+        );
+        let _ = writeln!(out, "packd_data_dir_used_bytes {used}");
     }
     header(
         out,

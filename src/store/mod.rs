@@ -21,6 +21,7 @@ mod operations;
 mod packages;
 mod page;
 mod removals;
+mod retention;
 mod schema;
 mod tables;
 mod writer;
@@ -48,6 +49,9 @@ pub use crate::domain::precondition::Precondition;
 
 /// Default size of redb's page cache.
 pub const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// Versions of a name that keep their files after an activation, unless
+/// `--keep-downloaded` says otherwise.
+pub const DEFAULT_KEEP_DOWNLOADED: usize = 3;
 
 /// Settings for opening the store.
 #[derive(Debug, Clone)]
@@ -78,6 +82,8 @@ struct Inner {
     queue_changed: tokio::sync::Notify,
     /// A channel was made, changed or removed: the sync scheduler looks again.
     channels_changed: tokio::sync::Notify,
+    /// `--keep-downloaded`: versions of a name with files, at most (0: all).
+    keep_downloaded: std::sync::atomic::AtomicUsize,
     /// Bumped whenever an operation finishes.
     finished: tokio::sync::watch::Sender<u64>,
     /// Every committed change of an operation or a package, for `/v1/events`.
@@ -109,6 +115,7 @@ impl Store {
                 keys: keys::KeyCache::default(),
                 queue_changed: tokio::sync::Notify::new(),
                 channels_changed: tokio::sync::Notify::new(),
+                keep_downloaded: std::sync::atomic::AtomicUsize::new(DEFAULT_KEEP_DOWNLOADED),
                 finished: tokio::sync::watch::Sender::new(0),
                 changes: events::Feed::default(),
                 removals_added: tokio::sync::Notify::new(),
@@ -205,6 +212,20 @@ impl Store {
         }
         self.inner.changes.publish(written);
         Ok(value)
+    }
+
+    /// How many versions of a name keep their files after an activation
+    /// (`--keep-downloaded`; 0 keeps all). A reload may change it.
+    pub fn set_keep_downloaded(&self, keep: usize) {
+        self.inner
+            .keep_downloaded
+            .store(keep, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn keep_downloaded(&self) -> usize {
+        self.inner
+            .keep_downloaded
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Names of the tables in the file, for checks that nothing is forgotten.

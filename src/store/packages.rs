@@ -14,7 +14,7 @@ use super::{Failure, Refusal};
 use super::{Page, Precondition, Store, StoreError};
 use crate::domain::Timestamp;
 use crate::domain::package::{
-    Package, PackageName, PackagePatch, PackageVersion, PatchRefused, Status,
+    Package, PackageName, PackagePatch, PackageVersion, PatchRefused, Patched, Status,
 };
 use crate::domain::source::Source;
 
@@ -36,6 +36,7 @@ struct PackageV4 {
     v3: PackageV3,
     channel_id: Option<u128>,
     pinned: bool,
+    last_active_at: Option<i64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -107,28 +108,32 @@ fn to_record(p: &Package) -> PackageRecord {
         v3,
         channel_id: p.channel_id.map(|u| u.as_u128()),
         pinned: p.pinned,
+        last_active_at: p.last_active_at.map(Timestamp::as_micros),
     })
 }
 
 fn from_record(id: u128, bytes: &[u8]) -> Result<Package, StoreError> {
-    let (r, source, channel_id, pinned) = match decode::<PackageRecord>("packages", bytes)? {
-        PackageRecord::V1(r) => (r, None, None, false),
-        PackageRecord::V2(PackageV2 { v1, source }) => (
-            v1,
-            source.map(|v1| SourceV2 {
+    let (r, source, channel_id, pinned, last_active_at) =
+        match decode::<PackageRecord>("packages", bytes)? {
+            PackageRecord::V1(r) => (r, None, None, false, None),
+            PackageRecord::V2(PackageV2 { v1, source }) => (
                 v1,
-                signature: None,
-            }),
-            None,
-            false,
-        ),
-        PackageRecord::V3(PackageV3 { v1, source }) => (v1, source, None, false),
-        PackageRecord::V4(PackageV4 {
-            v3: PackageV3 { v1, source },
-            channel_id,
-            pinned,
-        }) => (v1, source, channel_id, pinned),
-    };
+                source.map(|v1| SourceV2 {
+                    v1,
+                    signature: None,
+                }),
+                None,
+                false,
+                None,
+            ),
+            PackageRecord::V3(PackageV3 { v1, source }) => (v1, source, None, false, None),
+            PackageRecord::V4(PackageV4 {
+                v3: PackageV3 { v1, source },
+                channel_id,
+                pinned,
+                last_active_at,
+            }) => (v1, source, channel_id, pinned, last_active_at),
+        };
     // Stored names passed validation when written; a failure here is corruption.
     let corrupt =
         |e: crate::domain::ValidationError| StoreError::Failed(Failure::Corrupt(e.to_string()));
@@ -141,6 +146,7 @@ fn from_record(id: u128, bytes: &[u8]) -> Result<Package, StoreError> {
         operation_id: r.operation_id.map(Uuid::from_u128),
         channel_id: channel_id.map(Uuid::from_u128),
         pinned,
+        last_active_at: last_active_at.map(Timestamp::from_micros),
         revision: r.revision,
         created_at: Timestamp::from_micros(r.created_at),
         updated_at: Timestamp::from_micros(r.updated_at),
@@ -222,6 +228,9 @@ pub(super) fn set_status(
     after.status = status;
     after.revision += 1;
     after.updated_at = now;
+    if p.status == Status::Active && status != Status::Active {
+        after.last_active_at = Some(now);
+    }
     unindex(wtx, p)?;
     put(wtx, written, &after)?;
     Ok(after)
@@ -232,6 +241,9 @@ pub(super) fn set_status(
 pub struct ListPackages {
     pub status: Option<Status>,
     pub name: Option<String>,
+    /// No index: a filter of the walk (pinned packages are few; a page of
+    /// them may read many rows).
+    pub pinned: Option<bool>,
     pub after: Option<Uuid>,
     pub limit: usize,
 }
@@ -378,6 +390,7 @@ impl Store {
                         operation_id: None,
                         channel_id: None,
                         pinned: false,
+                        last_active_at: None,
                         revision: 1,
                         created_at: now,
                         updated_at: now,
@@ -410,6 +423,7 @@ impl Store {
         self.read(|rtx| {
             let rows = rtx.open_table(PACKAGES)?;
             let load = |id| get_in(&rows, Uuid::from_u128(id));
+            let pinned = |p: &Package| q.pinned.is_none_or(|pin| pin == p.pinned);
             match (&q.name, q.status) {
                 (Some(name), status) => {
                     let index = rtx.open_table(PACKAGES_BY_NAME)?;
@@ -419,7 +433,7 @@ impl Store {
                         ids,
                         q.limit,
                         load,
-                        |p| status.is_none_or(|s| s == p.status),
+                        |p| status.is_none_or(|s| s == p.status) && pinned(p),
                         |p| p.id,
                     )
                 }
@@ -427,7 +441,13 @@ impl Store {
                     let code = status_code(status);
                     let index = rtx.open_table(PACKAGES_BY_STATUS)?;
                     let ids = ids_of(index.range((code, after)..=(code, u128::MAX))?);
-                    walk_index(ids, q.limit, load, |_| true, |p| p.id)
+                    walk_index(ids, q.limit, load, pinned, |p| p.id)
+                }
+                (None, None) if q.pinned.is_some() => {
+                    let ids = rows
+                        .range(after..)?
+                        .map(|row| row.map(|(k, _)| k.value()).map_err(StoreError::from));
+                    walk_index(ids, q.limit, load, pinned, |p| p.id)
                 }
                 (None, None) => page_of(&rows, q.after, q.limit, from_record, |p| p.id),
             }
@@ -442,7 +462,7 @@ impl Store {
         precondition: Precondition,
     ) -> Result<(Package, Package), StoreError> {
         let now = Timestamp::now();
-        let (before, after) = self
+        let (before, after, changed) = self
             .write_changes(move |wtx, written| {
                 let before = load_for_change(wtx, id, &precondition)?;
                 let mut after = before.clone();
@@ -454,19 +474,26 @@ impl Store {
                         )),
                     })
                 })?;
-                if !changed {
-                    return Ok((before, after));
+                match changed {
+                    Patched::Unchanged => {}
+                    Patched::Pinned => {
+                        unindex(wtx, &before)?;
+                        put(wtx, written, &after)?;
+                    }
+                    Patched::Replaced => {
+                        check_unique(wtx, &after.name, &after.version, Some(id))?;
+                        unindex(wtx, &before)?;
+                        put(wtx, written, &after)?;
+                        // What is on disk was made from the old name,
+                        // version and source: it goes, journaled with the
+                        // change.
+                        super::removals::journal(wtx, &before)?;
+                    }
                 }
-                check_unique(wtx, &after.name, &after.version, Some(id))?;
-                unindex(wtx, &before)?;
-                put(wtx, written, &after)?;
-                // What is on disk was made from the old name, version and
-                // source: it goes, journaled with the change.
-                super::removals::journal(wtx, &before)?;
-                Ok((before, after))
+                Ok((before, after, changed))
             })
             .await?;
-        if before.source.is_some() && after != before {
+        if before.source.is_some() && changed == Patched::Replaced {
             self.inner.removals_added.notify_one();
         }
         Ok((before, after))
@@ -531,12 +558,26 @@ impl Store {
         &self,
         digest: &crate::domain::source::Sha256,
     ) -> Result<bool, StoreError> {
+        // A package that names it but is `created` with no download in
+        // flight has nothing on the machine (retention put it back there):
+        // it does not hold the artifact.
         self.read(|rtx| {
             let index = rtx.open_table(PACKAGES_BY_DIGEST)?;
-            Ok(index
-                .range((&digest.0, 0)..=(&digest.0, u128::MAX))?
-                .next()
-                .is_some())
+            let rows = rtx.open_table(PACKAGES)?;
+            let ops = rtx.open_table(super::tables::OPERATIONS)?;
+            for entry in index.range((&digest.0, 0)..=(&digest.0, u128::MAX))? {
+                let p = get_in(&rows, Uuid::from_u128(entry?.0.value().1))?;
+                if p.status != Status::Created {
+                    return Ok(true);
+                }
+                if let Some(op) = p.operation_id {
+                    let op = super::operations::read_operation(&ops, op)?;
+                    if op.kind == crate::domain::operation::OperationKind::Download {
+                        return Ok(true);
+                    }
+                }
+            }
+            Ok(false)
         })
     }
 }
@@ -623,6 +664,7 @@ mod tests {
                     v3: PackageV3 { source: None, .. },
                     channel_id: None,
                     pinned: false,
+                    last_active_at: None,
                 })
             ),
             "{record:?}"
@@ -729,6 +771,7 @@ mod tests {
             operation_id: None,
             channel_id: None,
             pinned: false,
+            last_active_at: None,
             revision: 3,
             created_at: Timestamp::from_micros(1),
             updated_at: Timestamp::from_micros(updated_at),
@@ -782,6 +825,7 @@ mod tests {
             operation_id: None,
             channel_id: None,
             pinned: false,
+            last_active_at: None,
             revision: 1,
             created_at: Timestamp::from_micros(1),
             updated_at: Timestamp::from_micros(1),

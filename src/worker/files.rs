@@ -39,13 +39,23 @@ impl Executor for Executors {
                 download(&self.files, work, source, steps).await
             }
             (OperationKind::Activate | OperationKind::Deactivate, Some(_)) => {
+                let activating = work.kind == OperationKind::Activate;
                 let job = SwitchJob {
                     operation_id: work.operation_id,
                     package: &work.package,
-                    activating: work.kind == OperationKind::Activate,
-                    replaces: work.replaces.as_ref().map(|p| &p.version),
+                    activating,
+                    replaces: work.replaces.as_ref(),
                 };
-                self.files.switch(job, &work.budget).await.map_err(exec)
+                // The health check as it is when the switch begins: a
+                // reload meanwhile applies to the next activation.
+                let health = self.files.hooks.current().health;
+                self.files.switch(&job, &work.budget).await.map_err(exec)?;
+                match health {
+                    Some(health) if activating => {
+                        super::window::watch(&self.files, &job, &health, &work, steps).await
+                    }
+                    _ => Ok(()),
+                }
             }
             (OperationKind::Activate, None) => {
                 // The version now in use has no files: no link for its name.

@@ -6,6 +6,7 @@ mod executor;
 mod files;
 pub mod schedule;
 mod sync;
+mod window;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;

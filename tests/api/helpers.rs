@@ -143,6 +143,10 @@ impl TestServer {
         if !args.contains(&"--proxy") {
             argv.extend(["--proxy", DEAD_PROXY]);
         }
+        // The tests' disks may have less than the default floor free.
+        if !args.contains(&"--min-free-space") {
+            argv.extend(["--min-free-space", "0"]);
+        }
         argv.extend_from_slice(args);
         let mut serve = packd::config::Cli::try_parse_from(argv)
             .expect("arguments")
@@ -219,6 +223,11 @@ impl TestServer {
         // Beside the database, unless the test names one.
         if !args.contains(&"--data-dir") {
             cmd.arg("--data-dir").arg(data_dir_for(db));
+        }
+        // The tests' disks may have less than the default floor free; the
+        // floor has tests of its own (tests/api/retention.rs).
+        if !args.contains(&"--min-free-space") {
+            cmd.args(["--min-free-space", "0"]);
         }
         cmd.args(args)
             .env_remove("PACKD_LISTEN")

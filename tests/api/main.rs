@@ -25,5 +25,6 @@ mod operations;
 mod packages;
 mod process;
 mod races;
+mod retention;
 mod service;
 mod signatures;

@@ -69,6 +69,17 @@ pub struct ListOperations {
     pub limit: usize,
 }
 
+/// One operation, read from an open table.
+pub(super) fn read_operation(
+    table: &impl ReadableTable<u128, &'static [u8]>,
+    id: Uuid,
+) -> Result<Operation, StoreError> {
+    let row = table
+        .get(id.as_u128())?
+        .ok_or(StoreError::Refused(Refusal::NotFound))?;
+    from_record(id.as_u128(), row.value())
+}
+
 impl Store {
     fn notify_queue(&self) {
         self.inner.queue_changed.notify_one();
@@ -173,11 +184,21 @@ impl Store {
         then: AndThen,
     ) -> Result<(Operation, Option<Claim>), StoreError> {
         let now = Timestamp::now();
-        let (op, done, next) = self
+        let keep = self.keep_downloaded();
+        let (op, done, next, retired) = self
             .write_changes(move |wtx, written| {
                 let before = load(wtx, id)?;
                 let change = before.complete(transfer.clone(), now);
                 let done = apply(wtx, written, &before, change, now)?;
+                let retired = match &done {
+                    Some(op)
+                        if op.kind == OperationKind::Activate
+                            && op.state == OperationState::Succeeded =>
+                    {
+                        super::retention::after_activation(wtx, written, op.package_id, keep, now)?
+                    }
+                    _ => Vec::new(),
+                };
                 let next = (then == AndThen::ClaimNext)
                     .then(|| claim_in(wtx, written, now))
                     .and_then(|claim| {
@@ -187,9 +208,17 @@ impl Store {
                             )
                             .ok()
                     });
-                Ok((before, done, next))
+                Ok((before, done, next, retired))
             })
             .await?;
+        if !retired.is_empty() {
+            let versions: Vec<&str> = retired.iter().map(|p| p.version.as_str()).collect();
+            tracing::info!(name = %retired[0].name, versions = ?versions, keep, "retention: the files of older versions go; the packages are created again");
+            metrics::global()
+                .retention_removed
+                .add(retired.len() as u64);
+            self.inner.removals_added.notify_one();
+        }
         let op = match done {
             Some(op) => {
                 self.finished_now(&op);
@@ -292,13 +321,7 @@ impl Store {
     }
 
     pub fn get_operation(&self, id: Uuid) -> Result<Operation, StoreError> {
-        self.read(|rtx| {
-            let table = rtx.open_table(OPERATIONS)?;
-            let row = table
-                .get(id.as_u128())?
-                .ok_or(StoreError::Refused(Refusal::NotFound))?;
-            from_record(id.as_u128(), row.value())
-        })
+        self.read(|rtx| read_operation(&rtx.open_table(OPERATIONS)?, id))
     }
 
     /// Every change committed from now on (`events::Committed`), for event

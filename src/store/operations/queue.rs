@@ -80,6 +80,9 @@ pub(super) fn release_package(
     let mut after = before.clone();
     after.operation_id = None;
     if let Some(status) = new_status {
+        if before.status == Status::Active && status != Status::Active {
+            after.last_active_at = Some(now);
+        }
         after.status = status;
     }
     after.revision += 1;
