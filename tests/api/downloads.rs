@@ -407,8 +407,9 @@ fn a_cancel_stops_the_download_and_removes_the_partial() {
 }
 
 /// The files follow the database: a DELETE removes the package's files,
-/// and the artifact goes with the last package that names its digest; a
-/// new version takes the old one's files away.
+/// and the artifact goes with the last package on the machine that names
+/// its digest (a `created` one is not on it); a new version takes the old
+/// one's files away.
 #[test]
 fn delete_and_patch_remove_files_and_the_last_user_takes_the_artifact() {
     let server = ArtifactServer::start();
@@ -437,7 +438,14 @@ fn delete_and_patch_remove_files_and_the_last_user_takes_the_artifact() {
     assert_eq!(r.json()["path"], Value::Null);
     s.removals_done(2);
     assert!(!path_b.exists(), "the old version's files are gone");
-    assert!(artifact.is_file(), "b, at 2.0, still names the digest");
+    assert!(
+        !artifact.exists(),
+        "b, at 2.0, names the digest but is not on the machine: the last user took it"
+    );
+    // Downloaded again, it fetches the artifact again.
+    let op = s.send("POST", &format!("/v1/packages/{b}/download"), &[], None);
+    assert_eq!(s.finished(&op.id())["state"], "succeeded");
+    assert!(artifact.is_file());
 
     s.send("DELETE", &format!("/v1/packages/{b}"), &[], None)
         .assert_status(204);
