@@ -1,7 +1,8 @@
 // The explorer in a real browser (Debian's headless Chromium, driven by
-// playwright-core): Authorize with a key, open "create a package", execute
-// the prefilled request unedited, and expect 201. A screenshot of the page
-// with the answer is written for the CI log.
+// playwright-core), against a server with --cors-origin set: Authorize with
+// a key, execute the prefilled create unedited (201), download the package
+// it made (202), list the packages (200, with it). A screenshot of the page
+// with the answers is written for the CI log.
 // Usage: node browser_check.js BASE_URL KEY SCREENSHOT
 const { chromium } = require("playwright-core");
 
@@ -35,20 +36,38 @@ const [base, key, screenshot] = process.argv.slice(2);
     await page.click(".modal-ux .auth-btn-wrapper button.authorize");
     await page.click(".modal-ux button.btn-done");
 
-    const op = page.locator("#operations-Packages-create_package");
-    await op.locator(".opblock-summary").click();
-    await op.locator("button.try-out__btn").click();
-    // The prefilled body, as the page shows it: left untouched.
-    const body = await op.locator("textarea.body-param__text").inputValue();
-    console.log(`prefilled body: ${body.replace(/\s+/g, " ")}`);
-    await op.locator("button.execute").click();
-    const status = op.locator(".live-responses-table .response .response-col_status").first();
-    await status.waitFor({ timeout: 15000 });
-    const code = (await status.textContent()).trim();
-    await op.scrollIntoViewIfNeeded();
+    // Opens an operation, fills its path id if given, executes, and
+    // returns the status and body of the live answer.
+    async function execute(id, pathId) {
+      const op = page.locator(`#operations-Packages-${id}`);
+      await op.locator(".opblock-summary").click();
+      await op.locator("button.try-out__btn").click();
+      if (pathId) await op.locator('tr[data-param-name="id"] input').fill(pathId);
+      const body = op.locator("textarea.body-param__text");
+      if (await body.count()) {
+        // The prefilled body, as the page shows it: left untouched.
+        console.log(`prefilled body: ${(await body.inputValue()).replace(/\s+/g, " ")}`);
+      }
+      await op.locator("button.execute").click();
+      const status = op.locator(".live-responses-table .response .response-col_status").first();
+      await status.waitFor({ timeout: 15000 });
+      const code = (await status.textContent()).trim();
+      const text = await op.locator(".live-responses-table .response-col_description pre").first().textContent();
+      console.log(`${id}: ${code}`);
+      return { op, code, text };
+    }
+
+    const created = await execute("create_package");
+    if (!created.code.startsWith("201")) throw new Error(`create: expected 201, got ${created.code}`);
+    const id = JSON.parse(created.text).id;
+    const download = await execute("download_package", id);
+    if (!download.code.startsWith("202")) throw new Error(`download: expected 202, got ${download.code}`);
+    const list = await execute("list_packages");
+    if (!list.code.startsWith("200")) throw new Error(`list: expected 200, got ${list.code}`);
+    if (!JSON.parse(list.text).items.some((p) => p.id === id)) throw new Error("list: the new package is missing");
+    await list.op.scrollIntoViewIfNeeded();
     await page.screenshot({ path: screenshot });
-    console.log(`executed unedited: ${code}; screenshot ${screenshot}`);
-    if (!code.startsWith("201")) throw new Error(`expected 201, got ${code}`);
+    console.log(`created, downloaded and listed ${id} from the page; screenshot ${screenshot}`);
     if (external.length) throw new Error(`the page reached out: ${external.join(", ")}`);
   } finally {
     await browser.close();

@@ -7,9 +7,17 @@ PYTHONPATH)."""
 import sys
 
 from packd_client import AuthenticatedClient
-from packd_client.api.operations import download_package, get_operation
-from packd_client.api.packages import create_package, get_package
-from packd_client.models import ErrorCode, NewPackage, Operation, Package, Problem
+from packd_client.api.operations import get_operation
+from packd_client.api.packages import create_package, download_package, get_package, update_package
+from packd_client.models import (
+    ErrorCode,
+    NewPackage,
+    Operation,
+    Package,
+    PackagePatch,
+    Problem,
+    SourceInput,
+)
 
 base, key = sys.argv[1:3]
 client = AuthenticatedClient(base_url=base, token=key, prefix="", auth_header_name="X-API-Key")
@@ -32,3 +40,15 @@ again = create_package.sync(client=client, body=NewPackage(name="generated", ver
 assert isinstance(again, Problem), again
 assert again.status == 409 and again.code == ErrorCode.DUPLICATE, again
 print(f"a second create: {again.status} {again.code.value}: {again.detail}")
+
+# A source through the generated SourceInput model (it once came out as a
+# duplicate type that could not be serialized), then a pin through the patch.
+url = "https://releases.example.org/generated-2.0.tar.gz"
+sourced = create_package.sync(
+    client=client,
+    body=NewPackage(name="generated", version="2.0", source=SourceInput(url=url, sha256="ab" * 32)),
+)
+assert isinstance(sourced, Package) and sourced.source and sourced.source.url == url, sourced
+pinned = update_package.sync(sourced.id, client=client, body=PackagePatch(pinned=True))
+assert isinstance(pinned, Package) and pinned.pinned, pinned
+print(f"created {sourced.name}@{sourced.version} with a source, pinned: {pinned.pinned}")

@@ -4,9 +4,9 @@
 import type { paths, components } from "./packd";
 
 type CreateBody =
-  paths["/v1/packages"]["post"]["requestBody"]["content"]["application/json; charset=utf-8"];
+  paths["/v1/packages"]["post"]["requestBody"]["content"]["application/json"];
 type Created =
-  paths["/v1/packages"]["post"]["responses"][201]["content"]["application/json; charset=utf-8"];
+  paths["/v1/packages"]["post"]["responses"][201]["content"]["application/json"];
 type Conflict =
   paths["/v1/packages"]["post"]["responses"][409]["content"]["application/problem+json"];
 

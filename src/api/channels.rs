@@ -108,7 +108,7 @@ struct ChannelList {
 /// This host, as channels see it.
 #[derive(Debug, Object)]
 #[oai(rename = "Host")]
-struct HostDto {
+pub(super) struct HostDto {
     /// Made at the first start and kept in the database: where this host
     /// falls in a channel's waves (`rollout`).
     host_id: Uuid,
@@ -284,8 +284,10 @@ impl ChannelsApi {
         Ok(Accepted::Accepted(Json(OperationDto::from(op)), location))
     }
 
-    /// This host: its id (its place in a channel's waves), the packd
-    /// version and the data directory.
+    /// Describe this host.
+    ///
+    /// Its id (its place in a channel's waves), the packd version and the
+    /// data directory.
     ///
     /// Role: `read`.
     #[oai(path = "/v1/host", method = "get", operation_id = "get_host")]

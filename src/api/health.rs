@@ -105,7 +105,9 @@ impl HealthApi {
         RedirectResponse::ToDocs("/docs".into())
     }
 
-    /// Liveness: 200 while the process serves. Needs no key.
+    /// Liveness.
+    ///
+    /// 200 while the process serves. Needs no key.
     #[oai(path = "/healthz", method = "get", operation_id = "healthz")]
     async fn healthz(&self) -> Json<HealthStatus> {
         Json(HealthStatus {
@@ -113,8 +115,10 @@ impl HealthApi {
         })
     }
 
-    /// Readiness: 200 once the store is open and the service takes work; 503
-    /// while starting or shutting down. Needs no key.
+    /// Readiness.
+    ///
+    /// 200 once the store is open and the service takes work; 503 while
+    /// starting or shutting down. Needs no key.
     #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
     async fn readyz(&self) -> ReadyResponse {
         match self.readiness.not_ready() {
@@ -127,7 +131,9 @@ impl HealthApi {
         }
     }
 
-    /// Prometheus metrics in the text exposition format: requests by route
+    /// Prometheus metrics.
+    ///
+    /// In the text exposition format: requests by route
     /// and status with latency histograms, operations by kind and state,
     /// queue depth, retries, refused authentications, store commit latency.
     /// Needs no key (scrapers are configured per network, not per key).

@@ -254,7 +254,9 @@ impl KeysApi {
         Ok(Json(self.store.get_key(id.0)?.into()))
     }
 
-    /// Rename a key, or renew it by moving `expires_at` (null: never expires).
+    /// Rename or renew a key.
+    ///
+    /// Renew it by moving `expires_at` (null: never expires).
     ///
     /// Role: `admin`.
     #[oai(path = "/v1/keys/:id", method = "patch", operation_id = "update_key")]
@@ -366,8 +368,10 @@ impl KeysApi {
         Ok(KeyDeleted::Deleted)
     }
 
-    /// The audit log, oldest first: every write and every key change, with
-    /// the acting key, the outcome status and the request id. Never a secret.
+    /// Read the audit log.
+    ///
+    /// Oldest first: every write and every key change, with the acting
+    /// key, the outcome status and the request id. Never a secret.
     ///
     /// Role: `admin`.
     #[oai(path = "/v1/audit", method = "get", operation_id = "list_audit")]

@@ -197,7 +197,10 @@ pub fn openapi_json() -> Result<String, crate::store::OpenError> {
         trust: crate::trust::Trust::default(),
         limiter: Arc::new(RateLimiter::new(None, 0)),
     };
-    let spec = described(&service(&state, &ApiOptions::default()));
+    let spec = described(
+        &service(&state, &ApiOptions::default()),
+        &ApiOptions::default(),
+    );
     state.store.close();
     Ok(spec.to_string())
 }
@@ -235,7 +238,7 @@ fn lazy_page(
             let body = tokio::task::spawn_blocking(move || {
                 page.get_or_init(|| {
                     let api = service(&state, &options);
-                    let served = described(&api).to_string();
+                    let served = described(&api, &options).to_string();
                     offline_page(html(&api), &api.spec(), &served).into()
                 })
                 .clone()
@@ -253,7 +256,7 @@ fn lazy_page(
 /// The whole application: every route behind the edge middleware.
 pub fn app(state: AppState, options: &ApiOptions) -> impl Endpoint + 'static {
     let api = service(&state, options);
-    let description = described(&api);
+    let description = described(&api, options);
     let allowed = middleware::AllowedMethods::from_spec(&description);
     let spec = shared_body(
         description.to_string().into(),

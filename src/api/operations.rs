@@ -168,7 +168,7 @@ impl OperationsApi {
 
 #[OpenApi(tag = "ApiTags::Operations")]
 impl OperationsApi {
-    /// Download a package: `created` -> `downloaded`.
+    /// Download a package (created to downloaded).
     ///
     /// Role: `write`. Answers 202 at once with the queued operation. Wrong
     /// status: 409 `invalid_transition`; another operation in flight: 409
@@ -192,7 +192,7 @@ impl OperationsApi {
             .await
     }
 
-    /// Activate a package: `downloaded` -> `active`.
+    /// Activate a package (downloaded to active).
     ///
     /// Role: `write`. As for download. For a package with a source, points
     /// `active/<name>` at its files, then runs the activate hook (a failing
@@ -218,7 +218,7 @@ impl OperationsApi {
             .await
     }
 
-    /// Deactivate a package: `active` -> `downloaded`.
+    /// Deactivate a package (active to downloaded).
     ///
     /// Role: `write`. As for activate: removes `active/<name>` (if it points
     /// at this version), then runs the deactivate hook.

@@ -239,8 +239,11 @@ struct SameName {
     to: StatusDto,
 }
 
-/// The statuses and the transitions between them.
+/// The statuses and the transitions between them. Named apart from its
+/// `statuses` field: generated clients make a variable of each, and a
+/// model named like its field shadowed it (mypy failed on the result).
 #[derive(Debug, Object)]
+#[oai(rename = "StatusTable")]
 struct Statuses {
     statuses: Vec<StatusInfo>,
     transitions: Vec<Transition>,
@@ -494,7 +497,7 @@ impl PackagesApi {
         Ok(DeletedResponse::Deleted)
     }
 
-    /// The statuses and the transitions operations make between them.
+    /// List the statuses and their transitions.
     ///
     /// Role: `read`.
     #[oai(path = "/v1/statuses", method = "get", operation_id = "list_statuses")]

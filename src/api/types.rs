@@ -172,7 +172,7 @@ impl StringRules for SourceUrlRules {
     }
     const MIN: usize = 1;
     const MAX: usize = crate::domain::source::MAX_URL_CHARS;
-    const PATTERN: &'static str = r"^(https?|file)://";
+    const PATTERN: &'static str = r"^(https?://[A-Za-z0-9\[]|file://)";
 }
 
 /// A SHA-256 digest: 64 lowercase hexadecimal digits.

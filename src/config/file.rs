@@ -350,6 +350,7 @@ mod tests {
         let names_a_file = [
             "hook_activate",
             "hook_deactivate",
+            "health_check",
             "trusted_keys",
             "ca_file",
         ];

@@ -407,3 +407,106 @@ fn the_description_has_examples_and_a_plain_problem_code() {
         .clone();
     s.json("POST", "/v1/packages", &example).assert_status(201);
 }
+
+/// What client generators and the reference page need of the description's
+/// shape (CI generates the clients themselves; this holds the forms they
+/// stumbled on): plain references, no settable `status` in a PATCH, one
+/// spelling of each header name, `X-Request-Id` declared on every answer,
+/// `application/json` without parameters, a description and, for the
+/// package's and operation's calls, an example on every success, the event
+/// stream as a stream, and the query-key scheme only when it is accepted.
+#[test]
+fn the_description_has_the_shapes_generators_take() {
+    let s = TestServer::in_process(&[]);
+    let spec = s.get("/openapi.json").json();
+    for (name, schema) in spec["components"]["schemas"].as_object().unwrap() {
+        for (field, property) in schema["properties"].as_object().into_iter().flatten() {
+            if let Some(members) = property["allOf"].as_array() {
+                assert_eq!(members.len(), 1, "{name}.{field}: {property}");
+                assert_eq!(property["nullable"], true, "{name}.{field}: {property}");
+            }
+            assert!(property.get("not").is_none(), "{name}.{field}");
+        }
+    }
+    assert!(
+        spec["components"]["schemas"]["PackagePatch"]["properties"]
+            .get("status")
+            .is_none()
+    );
+    assert_eq!(spec["info"]["license"]["name"], "MIT");
+    assert_eq!(spec["servers"][0]["url"], "/");
+    let tags: Vec<&str> = spec["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(tags[0], "Packages");
+    let mut successes_with_examples = 0;
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let summary = op["summary"].as_str().unwrap();
+            assert!(
+                summary.len() <= 60 && !summary.contains('`') && !summary.contains('\n'),
+                "{method} {path}: summary {summary:?}"
+            );
+            for (status, response) in op["responses"].as_object().unwrap() {
+                let what = format!("{method} {path} {status}");
+                assert!(
+                    !response["description"].as_str().unwrap().is_empty(),
+                    "{what}"
+                );
+                let headers = response["headers"].as_object().unwrap();
+                assert!(headers.contains_key("X-Request-Id"), "{what}");
+                for name in headers.keys() {
+                    assert!(
+                        name.chars().any(|c| c.is_ascii_lowercase()),
+                        "{what}: header {name}"
+                    );
+                }
+                for media_type in response["content"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, _)| k)
+                {
+                    assert!(!media_type.starts_with("application/json;"), "{what}");
+                }
+                if status.starts_with('2')
+                    && response["content"]["application/json"]["example"].is_object()
+                {
+                    successes_with_examples += 1;
+                }
+            }
+        }
+    }
+    assert!(successes_with_examples >= 14, "{successes_with_examples}");
+    let stream =
+        &spec["paths"]["/v1/events"]["get"]["responses"]["200"]["content"]["text/event-stream"];
+    assert_eq!(stream["schema"]["type"], "string");
+    assert!(
+        stream["example"]
+            .as_str()
+            .unwrap()
+            .contains("event: operation\ndata: {")
+    );
+    assert!(
+        spec["components"]["securitySchemes"]
+            .get("QueryKey")
+            .is_none()
+    );
+
+    let with_query_key = TestServer::in_process(&["--allow-query-key"]);
+    let spec = with_query_key.get("/openapi.json").json();
+    assert_eq!(
+        spec["components"]["securitySchemes"]["QueryKey"]["in"],
+        "query"
+    );
+    let events = &spec["paths"]["/v1/events"]["get"]["security"];
+    assert!(
+        events
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!({"QueryKey": []}))
+    );
+}

@@ -1,12 +1,15 @@
 //! The OpenAPI description as served: poem-openapi's, with what it leaves
-//! out written in (closed request bodies, a nullable `source`, `status`
-//! never valid in a PATCH, `Problem.code` as a plain reference, an example
-//! for every request body and error status), and the documentation pages
-//! made to work offline.
+//! out written in (closed request bodies, a nullable `source`,
+//! `Problem.code` as a plain reference, an example for every request body
+//! and error status), tidied for client generators (`tidy`), with success
+//! examples (`examples`), and the documentation pages made to work offline.
+
+mod examples;
+mod tidy;
 
 use poem_openapi::OpenApiService;
 
-use super::{Apis, error_docs};
+use super::{ApiOptions, Apis, error_docs};
 
 /// Request bodies refuse unknown fields (`deny_unknown_fields`), which
 /// poem-openapi does not write into the description: said here, so clients
@@ -24,7 +27,7 @@ const CLOSED_BODIES: &[&str] = &[
 ];
 
 /// The OpenAPI description as served: poem-openapi's, with what it leaves out.
-pub(super) fn described(api: &OpenApiService<Apis, ()>) -> serde_json::Value {
+pub(super) fn described(api: &OpenApiService<Apis, ()>, options: &ApiOptions) -> serde_json::Value {
     let mut spec: serde_json::Value =
         serde_json::from_str(&api.spec()).unwrap_or(serde_json::Value::Null);
     for name in CLOSED_BODIES {
@@ -44,13 +47,6 @@ pub(super) fn described(api: &OpenApiService<Apis, ()>) -> serde_json::Value {
             source["nullable"] = serde_json::Value::Bool(true);
         }
     }
-    // `status` is in the PATCH body only to refuse it with a clear 422; no
-    // value of it is valid, which JSON Schema says with `not: {}`.
-    if let Some(status) =
-        spec["components"]["schemas"]["PackagePatch"]["properties"].get_mut("status")
-    {
-        status["not"] = serde_json::json!({});
-    }
     // `code` as a plain reference: poem-openapi wraps it in `allOf` with a
     // description, which generators (openapi-python-client) cannot take,
     // and then drop the whole `Problem` model.
@@ -61,6 +57,12 @@ pub(super) fn described(api: &OpenApiService<Apis, ()>) -> serde_json::Value {
         codes["description"] = "What went wrong, for a program.".into();
     }
     add_examples(&mut spec);
+    tidy::tidy(
+        &mut spec,
+        &tidy::Served {
+            allow_query_key: options.allow_query_key,
+        },
+    );
     spec
 }
 
