@@ -309,6 +309,83 @@ fn in_our_words(name: &str, reason: &str) -> String {
         .to_string()
 }
 
+/// The OpenAPI layer's reason for refusing a JSON body, said as packd
+/// says it: `Expected input type "Role", found "boss". (occurred while
+/// parsing "NewApiKey")` becomes `role: must be one of read, write, admin
+/// (got "boss")`. The layer names the type, not the field; each of our
+/// types belongs to one field (or, for text, to the name and version).
+fn body_in_our_words(reason: &str) -> String {
+    use crate::domain::channel::ActivateMode;
+    use crate::domain::key::Role;
+    let bare = reason
+        .split(" (occurred while parsing")
+        .next()
+        .unwrap_or(reason)
+        .trim_end_matches('.');
+    if let Some(rest) = bare.strip_prefix("Expected input type \"") {
+        let (ty, found) = rest.split_once("\", found ").unwrap_or((rest, ""));
+        let one_of = |values: Vec<&str>| format!("must be one of {}", values.join(", "));
+        let max = ty
+            .strip_prefix("text(")
+            .and_then(|n| n.strip_suffix(')'))
+            .unwrap_or("");
+        let (field, rule) = match ty {
+            "sha256" => (
+                "source.sha256",
+                "must be 64 lowercase hexadecimal digits".to_string(),
+            ),
+            "source_url" => (
+                "source.url",
+                "must be an http or https URL (file with --allow-file-sources)".to_string(),
+            ),
+            "Role" => (
+                "role",
+                one_of(
+                    [Role::Read, Role::Write, Role::Admin]
+                        .map(Role::as_str)
+                        .to_vec(),
+                ),
+            ),
+            "ActivateMode" => (
+                "activate",
+                one_of(ActivateMode::ALL.map(ActivateMode::as_str).to_vec()),
+            ),
+            "boolean" => ("pinned", "must be true or false".to_string()),
+            "SourceInput" => (
+                "source",
+                "must be an object with url and sha256, or null".to_string(),
+            ),
+            _ if !max.is_empty() => (
+                "name or version",
+                format!("must be text of 1 to {max} characters"),
+            ),
+            _ if ty.starts_with("integer") => ("a number", "must be a whole number".to_string()),
+            _ => {
+                return format!(
+                    "must be a JSON object of the fields this call takes (got {found})"
+                );
+            }
+        };
+        return if found == "null" {
+            format!("{field}: is required ({rule})")
+        } else {
+            format!("{field}: {rule} (got {found})")
+        };
+    }
+    if bare.contains("invalid integer") || bare.contains("\"integer(") {
+        return "a number must be a whole number, 0 or more".into();
+    }
+    // `failed to parse "NewPackage": unknown field `x``: the part after the
+    // layer's type name is already in words.
+    match bare.strip_prefix("failed to parse \"") {
+        Some(rest) => rest
+            .split_once("\": ")
+            .map_or(rest, |(_, said)| said)
+            .to_string(),
+        None => bare.to_string(),
+    }
+}
+
 /// Turns an error raised anywhere in the stack (our own, poem's routing, the
 /// OpenAPI layer's parsing) into a problem with the right status and code.
 pub fn from_poem_error(err: &poem::Error) -> Problem {
@@ -339,7 +416,7 @@ pub fn from_poem_error(err: &poem::Error) -> Problem {
         ));
     }
     if let Some(e) = err.downcast_ref::<ParseRequestPayloadError>() {
-        return Problem::bad_request(format!("request body: {}", e.reason));
+        return Problem::bad_request(format!("request body: {}", body_in_our_words(&e.reason)));
     }
     if let Some(e) = err.downcast_ref::<ContentTypeError>() {
         return Problem::new(

@@ -429,3 +429,56 @@ fn a_bad_query_parameter_is_said_plainly() {
         assert_eq!(p["detail"], said, "{query}: {p}");
     }
 }
+
+/// The OpenAPI layer's refusals of a body, in packd's words: the field
+/// and its rule, never the layer's type names or its parse notes.
+#[test]
+fn a_bad_body_is_said_plainly() {
+    let s = TestServer::in_process(&[]);
+    for (path, body, said) in [
+        (
+            "/v1/packages",
+            r#"{"version": "1"}"#,
+            "request body: name or version: is required (must be text of 1 to 200 characters)",
+        ),
+        (
+            "/v1/packages",
+            r#"{"name": "a", "version": "1", "source": {"url": "https://a.example/a", "sha256": 5}}"#,
+            "request body: source.sha256: must be 64 lowercase hexadecimal digits (got 5)",
+        ),
+        (
+            "/v1/packages",
+            r#"{"name": "a", "version": "1", "source": "https://a.example/a"}"#,
+            "request body: source: must be an object with url and sha256, or null \
+             (got \"https://a.example/a\")",
+        ),
+        (
+            "/v1/packages",
+            "[1]",
+            "request body: must be a JSON object of the fields this call takes (got [1])",
+        ),
+        (
+            "/v1/packages",
+            r#"{"name": "a", "version": "1", "x": 1}"#,
+            "request body: unknown field `x`",
+        ),
+        (
+            "/v1/keys",
+            r#"{"name": "ci", "role": "boss"}"#,
+            "request body: role: must be one of read, write, admin (got \"boss\")",
+        ),
+        (
+            "/v1/channels",
+            r#"{"url": "https://a.example/c.json", "activate": "sometimes"}"#,
+            "request body: activate: must be one of manual, auto (got \"sometimes\")",
+        ),
+    ] {
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        let p = s
+            .json("POST", path, &body)
+            .assert_problem(400, "bad_request");
+        assert_eq!(p["detail"], said, "{path} {body}");
+        let detail = p["detail"].as_str().unwrap();
+        assert!(!detail.contains("occurred while parsing"), "{detail}");
+    }
+}
