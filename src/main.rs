@@ -64,9 +64,7 @@ fn main() -> ExitCode {
             clap_complete::generate(args.shell, &mut command, "packd", &mut std::io::stdout());
             Ok(())
         }
-        Some(Command::Man) => clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
-            .render(&mut std::io::stdout())
-            .map_err(Into::into),
+        Some(Command::Man(args)) => packd::config::man::run(&args).map_err(Into::into),
         Some(Command::Backup(args)) => match &args.db {
             Some(db) => runtime().and_then(|rt| rt.block_on(packd::offline::backup(db, &args.out))),
             None => return packd::client::service::backup(&args),

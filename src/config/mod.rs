@@ -11,6 +11,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::client::args::{HealthcheckArgs, KeysArgs, OpArgs, PkgArgs};
 
 pub mod file;
+pub mod man;
+
+pub use man::ManArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -44,9 +47,10 @@ pub enum Command {
     Keys(KeysArgs),
     /// Print a completion script for a shell.
     Completions(CompletionsArgs),
-    /// Print the manual page, packd(1), in roff.
+    /// Print the manual page, packd(1), in roff; with --dir, write it and
+    /// a page per subcommand (packd-serve(1), packd-pkg-create(1), …).
     #[command(hide = true)]
-    Man,
+    Man(ManArgs),
     /// Write a backup: through the running server's API (admin key), or with
     /// --db straight from a database file no server holds.
     Backup(BackupArgs),
