@@ -45,6 +45,8 @@ fn the_explorer_and_the_reference_page_work_offline() {
     }
     // The explorer links to the reference page.
     assert!(served.contains("(/redoc)"));
+    // The reference page leaves the long patterns to the description.
+    assert!(s.get("/redoc").body.contains("hideSchemaPattern: true"));
 }
 
 #[test]

@@ -146,7 +146,13 @@ fn add_examples(spec: &mut serde_json::Value) {
 /// (poem-openapi's Redoc page links web fonts; the page falls back to the
 /// system's).
 pub(super) fn offline_page(html: String, draft: &str, served: &str) -> String {
-    let mut page = html.replace(draft, served);
+    // ReDoc shows each parameter's pattern in the middle of its reading
+    // view; the If-Match and Idempotency-Key grammars are a line of regex
+    // each. The description keeps them for tools; the page leaves them out.
+    let mut page = html.replace(draft, served).replace(
+        "scrollYOffset: 50",
+        "scrollYOffset: 50, hideSchemaPattern: true",
+    );
     // Only the page's own head is looked at: the inlined scripts after it
     // are code, not tags.
     loop {
