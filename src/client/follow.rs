@@ -104,12 +104,45 @@ enum View {
         bar: ProgressBar,
         bytes: bool,
         attempts: u32,
+        window: Window,
     },
     Lines {
         label: String,
         last: String,
         attempts: u32,
+        window: Window,
     },
+}
+
+/// The health window of an activation, as the client sees it pass: the
+/// worker moves the progress from 50 to 99 in proportion to the window's
+/// time, so two steps give the rate and the time left, which the server
+/// does not send.
+#[derive(Default)]
+struct Window {
+    first: Option<(std::time::Instant, u8)>,
+}
+
+impl Window {
+    /// `checking health, about 12 s left` while an activation is in its
+    /// window; nothing otherwise.
+    fn note(&mut self, op: &Operation) -> Option<String> {
+        if op.kind != "activate" || op.state != "running" || !(50..100).contains(&op.progress) {
+            return None;
+        }
+        let now = std::time::Instant::now();
+        let (since, from) = *self.first.get_or_insert((now, op.progress));
+        let gained = op.progress.saturating_sub(from);
+        let seconds = now.duration_since(since).as_secs_f64();
+        if gained == 0 || seconds <= 0.0 {
+            return Some("checking health".into());
+        }
+        let left = f64::from(99 - op.progress) * seconds / f64::from(gained);
+        Some(format!(
+            "checking health, about {} s left",
+            left.ceil() as u64
+        ))
+    }
 }
 
 /// A terminal that draws a bar: `TERM=dumb` or no `TERM` gets lines, as a
@@ -129,12 +162,14 @@ impl View {
                 bar,
                 bytes: false,
                 attempts: 0,
+                window: Window::default(),
             }
         } else {
             Self::Lines {
                 label: label.to_string(),
                 last: String::new(),
                 attempts: 0,
+                window: Window::default(),
             }
         }
     }
@@ -171,6 +206,7 @@ impl View {
                 bar,
                 bytes,
                 attempts,
+                window,
             } => {
                 if let Some(line) = View::retry_line(&bar.prefix(), attempts, op) {
                     bar.println(line);
@@ -189,12 +225,16 @@ impl View {
                 } else if !*bytes {
                     bar.set_position(progress);
                 }
-                bar.set_message(state.to_string());
+                bar.set_message(match window.note(op) {
+                    Some(note) => format!("{state}: {note}"),
+                    None => state.to_string(),
+                });
             }
             View::Lines {
                 label,
                 last,
                 attempts,
+                window,
             } => {
                 if let Some(line) = View::retry_line(label, attempts, op) {
                     eprintln!("{line}");
@@ -206,6 +246,9 @@ impl View {
                         line.push_str(&format!(" of {}", HumanBytes(total)));
                     }
                     line.push(')');
+                }
+                if let Some(note) = window.note(op) {
+                    line.push_str(&format!(" ({note})"));
                 }
                 if line != *last {
                     eprintln!("{line}");

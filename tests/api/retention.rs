@@ -381,3 +381,44 @@ fn a_download_past_the_free_space_floor_fails_at_once_and_writes_nothing() {
     assert!(s.metric("packd_data_dir_free_bytes ") > 0);
     assert!(s.metric("packd_data_dir_used_bytes ") > 0);
 }
+
+/// `packd pkg activate --wait` says the window is being checked and counts
+/// its time down (lines, since its standard error is a pipe here).
+#[test]
+fn the_client_counts_the_window_down() {
+    let scripts = Scripts::new();
+    let server = ArtifactServer::start();
+    let mut args = scripts.args("3s");
+    let at = args.iter().position(|a| a == "100ms").unwrap();
+    args[at] = "500ms".into();
+    let s = start(&args);
+    downloaded(&s, &server, "app", "1.0");
+    let base = s.url("");
+    let out = crate::helpers::run_packd(
+        &["pkg", "activate", "app@1.0", "--wait"],
+        &[
+            ("PACKD_URL", base.trim_end_matches('/')),
+            ("PACKD_API_KEY", crate::helpers::ADMIN_KEY),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("(checking health"), "{stderr}");
+    let left: Vec<u64> = stderr
+        .lines()
+        .filter_map(|l| {
+            l.split("about ")
+                .nth(1)?
+                .split(" s left")
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert!(!left.is_empty(), "no countdown: {stderr}");
+    assert!(left.iter().all(|s| *s <= 4), "{left:?}");
+    assert!(
+        left.windows(2).all(|w| w[1] <= w[0]),
+        "it counts down: {left:?}"
+    );
+}
