@@ -7,11 +7,11 @@
 
 use super::activate;
 use super::budget::{Budget, run_blocking};
-use super::hook::{self, Health, HookError};
+use super::hook::{Health, HookError};
 use super::switch::SwitchJob;
 use super::{FileError, Files, lost};
 use crate::metrics::family::Label;
-use crate::metrics::{self, Hook, HookOutcome};
+use crate::metrics::{self, Hook};
 
 impl Files {
     /// One run of the health check of `job`'s new version.
@@ -28,22 +28,16 @@ impl Files {
             .unwrap_or_default();
         let vars = self.hook_vars(job.operation_id, package, Hook::Health.as_str(), previous);
         let dir = self.layout.package(&package.name, &package.version);
-        let ran = hook::run(
+        self.run_hook(
+            Hook::Health,
             &health.program,
             &vars,
             &dir,
             health.timeout,
-            async {
-                budget.ended().await;
-            },
-            Some(self.layout.hook_record(job.operation_id)),
+            budget.ended(),
+            job.operation_id,
         )
-        .await;
-        let outcome = ran
-            .as_ref()
-            .map_or_else(HookError::outcome, |()| HookOutcome::Succeeded);
-        metrics::global().hook_runs.inc(Hook::Health, outcome);
-        ran
+        .await
     }
 
     /// Undoes `job`'s activation: the link back to the version it replaced
@@ -104,19 +98,18 @@ impl Files {
         let Some(program) = program else {
             return Ok(None);
         };
-        let ran = hook::run(
-            program,
-            &vars,
-            &cwd,
-            hooks.timeout,
-            std::future::pending(),
-            Some(self.layout.hook_record(job.operation_id)),
-        )
-        .await;
-        let outcome = ran
-            .as_ref()
-            .map_or_else(HookError::outcome, |()| HookOutcome::Succeeded);
-        metrics::global().hook_runs.inc(which, outcome);
+        // A revert runs to its end: nothing may leave it half done.
+        let ran = self
+            .run_hook(
+                which,
+                program,
+                &vars,
+                &cwd,
+                hooks.timeout,
+                std::future::pending::<()>(),
+                job.operation_id,
+            )
+            .await;
         Ok(ran
             .err()
             .map(|e| format!("the {} hook of the revert: {e}", which.as_str())))

@@ -79,21 +79,17 @@ impl Files {
             self.layout.root().to_path_buf()
         };
         tracing::info!(hook = %program.display(), "running the {label} hook");
-        let ran = hook::run(
-            program,
-            &vars,
-            &cwd,
-            hooks.timeout,
-            async {
-                budget.ended().await;
-            },
-            Some(self.layout.hook_record(job.operation_id)),
-        )
-        .await;
-        let outcome = ran
-            .as_ref()
-            .map_or_else(HookError::outcome, |()| HookOutcome::Succeeded);
-        metrics::global().hook_runs.inc(which, outcome);
+        let ran = self
+            .run_hook(
+                which,
+                program,
+                &vars,
+                &cwd,
+                hooks.timeout,
+                budget.ended(),
+                job.operation_id,
+            )
+            .await;
         match ran {
             Ok(()) => {
                 self.keep_link(&package.name, set, label).await?;
@@ -108,6 +104,38 @@ impl Files {
                 }
             }
         }
+    }
+
+    /// Runs one hook (or the health check) of an operation until it ends
+    /// or `stop` comes, in a process group written down for the sweep after
+    /// a crash, and counts its outcome.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn run_hook<T>(
+        &self,
+        which: Hook,
+        program: &std::path::Path,
+        vars: &[(&'static str, String)],
+        cwd: &std::path::Path,
+        timeout: std::time::Duration,
+        stop: impl std::future::Future<Output = T>,
+        operation_id: Uuid,
+    ) -> Result<(), HookError> {
+        let ran = hook::run(
+            program,
+            vars,
+            cwd,
+            timeout,
+            async {
+                stop.await;
+            },
+            Some(self.layout.hook_record(operation_id)),
+        )
+        .await;
+        let outcome = ran
+            .as_ref()
+            .map_or_else(HookError::outcome, |()| HookOutcome::Succeeded);
+        metrics::global().hook_runs.inc(which, outcome);
+        ran
     }
 
     /// What a hook (or the health check) is told about the package.
