@@ -30,20 +30,12 @@ import sys
 import tempfile
 import time
 
+from common import percentile, summary
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("PACKD_BIN", os.path.join(ROOT, "target", "release", "packd"))
 KEY = "bench-admin-key-0123456789abcdefghijklmnop"
 SWITCHES = 50 if "--smoke" in sys.argv else 1000
-
-
-def percentile(values, p):
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
-
-
-def summary(values_ms):
-    return (f"p50 {percentile(values_ms, 50):.2f} ms, p99 {percentile(values_ms, 99):.2f} ms, "
-            f"max {max(values_ms):.2f} ms")
 
 
 class Packd:

@@ -38,13 +38,15 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
 import urllib.request
+
+import common
+from common import ensure_nginx
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("PACKD_BIN", os.path.join(ROOT, "target", "release", "packd"))
@@ -56,19 +58,6 @@ MANY, MANY_SIZE = (20 if SMOKE else 200), 1 << 20
 TAR_FILES = 20 if SMOKE else 1000
 ROUNDS = 3
 DEADLINE = 600
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def ensure_nginx():
-    if shutil.which("nginx"):
-        return
-    subprocess.run(["apt-get", "update", "-q"], check=True, capture_output=True)
-    subprocess.run(["apt-get", "install", "-y", "-q", "nginx-light"], check=True, capture_output=True)
 
 
 def write_file(path, size, seed):
@@ -89,41 +78,9 @@ def write_file(path, size, seed):
     return h.hexdigest()
 
 
-class Nginx:
+class Nginx(common.Nginx):
     def __init__(self, root, work):
-        self.port = free_port()
-        self.log = os.path.join(work, "access.log")
-        conf = os.path.join(work, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write(f"""
-daemon off;
-worker_processes 1;
-error_log {work}/error.log;
-pid {work}/nginx.pid;
-events {{ worker_connections 256; }}
-http {{
-  log_format ranged '$request_uri "$http_range" $status $body_bytes_sent';
-  access_log {self.log} ranged;
-  sendfile on;
-  server {{
-    listen 127.0.0.1:{self.port};
-    root {root};
-  }}
-}}
-""")
-        self.proc = subprocess.Popen(["nginx", "-c", conf, "-p", work],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise SystemExit("nginx did not start")
-
-    def url(self, name):
-        return f"http://127.0.0.1:{self.port}/{name}"
+        super().__init__(root, work, '$request_uri "$http_range" $status $body_bytes_sent')
 
     def entries(self, name):
         """(range header, status, bytes sent) of each request for `name`."""
@@ -134,10 +91,6 @@ http {{
                 if m and m.group(1) == name:
                     out.append((m.group(2), int(m.group(3)), int(m.group(4))))
         return out
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait()
 
 
 class Packd:

@@ -29,6 +29,8 @@ import time
 import http.client
 from datetime import datetime
 
+from common import percentile, summary
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("PACKD_BIN", os.path.join(ROOT, "target", "release", "packd"))
 KEY = "bench-admin-key-0123456789abcdefghijklmnop"
@@ -36,15 +38,6 @@ SMOKE = "--smoke" in sys.argv
 SUBSCRIBERS = 10 if SMOKE else 100
 EDITS = 50 if SMOKE else 500
 IDLE = 100 if SMOKE else 1000
-
-
-def percentile(values, p):
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
-
-
-def summary(ms):
-    return f"p50 {percentile(ms, 50):.2f} ms, p99 {percentile(ms, 99):.2f} ms, max {max(ms):.2f} ms"
 
 
 def epoch(rfc3339):

@@ -26,12 +26,14 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+
+import common
+from common import ensure_nginx, percentile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("PACKD_BIN", os.path.join(ROOT, "target", "release", "packd"))
@@ -43,19 +45,6 @@ ARTIFACT_BYTES = 256 * 1024
 DEADLINE = 120
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def ensure_nginx():
-    if shutil.which("nginx"):
-        return
-    subprocess.run(["apt-get", "update", "-q"], check=True, capture_output=True)
-    subprocess.run(["apt-get", "install", "-y", "-q", "nginx-light"], check=True, capture_output=True)
-
-
 def packd(*args):
     out = subprocess.run([BIN, *args], capture_output=True, text=True)
     if out.returncode != 0:
@@ -63,42 +52,9 @@ def packd(*args):
     return out.stdout
 
 
-class Nginx:
+class Nginx(common.Nginx):
     def __init__(self, root, work):
-        self.port = free_port()
-        self.log = os.path.join(work, "access.log")
-        conf = os.path.join(work, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write(f"""
-daemon off;
-worker_processes 1;
-error_log {work}/error.log;
-pid {work}/nginx.pid;
-events {{ worker_connections 1024; }}
-http {{
-  log_format fleet '$request_uri $status $body_bytes_sent';
-  access_log {self.log} fleet;
-  sendfile on;
-  etag on;
-  server {{
-    listen 127.0.0.1:{self.port};
-    root {root};
-  }}
-}}
-""")
-        self.proc = subprocess.Popen(["nginx", "-c", conf, "-p", work],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise SystemExit("nginx did not start")
-
-    def url(self, name):
-        return f"http://127.0.0.1:{self.port}/{name}"
+        super().__init__(root, work, "$request_uri $status $body_bytes_sent", connections=1024)
 
     def mark(self):
         """The log's length now: `since` counts the requests after it."""
@@ -115,10 +71,6 @@ http {{
                 paths[uri] = paths.get(uri, 0) + 1
                 sent += int(size)
         return statuses, sent, paths
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait()
 
 
 class Agent:
@@ -170,11 +122,6 @@ class Agent:
 def takes(host_id, name, version, rollout):
     digest = hashlib.sha256(f"{host_id}/{name}/{version}".encode()).digest()
     return int.from_bytes(digest, "big") % 100 < rollout
-
-
-def percentile(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
 def release(site, secret, version, sequence, flags):

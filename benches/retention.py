@@ -28,22 +28,14 @@ import tempfile
 import threading
 import time
 
+from common import percentile, summary
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("PACKD_BIN", os.path.join(ROOT, "target", "release", "packd"))
 KEY = "bench-admin-key-0123456789abcdefghijklmnop"
 VERSIONS = 50 if "--smoke" in sys.argv else 1000
 KEEP = 3
 DEADLINE = 600
-
-
-def percentile(values, p):
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
-
-
-def summary(values_ms):
-    return (f"p50 {percentile(values_ms, 50):.2f} ms, p99 {percentile(values_ms, 99):.2f} ms, "
-            f"max {max(values_ms):.2f} ms ({len(values_ms)} requests)")
 
 
 class Client:
@@ -142,8 +134,8 @@ def main():
         stop.set()
         t.join()
         left = len(os.listdir(packages))
-        print(f"1. creates, baseline (nothing else running): {summary(baseline)}")
-        print(f"   creates during the activation and the removals: {summary(during)}")
+        print(f"1. creates, baseline (nothing else running): {summary(baseline)} ({len(baseline)} requests)")
+        print(f"   creates during the activation and the removals: {summary(during)} ({len(during)} requests)")
         print(f"   p99 during / p99 baseline: {percentile(during, 99) / percentile(baseline, 99):.2f}")
         print(f"2. the activation: {done['state']} in {activated * 1000:.0f} ms "
               f"(retiring {VERSIONS + 1 - KEEP} versions in its completion); "
