@@ -254,9 +254,14 @@ impl Operation {
         if let (true, Some(other)) = (kind.changes_link(), link_writer) {
             return Err(CannotStart::NameBusy(other));
         }
-        Ok(Operation {
+        Ok(Operation::queued(id, package.id, kind, now))
+    }
+
+    /// A new operation as it enters the queue.
+    fn queued(id: Uuid, subject: Uuid, kind: OperationKind, now: Timestamp) -> Operation {
+        Operation {
             id,
-            package_id: package.id,
+            package_id: subject,
             kind,
             state: OperationState::Queued,
             progress: 0,
@@ -267,7 +272,7 @@ impl Operation {
             finished_at: None,
             cancel_requested: false,
             transfer: Transfer::default(),
-        })
+        }
     }
 
     /// A new, queued sync of a channel, unless one is in flight
@@ -282,20 +287,7 @@ impl Operation {
         if let Some(other) = in_flight {
             return Err(CannotStart::InFlight(other));
         }
-        Ok(Operation {
-            id,
-            package_id: channel_id,
-            kind: OperationKind::Sync,
-            state: OperationState::Queued,
-            progress: 0,
-            attempts: 0,
-            error: None,
-            created_at: now,
-            started_at: None,
-            finished_at: None,
-            cancel_requested: false,
-            transfer: Transfer::default(),
-        })
+        Ok(Operation::queued(id, channel_id, OperationKind::Sync, now))
     }
 
     /// A worker takes it off the queue: running, one more attempt.
