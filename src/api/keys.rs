@@ -74,7 +74,7 @@ impl From<ApiKey> for KeyDto {
 /// An API key with its secret, shown this once.
 #[derive(Debug, Object)]
 #[oai(rename = "ApiKeyWithSecret")]
-struct KeyWithSecret {
+pub(super) struct KeyWithSecret {
     #[oai(flatten)]
     info: KeyDto,
     /// The secret. It is not stored and cannot be shown again.
@@ -129,7 +129,7 @@ struct KeyList {
 /// One audited request.
 #[derive(Debug, Object)]
 #[oai(rename = "AuditEntry")]
-struct AuditDto {
+pub(super) struct AuditDto {
     id: Uuid,
     at: OffsetDateTime,
     /// The key that acted; null for the offline command line.

@@ -244,7 +244,7 @@ struct SameName {
 /// model named like its field shadowed it (mypy failed on the result).
 #[derive(Debug, Object)]
 #[oai(rename = "StatusTable")]
-struct Statuses {
+pub(super) struct Statuses {
     statuses: Vec<StatusInfo>,
     transitions: Vec<Transition>,
 }
@@ -502,34 +502,40 @@ impl PackagesApi {
     /// Role: `read`.
     #[oai(path = "/v1/statuses", method = "get", operation_id = "list_statuses")]
     async fn statuses(&self, _auth: ReadAccess) -> Result<Json<Statuses>, ListErrors> {
-        Ok(Json(Statuses {
-            statuses: Status::ALL
-                .iter()
-                .map(|s| StatusInfo {
-                    name: (*s).into(),
-                    description: s.description().into(),
+        Ok(Json(status_table()))
+    }
+}
+
+/// The status table `GET /v1/statuses` answers (and the description's
+/// example of it): the domain's statuses and transitions.
+pub(super) fn status_table() -> Statuses {
+    Statuses {
+        statuses: Status::ALL
+            .iter()
+            .map(|s| StatusInfo {
+                name: (*s).into(),
+                description: s.description().into(),
+            })
+            .collect(),
+        transitions: OperationKind::PACKAGE_KINDS
+            .iter()
+            .filter_map(|k| {
+                let (from, to) = k.transition()?;
+                Some(Transition {
+                    operation: (*k).into(),
+                    from: from.into(),
+                    to: to.into(),
+                    description: k.description().into(),
+                    same_name: k
+                        .displaces()
+                        .map(|(from, to)| SameName {
+                            from: from.into(),
+                            to: to.into(),
+                        })
+                        .into(),
                 })
-                .collect(),
-            transitions: OperationKind::PACKAGE_KINDS
-                .iter()
-                .filter_map(|k| {
-                    let (from, to) = k.transition()?;
-                    Some(Transition {
-                        operation: (*k).into(),
-                        from: from.into(),
-                        to: to.into(),
-                        description: k.description().into(),
-                        same_name: k
-                            .displaces()
-                            .map(|(from, to)| SameName {
-                                from: from.into(),
-                                to: to.into(),
-                            })
-                            .into(),
-                    })
-                })
-                .collect(),
-        }))
+            })
+            .collect(),
     }
 }
 

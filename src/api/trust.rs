@@ -13,7 +13,7 @@ use crate::trust::Trust;
 /// One trusted minisign public key.
 #[derive(Debug, Object)]
 #[oai(rename = "TrustedKey")]
-struct TrustedKeyDto {
+pub(super) struct TrustedKeyDto {
     /// minisign's key id, 16 hexadecimal digits (as `minisign -V` prints it).
     id: String,
     /// The public key line (base64), as in its `.pub` file.
@@ -25,7 +25,7 @@ struct TrustedKeyDto {
 /// The keys trusted now.
 #[derive(Debug, Object)]
 #[oai(rename = "TrustedKeys")]
-struct TrustedKeys {
+pub(super) struct TrustedKeys {
     /// Empty: sources need no signature, and a given one is not checked.
     items: Vec<TrustedKeyDto>,
     /// Whether every source must carry a signature by one of them.

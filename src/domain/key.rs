@@ -117,6 +117,14 @@ pub fn generate_secret() -> Result<String, String> {
     Ok(format!("{SECRET_PREFIX}{body}{check}"))
 }
 
+/// A secret of the generated form made from a fixed `body` of 43
+/// alphanumerics, its checksum added: for examples that must have the
+/// shape of a real secret (a random one would change the description at
+/// every start).
+pub fn secret_of(body: &str) -> String {
+    format!("{SECRET_PREFIX}{body}{}", checksum(body))
+}
+
 /// Cheap checks before any lookup: long enough, and for values in the
 /// `packd_` form, a valid checksum. Other long values (an operator's own
 /// bootstrap key) pass through to the lookup.

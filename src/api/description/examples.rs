@@ -104,8 +104,61 @@ pub(super) fn host() -> Value {
     })
 }
 
+/// An example secret, of the real form (its checksum holds).
+fn example_secret() -> String {
+    crate::domain::key::secret_of("Xb3kR9vT0mWq5sLp8eYzN4cJd6hGa1uF2iKoQ7wEr5t")
+}
+
+pub(super) fn key() -> Value {
+    json!({
+        "id": KEY_ID,
+        "name": "ci",
+        "role": "write",
+        "prefix": crate::domain::key::display_prefix(&example_secret()),
+        "active": true,
+        "created_at": "2026-11-30T10:00:00.000Z",
+        "expires_at": "2027-02-28T10:00:00.000Z",
+        "rate_limit": null,
+        "last_used_at": "2026-12-03T09:14:07.512Z",
+        "use_count": 1_284
+    })
+}
+
+/// A key as its creation (or rotation) shows it: with the secret, once.
+pub(super) fn key_with_secret() -> Value {
+    let mut k = key();
+    k["key"] = example_secret().into();
+    k["last_used_at"] = Value::Null;
+    k["use_count"] = 0.into();
+    k
+}
+
+pub(super) fn audit_entry() -> Value {
+    json!({
+        "id": "0193b7a2-8052-7b7e-9d44-9e5f60718293",
+        "at": "2026-12-03T09:14:07.512Z",
+        "key_id": KEY_ID,
+        "action": "POST /v1/packages",
+        "target": PACKAGE_ID,
+        "status": 201,
+        "request_id": "01a23d03-c14b-74a9-84ad-fb49c36b5bd6"
+    })
+}
+
+pub(super) fn trusted_keys() -> Value {
+    json!({
+        "items": [{
+            "id": "D2E5A3F1C0B49786",
+            "public_key": "RWSGl7TAsQQ9wC8X2mN0Yq5sE4rT7uV1wZ3xA6bC9dE2fG5hJ8kLmNp",
+            "comment": "minisign public key D2E5A3F1C0B49786"
+        }],
+        "signatures_required": true
+    })
+}
+
 /// The example body of a success answer, for the calls whose answer is a
-/// package, an operation, a channel or a page of them.
+/// package, an operation, a channel, a key or a page of them, and the
+/// service's own answers.
 pub(super) fn success(operation_id: &str, status: &str) -> Option<Value> {
     let page = |item: Value| json!({"items": [item], "next_cursor": null});
     Some(match (operation_id, status) {
@@ -124,6 +177,23 @@ pub(super) fn success(operation_id: &str, status: &str) -> Option<Value> {
         ("create_channel", "201") | ("get_channel" | "update_channel", "200") => channel(),
         ("list_channels", "200") => json!({"items": [channel()]}),
         ("get_host", "200") => host(),
+        ("sync_channel", "202") => {
+            let mut op = queued_operation();
+            op["package_id"] = Value::Null;
+            op["channel_id"] = CHANNEL_ID.into();
+            op["kind"] = "sync".into();
+            op
+        }
+        ("create_key" | "rotate_key", "201" | "200") => key_with_secret(),
+        ("get_key" | "update_key" | "activate_key" | "deactivate_key", "200") => key(),
+        ("list_keys", "200") => page(key()),
+        ("list_audit", "200") => page(audit_entry()),
+        ("list_statuses", "200") => {
+            poem_openapi::types::ToJSON::to_json(&super::super::packages::status_table())?
+        }
+        ("list_trusted_keys", "200") => trusted_keys(),
+        ("healthz", "200") => json!({"status": "ok"}),
+        ("readyz", "200") => json!({"status": "ready"}),
         _ => return None,
     })
 }
@@ -195,7 +265,7 @@ mod tests {
     use poem_openapi::types::ParseFromJSON;
 
     use super::*;
-    use crate::api::{channels, operations, packages};
+    use crate::api::{channels, keys, operations, packages, trust};
 
     /// Every success example parses as the type its answer has.
     #[test]
@@ -205,5 +275,14 @@ mod tests {
         operations::OperationDto::parse_from_json(Some(finished_operation())).unwrap();
         channels::ChannelDto::parse_from_json(Some(channel())).unwrap();
         channels::HostDto::parse_from_json(Some(host())).unwrap();
+        let sync = success("sync_channel", "202").unwrap();
+        operations::OperationDto::parse_from_json(Some(sync)).unwrap();
+        keys::KeyDto::parse_from_json(Some(key())).unwrap();
+        keys::KeyWithSecret::parse_from_json(Some(key_with_secret())).unwrap();
+        keys::AuditDto::parse_from_json(Some(audit_entry())).unwrap();
+        trust::TrustedKeys::parse_from_json(Some(trusted_keys())).unwrap();
+        packages::Statuses::parse_from_json(success("list_statuses", "200")).unwrap();
+        // The example secret passes the server's own format check.
+        crate::domain::key::check_format(&example_secret()).unwrap();
     }
 }
