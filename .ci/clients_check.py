@@ -52,3 +52,19 @@ assert isinstance(sourced, Package) and sourced.source and sourced.source.url ==
 pinned = update_package.sync(sourced.id, client=client, body=PackagePatch(pinned=True))
 assert isinstance(pinned, Package) and pinned.pinned, pinned
 print(f"created {sourced.name}@{sourced.version} with a source, pinned: {pinned.pinned}")
+
+# The event stream through the generated client's own HTTP client (its
+# generated stream_events call reads the whole body, which never ends):
+# streamed, a new package's event is read off it under a deadline.
+with client.get_httpx_client().stream("GET", "/v1/events", timeout=20) as stream:
+    assert stream.status_code == 200, stream.status_code
+    streamed = create_package.sync(client=client, body=NewPackage(name="streamed-by-httpx", version="1.0"))
+    assert isinstance(streamed, Package), streamed
+    block = []
+    for line in stream.iter_lines():
+        block.append(line)
+        if line == "" and "event: package" in block and any(str(streamed.id) in b for b in block):
+            break
+        if line == "":
+            block = []
+print(f"read the event of {streamed.name}@{streamed.version} off the stream: {block[0]}")

@@ -252,8 +252,12 @@ pub(super) fn event_stream(operation: &mut Value) {
                 "description": "Server-Sent Events (`event:` is `operation`, `package`, \
                                 `package_deleted`, `channel`, `channel_deleted` or `lagged`; \
                                 `data:` is the object, as `GET` of it answers; the \
-                                `StreamEvent` schema lists the shapes). Read it with an \
-                                EventSource or a line reader, never as one body.",
+                                `StreamEvent` schema lists the shapes). It never ends: \
+                                read it as it comes (an EventSource, a line reader, or \
+                                a generated client's call that leaves the body unread, \
+                                such as openapi-generator's \
+                                `stream_events_without_preload_content` or \
+                                `streamEventsRaw`), never as one body.",
             },
             "example": stream,
         });
