@@ -75,7 +75,7 @@ pub fn packages(out: Output, items: &[Package]) {
     match out {
         Output::Json => json(&items),
         Output::Table => table(
-            &["ID", "NAME", "VERSION", "STATUS", "SOURCE"],
+            &["ID", "NAME", "VERSION", "STATUS", "PINNED", "SOURCE"],
             items
                 .iter()
                 .map(|p| {
@@ -84,6 +84,7 @@ pub fn packages(out: Output, items: &[Package]) {
                         p.name.clone(),
                         p.version.clone(),
                         p.status.clone(),
+                        if p.pinned { "yes" } else { "-" }.into(),
                         or_dash(p.source.as_ref().map(|s| &s.url)),
                     ]
                 })

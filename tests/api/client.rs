@@ -449,6 +449,58 @@ fn completions_and_the_manual_page() {
     assert!(page.contains("pkg"), "the subcommands are listed");
 }
 
+/// `pkg pin` and `pkg unpin` set and clear `pinned`; the list shows it in
+/// a column of its own and `pkg get` as a field.
+#[test]
+fn pin_and_unpin_through_the_client() {
+    let s = TestServer::in_process(&[]);
+    json_of(&packd(&s, &["pkg", "create", "tool", "1.0", "-o", "json"]));
+    let pinned = json_of(&packd(&s, &["pkg", "pin", "tool@1.0", "-o", "json"]));
+    assert_eq!(pinned["pinned"], true, "{pinned}");
+    let list = packd(&s, &["pkg", "list"]);
+    assert_eq!(header_of(&list), "ID NAME VERSION STATUS PINNED SOURCE");
+    let row = stdout(&list).lines().nth(1).unwrap().to_string();
+    assert_eq!(row.split_whitespace().nth(4), Some("yes"), "{row}");
+    let shown = stdout(&packd(&s, &["pkg", "get", "tool@1.0"]));
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.split_whitespace().eq(["pinned", "yes"])),
+        "{shown}"
+    );
+    let unpinned = json_of(&packd(&s, &["pkg", "unpin", "tool@1.0", "-o", "json"]));
+    assert_eq!(unpinned["pinned"], false, "{unpinned}");
+    let row = stdout(&packd(&s, &["pkg", "list"]))
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    assert_eq!(row.split_whitespace().nth(4), Some("-"), "{row}");
+}
+
+/// The manual pages a .deb installs: one per subcommand, each with its
+/// exit statuses, written by `packd man --dir`.
+#[test]
+fn a_manual_page_for_every_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["man", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    for page in [
+        "packd.1",
+        "packd-serve.1",
+        "packd-pkg-pin.1",
+        "packd-channel-publish.1",
+    ] {
+        let text = std::fs::read_to_string(dir.path().join(page)).unwrap();
+        assert!(text.contains("EXIT STATUS"), "{page}");
+    }
+    assert!(stdout(&out).lines().count() > 40, "{}", stdout(&out));
+}
+
 /// On a terminal `--wait` draws a progress bar (on standard error), not the
 /// plain lines a pipe gets. `script` (util-linux) gives the client a
 /// terminal of its own.
