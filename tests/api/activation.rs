@@ -27,8 +27,28 @@ const ARGS: &[&str] = &[
     "1",
 ];
 
-/// A package whose artifact is one file, `VERSION`, holding its version.
-fn downloaded(s: &TestServer, server: &ArtifactServer, name: &str, version: &str) -> String {
+/// A package whose artifact is one file, `VERSION`, holding its
+/// version, downloaded; its id.
+pub(crate) fn downloaded(
+    s: &TestServer,
+    server: &ArtifactServer,
+    name: &str,
+    version: &str,
+) -> String {
+    let id = created(s, server, name, version, Knobs::default());
+    let done = run(s, &id, "download");
+    assert_eq!(done["state"], "succeeded", "{done}");
+    id
+}
+
+/// The same package, created only, its artifact served with `knobs`.
+pub(crate) fn created(
+    s: &TestServer,
+    server: &ArtifactServer,
+    name: &str,
+    version: &str,
+    knobs: Knobs,
+) -> String {
     let body = format!("{name} {version}").into_bytes();
     let url = server.put(
         &format!(
@@ -36,7 +56,7 @@ fn downloaded(s: &TestServer, server: &ArtifactServer, name: &str, version: &str
             sha256_hex(format!("{name}@{version}").as_bytes())
         ),
         body.clone(),
-        Knobs::default(),
+        knobs,
     );
     let r = s.json(
         "POST",
@@ -45,14 +65,11 @@ fn downloaded(s: &TestServer, server: &ArtifactServer, name: &str, version: &str
                 "source": {"url": url, "sha256": sha256_hex(&body)}}),
     );
     r.assert_status(201);
-    let id = r.id();
-    let done = run(s, &id, "download");
-    assert_eq!(done["state"], "succeeded", "{done}");
-    id
+    r.id()
 }
 
 /// Starts an operation and waits for it to finish; returns it.
-fn run(s: &TestServer, id: &str, kind: &str) -> Value {
+pub(crate) fn run(s: &TestServer, id: &str, kind: &str) -> Value {
     let r = s.send("POST", &format!("/v1/packages/{id}/{kind}"), &[], None);
     r.assert_status(202);
     s.finished(&r.id())

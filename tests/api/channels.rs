@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::artifacts::{ArtifactServer, Knobs};
 use crate::helpers::{TestServer, data_dir_for, run_packd, wait_for};
+use crate::signatures::keygen;
 
 /// A publisher: a key pair, a directory of signed artifacts and its
 /// channel document, served under `/stable/`.
@@ -114,16 +115,6 @@ impl Publisher {
     fn url(&self) -> String {
         format!("{}/stable/channel.json", self.server.base)
     }
-}
-
-fn keygen(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let prefix = dir.join(name);
-    let out = run_packd(&["keygen", "--output", prefix.to_str().unwrap()], &[]);
-    assert!(out.status.success(), "{out:?}");
-    (
-        dir.join(format!("{name}.key")),
-        dir.join(format!("{name}.pub")),
-    )
 }
 
 fn start(p: &Publisher) -> TestServer {

@@ -8,8 +8,9 @@
 
 use std::path::{Path, PathBuf};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
+use crate::activation::{created, downloaded, run};
 use crate::artifacts::{ArtifactServer, Knobs, sha256_hex};
 use crate::helpers::{TestServer, data_dir_for, wait_for};
 
@@ -114,47 +115,6 @@ exit 0"#,
 fn start(args: &[String]) -> TestServer {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     TestServer::start_with(&args, &[])
-}
-
-/// `name@version`, its artifact one file holding `name version`,
-/// downloaded; its id.
-fn downloaded(s: &TestServer, server: &ArtifactServer, name: &str, version: &str) -> String {
-    let id = created(s, server, name, version, Knobs::default());
-    let done = run(s, &id, "download");
-    assert_eq!(done["state"], "succeeded", "{done}");
-    id
-}
-
-fn created(
-    s: &TestServer,
-    server: &ArtifactServer,
-    name: &str,
-    version: &str,
-    knobs: Knobs,
-) -> String {
-    let body = format!("{name} {version}").into_bytes();
-    let url = server.put(
-        &format!(
-            "/{}/VERSION",
-            sha256_hex(format!("{name}@{version}").as_bytes())
-        ),
-        body.clone(),
-        knobs,
-    );
-    let r = s.json(
-        "POST",
-        "/v1/packages",
-        &json!({"name": name, "version": version,
-                "source": {"url": url, "sha256": sha256_hex(&body)}}),
-    );
-    r.assert_status(201);
-    r.id()
-}
-
-fn run(s: &TestServer, id: &str, kind: &str) -> Value {
-    let r = s.send("POST", &format!("/v1/packages/{id}/{kind}"), &[], None);
-    r.assert_status(202);
-    s.finished(&r.id())
 }
 
 fn link(s: &TestServer, name: &str) -> Option<PathBuf> {

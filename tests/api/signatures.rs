@@ -12,7 +12,7 @@ use crate::artifacts::{ArtifactServer, Knobs, pattern, sha256_hex};
 use crate::helpers::{TestServer, data_dir_for, run_packd};
 
 /// A key pair made by `packd keygen` in `dir`: (secret key, public key file).
-fn keygen(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+pub(crate) fn keygen(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     let prefix = dir.join(name);
     let out = run_packd(&["keygen", "--output", prefix.to_str().unwrap()], &[]);
     assert!(out.status.success(), "{out:?}");
