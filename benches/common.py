@@ -3,11 +3,13 @@ summary, a free loopback port, and nginx on loopback serving a directory
 (installed from Debian when missing), whose access log each benchmark
 reads in its own format."""
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import time
+import urllib.request
 
 
 def percentile(values, p):
@@ -19,6 +21,17 @@ def percentile(values, p):
 def summary(values_ms):
     return (f"p50 {percentile(values_ms, 50):.2f} ms, p99 {percentile(values_ms, 99):.2f} ms, "
             f"max {max(values_ms):.2f} ms")
+
+
+def call(base, key, method, path, body=None, timeout=30):
+    """One API call with `key`: the JSON answer (None for an empty body)."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(base + path, data=data, method=method)
+    req.add_header("X-API-Key", key)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.loads(r.read() or b"null")
 
 
 def free_port():

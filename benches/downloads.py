@@ -33,7 +33,6 @@ nginx (installed with apt-get when missing), curl, openssl and tar.
 
 import hashlib
 import io
-import json
 import os
 import re
 import shutil
@@ -43,7 +42,6 @@ import sys
 import tarfile
 import tempfile
 import time
-import urllib.request
 
 import common
 from common import ensure_nginx
@@ -114,13 +112,7 @@ class Packd:
         self.base = m.group(1)
 
     def call(self, method, path, body=None):
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.base + path, data=data, method=method)
-        req.add_header("X-API-Key", KEY)
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        with urllib.request.urlopen(req, timeout=70) as r:
-            return json.loads(r.read() or b"null")
+        return common.call(self.base, KEY, method, path, body, timeout=70)
 
     def rss(self):
         with open(f"/proc/{self.proc.pid}/status") as f:

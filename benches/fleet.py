@@ -22,7 +22,6 @@ nginx (installed with apt-get when missing).
 """
 
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -30,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 import common
 from common import ensure_nginx, percentile
@@ -91,13 +89,7 @@ class Agent:
         self.host_id = self.call("GET", "/v1/host")["host_id"]
 
     def call(self, method, path, body=None):
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.base + path, data=data, method=method)
-        req.add_header("X-API-Key", KEY)
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return json.loads(r.read() or b"null")
+        return common.call(self.base, KEY, method, path, body, timeout=30)
 
     def active(self, name):
         items = self.call("GET", f"/v1/packages?name={name}&status=active")["items"]
