@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::artifacts::{ArtifactServer, Knobs};
 use crate::helpers::{TestServer, data_dir_for, run_packd, wait_for};
-use crate::signatures::keygen;
+use crate::signatures::{have_minisign, keygen, minisign};
 
 /// A publisher: a key pair, a directory of signed artifacts and its
 /// channel document, served under `/stable/`.
@@ -64,6 +64,15 @@ impl Publisher {
 
     /// `packd channel publish` with these flags; serves the directory.
     fn publish(&self, sequence: u64, flags: &[&str]) -> std::process::Output {
+        let out = self.write(sequence, flags);
+        if out.status.success() {
+            self.serve();
+        }
+        out
+    }
+
+    /// `packd channel publish` with these flags, served by no one yet.
+    fn write(&self, sequence: u64, flags: &[&str]) -> std::process::Output {
         let sequence = sequence.to_string();
         let mut args = vec![
             "channel",
@@ -77,11 +86,7 @@ impl Publisher {
             self.secret.to_str().unwrap(),
         ];
         args.extend_from_slice(flags);
-        let out = run_packd(&args, &[]);
-        if out.status.success() {
-            self.serve();
-        }
-        out
+        run_packd(&args, &[])
     }
 
     fn serve(&self) {
@@ -303,6 +308,108 @@ fn a_channel_converges_switches_and_refuses_replays_expiry_forgeries_and_tamperi
         assert_eq!(p["channel_id"], Value::Null, "{p}");
     }
     let _ = second;
+}
+
+/// A publisher without packd: the key made by Debian's `minisign`, the
+/// artifact and the channel document signed by it. packd follows and
+/// converges; a document whose trusted comment (signed by the same tool)
+/// names another sequence is refused.
+#[test]
+fn a_channel_signed_by_debians_minisign_is_followed() {
+    if !have_minisign() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (secret, public) = (dir.path().join("tool.key"), dir.path().join("tool.pub"));
+    let password = dir.path().join("password");
+    std::fs::write(&password, "correct horse\n").unwrap();
+    let (secret_s, public_s) = (secret.to_str().unwrap(), public.to_str().unwrap());
+    minisign(&["-G", "-p", public_s, "-s", secret_s]);
+    let site = dir.path().join("site");
+    std::fs::create_dir(&site).unwrap();
+    let p = Publisher {
+        site,
+        secret: secret.clone(),
+        public,
+        server: ArtifactServer::start(),
+        _dir: dir,
+    };
+    let artifact = p.site.join("app-1.0.bin");
+    std::fs::write(&artifact, b"signed by the tool").unwrap();
+    let artifact = artifact.to_str().unwrap();
+    minisign(&[
+        "-S",
+        "-s",
+        secret_s,
+        "-m",
+        artifact,
+        "-t",
+        "name=app version=1.0",
+    ]);
+    // packd writes the document (checking the tool's artifact signature);
+    // the tool signs it again, and that signature is what is served.
+    let out = p.publish(
+        1,
+        &[
+            "--active",
+            "app@1.0",
+            "--password-file",
+            password.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let document = p.site.join("channel.json");
+    let document = document.to_str().unwrap();
+    minisign(&[
+        "-S",
+        "-s",
+        secret_s,
+        "-m",
+        document,
+        "-t",
+        "channel=stable sequence=1",
+    ]);
+    let (body, by_tool) = p.document();
+    assert!(
+        String::from_utf8_lossy(&by_tool).contains("trusted comment: channel=stable sequence=1")
+    );
+    p.serve_document(body, by_tool, Knobs::default());
+
+    let s = start(&p);
+    let id = follow(&s, &p, "auto")["id"].as_str().unwrap().to_string();
+    wait_active(&s, "app", "1.0");
+
+    // A new document (sequence 2; a changed body, so no 304), signed by
+    // the same tool and key with a trusted comment that lies about its
+    // sequence: refused, nothing changes.
+    let out = p.write(
+        2,
+        &[
+            "--active",
+            "app@1.0",
+            "--password-file",
+            password.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    minisign(&[
+        "-S",
+        "-s",
+        secret_s,
+        "-m",
+        document,
+        "-t",
+        "channel=stable sequence=9",
+    ]);
+    let (body, lying) = p.document();
+    p.serve_document(body, lying, Knobs::default());
+    s.send("POST", &format!("/v1/channels/{id}/sync"), &[], None)
+        .assert_status(202);
+    wait_error(&s, &id, "it was made for another document");
+    assert_eq!(
+        versions(&s, "app"),
+        [("1.0".to_string(), "active".to_string())]
+    );
 }
 
 #[test]

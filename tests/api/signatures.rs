@@ -186,18 +186,48 @@ fn an_artifact_stored_before_keys_were_trusted_vouches_for_nothing() {
     );
 }
 
+/// Whether Debian's `minisign` is here to witness; where it is not, the
+/// test is skipped (saying so) unless PACKD_TEST_NEEDS_MINISIGN=1 (CI
+/// installs it).
+pub(crate) fn have_minisign() -> bool {
+    if Command::new("minisign").arg("-v").output().is_ok() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("PACKD_TEST_NEEDS_MINISIGN").is_none(),
+        "minisign is required here"
+    );
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "skipped: minisign is not installed");
+    false
+}
+
+/// Runs Debian's `minisign` with `args`, its key's password (`correct
+/// horse`, the content of the password files the tests write) given on
+/// standard input as a script would.
+pub(crate) fn minisign(args: &[&str]) {
+    use std::io::Write;
+    let mut child = Command::new("minisign")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // It may exit before reading (a refusal): its status says why, below.
+    let _ = stdin.write_all(b"correct horse\ncorrect horse\n");
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "minisign {args:?}: {out:?}");
+}
+
 /// Debian's `minisign` is the witness: its keys and signatures work with
 /// packd, and packd's signatures verify with it. Skipped where it is not
 /// installed, unless PACKD_TEST_NEEDS_MINISIGN=1 (CI installs it).
 #[test]
 fn minisign_the_tool_and_packd_agree() {
-    if Command::new("minisign").arg("-v").output().is_err() {
-        assert!(
-            std::env::var_os("PACKD_TEST_NEEDS_MINISIGN").is_none(),
-            "minisign is required here"
-        );
-        use std::io::Write;
-        let _ = writeln!(std::io::stderr(), "skipped: minisign is not installed");
+    if !have_minisign() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -206,21 +236,7 @@ fn minisign_the_tool_and_packd_agree() {
     // input as a script would.
     let password = dir.path().join("password");
     std::fs::write(&password, "correct horse\n").unwrap();
-    let run = |args: &[&str]| {
-        use std::io::Write;
-        let mut child = Command::new("minisign")
-            .args(args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(b"correct horse\ncorrect horse\n").unwrap();
-        drop(stdin);
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "minisign {args:?}: {out:?}");
-    };
+    let run = minisign;
     run(&[
         "-G",
         "-p",
