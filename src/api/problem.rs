@@ -324,6 +324,12 @@ fn body_in_our_words(reason: &str) -> String {
         .trim_end_matches('.');
     if let Some(rest) = bare.strip_prefix("Expected input type \"") {
         let (ty, found) = rest.split_once("\", found ").unwrap_or((rest, ""));
+        // What the client sent is said back, but only its start: a 64 KiB
+        // value is not worth echoing (nor logging) whole.
+        let found = match found.char_indices().nth(80) {
+            Some((at, _)) => format!("{}…", &found[..at]),
+            None => found.to_string(),
+        };
         let one_of = |values: Vec<&str>| format!("must be one of {}", values.join(", "));
         let max = ty
             .strip_prefix("text(")

@@ -481,4 +481,11 @@ fn a_bad_body_is_said_plainly() {
         let detail = p["detail"].as_str().unwrap();
         assert!(!detail.contains("occurred while parsing"), "{detail}");
     }
+    // A large value of the wrong type is said back by its start only.
+    let long = serde_json::json!({"name": ["x".repeat(50_000)], "version": "1"});
+    let p = s
+        .json("POST", "/v1/packages", &long)
+        .assert_problem(400, "bad_request");
+    let detail = p["detail"].as_str().unwrap();
+    assert!(detail.len() < 300 && detail.ends_with("…)"), "{detail}");
 }
